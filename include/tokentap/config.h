@@ -1,0 +1,68 @@
+// Config: the proxy's immutable settings, parsed once from flags and environment at start-up.
+//
+// It is the only process-wide state (STYLE §3): every shard reads it, none writes it. Parsing is
+// pure (argv and an environment lookup in, a Config or one error line out) so it is unit-tested
+// without a process. Flags accept the Go spelling of the seeds (`-upstream x`, `-listen=x`) as well
+// as GNU `--flag value` / `--flag=value`, so scripts written for either seed keep working.
+#pragma once
+
+#include <netinet/in.h>
+#include <sys/socket.h>
+
+#include <cstdint>
+#include <functional>
+#include <optional>
+#include <string>
+#include <string_view>
+
+namespace tokentap {
+
+// A resolved TCP endpoint plus the text it came from (for banners and the upstream Host header).
+struct Endpoint {
+  sockaddr_storage addr{};
+  socklen_t addr_len = 0;
+  std::string text;  // "host:port" as an operator would write it
+};
+
+constexpr std::uint64_t mib = 1024 * 1024;
+constexpr int threads_max = 256;
+constexpr std::uint64_t max_body_bytes_default = 256 * mib;
+constexpr std::uint32_t max_models_default = 512;
+constexpr std::uint32_t drain_timeout_ms_default = 30'000;
+
+struct Config {
+  Endpoint listen;            // proxy listener, default :11435
+  Endpoint upstream;          // the Ollama (or compatible) server, default 127.0.0.1:11434
+  std::string upstream_host;  // Host header value sent upstream: the URL's host[:port]
+  Endpoint metrics_listen;    // metrics listener, default :9836
+  int threads = 0;            // shards; 0 before parsing means "online CPUs"
+  bool preserve_host = false;
+  bool metrics_on_proxy = false;
+  std::uint32_t max_models = max_models_default;
+  std::uint64_t max_body_bytes = max_body_bytes_default;
+  std::uint32_t drain_timeout_ms = drain_timeout_ms_default;
+  std::string metrics_token;
+  std::string access_log;  // empty: off; "-": stdout
+};
+
+// What parse_config decided: run with a Config, print help/version and exit 0, or fail (exit 2).
+struct ParseOutcome {
+  enum class Kind { run, help, version, error } kind = Kind::error;
+  Config config;
+  std::string error;  // one line, no trailing newline, when kind == error
+};
+
+using EnvLookup = std::function<const char*(const char*)>;
+
+[[nodiscard]] ParseOutcome parse_config(int argc, const char* const* argv, const EnvLookup& env);
+
+// Parses "host:port", ":port", "[v6]:port"; a host name is resolved with getaddrinfo.
+[[nodiscard]] std::optional<Endpoint> parse_endpoint(std::string_view text, std::string* error);
+
+// Parses "http://host[:port][/]" into an endpoint and the Host header value.
+[[nodiscard]] bool parse_upstream_url(std::string_view url, Endpoint* out, std::string* host_header,
+                                      std::string* error);
+
+[[nodiscard]] std::string help_text();
+
+}  // namespace tokentap

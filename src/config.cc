@@ -1,0 +1,277 @@
+// Config parsing: flags and environment → an immutable Config, or one clear error line.
+#include "tokentap/config.h"
+
+#include <arpa/inet.h>
+#include <netdb.h>
+#include <unistd.h>
+
+#include <charconv>
+#include <cstring>
+#include <fmt/format.h>
+
+namespace tokentap {
+namespace {
+
+constexpr std::string_view default_listen = ":11435";
+constexpr std::string_view default_upstream = "http://127.0.0.1:11434";
+constexpr std::string_view default_metrics_listen = ":9836";
+
+bool parse_port(std::string_view text, std::uint16_t* port) {
+  unsigned value = 0;
+  const auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), value);
+  if (ec != std::errc{} || end != text.data() + text.size() || value == 0 || value > 65535) {
+    return false;
+  }
+  *port = static_cast<std::uint16_t>(value);
+  return true;
+}
+
+template <typename Int>
+bool parse_uint(std::string_view text, Int* out) {
+  Int value = 0;
+  const auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), value);
+  if (ec != std::errc{} || end != text.data() + text.size() || text.empty()) return false;
+  *out = value;
+  return true;
+}
+
+// Resolves host (empty = wildcard) and port into a sockaddr. Literal addresses never hit DNS.
+bool resolve(const std::string& host, std::uint16_t port, bool passive, Endpoint* out,
+             std::string* error) {
+  addrinfo hints{};
+  hints.ai_family = AF_UNSPEC;
+  hints.ai_socktype = SOCK_STREAM;
+  hints.ai_flags = passive ? AI_PASSIVE : 0;
+  addrinfo* result = nullptr;
+  const std::string service = std::to_string(port);
+  const int rc = getaddrinfo(host.empty() ? nullptr : host.c_str(), service.c_str(), &hints, &result);
+  if (rc != 0 || result == nullptr) {
+    *error = fmt::format("cannot resolve '{}': {}", host, gai_strerror(rc));
+    return false;
+  }
+  // Prefer IPv4 for the wildcard so ":11435" binds 0.0.0.0 as the seeds did.
+  const addrinfo* pick = result;
+  for (const addrinfo* ai = result; ai != nullptr; ai = ai->ai_next) {
+    if (ai->ai_family == AF_INET) {
+      pick = ai;
+      break;
+    }
+  }
+  std::memcpy(&out->addr, pick->ai_addr, pick->ai_addrlen);
+  out->addr_len = pick->ai_addrlen;
+  freeaddrinfo(result);
+  return true;
+}
+
+// Splits "host:port", "[v6]:port" or ":port" into its parts.
+bool split_host_port(std::string_view text, std::string* host, std::string_view* port) {
+  if (!text.empty() && text.front() == '[') {
+    const auto close = text.find(']');
+    if (close == std::string_view::npos || close + 1 >= text.size() || text[close + 1] != ':') {
+      return false;
+    }
+    *host = std::string(text.substr(1, close - 1));
+    *port = text.substr(close + 2);
+    return true;
+  }
+  const auto colon = text.rfind(':');
+  if (colon == std::string_view::npos) return false;
+  *host = std::string(text.substr(0, colon));
+  *port = text.substr(colon + 1);
+  return host->find(':') == std::string::npos;
+}
+
+}  // namespace
+
+std::optional<Endpoint> parse_endpoint(std::string_view text, std::string* error) {
+  std::string host;
+  std::string_view port_text;
+  std::uint16_t port = 0;
+  if (!split_host_port(text, &host, &port_text) || !parse_port(port_text, &port)) {
+    *error = fmt::format("invalid address '{}' (want host:port, :port or [v6]:port)", text);
+    return std::nullopt;
+  }
+  Endpoint ep;
+  if (!resolve(host, port, /*passive=*/true, &ep, error)) return std::nullopt;
+  ep.text = std::string(text);
+  return ep;
+}
+
+bool parse_upstream_url(std::string_view url, Endpoint* out, std::string* host_header,
+                        std::string* error) {
+  constexpr std::string_view scheme = "http://";
+  if (url.substr(0, scheme.size()) != scheme) {
+    *error = fmt::format("invalid upstream URL '{}': only http:// is supported", url);
+    return false;
+  }
+  std::string_view rest = url.substr(scheme.size());
+  while (!rest.empty() && rest.back() == '/') rest.remove_suffix(1);
+  if (rest.empty() || rest.find('/') != std::string_view::npos ||
+      rest.find('@') != std::string_view::npos || rest.find('?') != std::string_view::npos) {
+    *error = fmt::format("invalid upstream URL '{}': want http://host[:port] with no path", url);
+    return false;
+  }
+  std::string host;
+  std::string_view port_text = "80";
+  const bool has_port = rest.back() != ']' && rest.rfind(':') != std::string_view::npos;
+  if (has_port) {
+    if (!split_host_port(rest, &host, &port_text)) {
+      *error = fmt::format("invalid upstream URL '{}'", url);
+      return false;
+    }
+  } else {
+    host = std::string(rest);
+    if (host.size() > 2 && host.front() == '[') host = host.substr(1, host.size() - 2);
+  }
+  std::uint16_t port = 0;
+  if (host.empty() || !parse_port(port_text, &port)) {
+    *error = fmt::format("invalid upstream URL '{}': bad host or port", url);
+    return false;
+  }
+  if (!resolve(host, port, /*passive=*/false, out, error)) return false;
+  out->text = std::string(rest);
+  *host_header = std::string(rest);
+  return true;
+}
+
+std::string help_text() {
+  return fmt::format(
+      "usage: tokentap [flags]\n"
+      "\n"
+      "io_uring reverse proxy for Ollama / OpenAI / Anthropic servers with Prometheus metrics.\n"
+      "\n"
+      "  --listen ADDR          proxy address (default {}; env LISTEN_ADDR)\n"
+      "  --upstream URL         upstream server (default {}; alias --ollama-url;\n"
+      "                         env OLLAMA_UPSTREAM)\n"
+      "  --metrics-listen ADDR  metrics address serving /metrics and /healthz (default {})\n"
+      "  --threads N            shards, one per core (default: online CPUs)\n"
+      "  --preserve-host        send the client's Host upstream instead of the upstream's\n"
+      "  --metrics-on-proxy     also serve /metrics on the proxy port\n"
+      "  --max-models N         distinct model label values before __overflow__ (default {})\n"
+      "  --max-body BYTES       largest request body accepted (default {}; --max-body-mb N)\n"
+      "  --drain-timeout MS     how long in-flight requests may finish on SIGTERM (default {})\n"
+      "  --metrics-token TOKEN  require 'Authorization: Bearer TOKEN' on /metrics\n"
+      "  --access-log FILE|-    JSON access log, one line per request\n"
+      "  --help, --version\n"
+      "\n"
+      "Flags may be written -flag or --flag, with the value after '=' or as the next argument.\n",
+      default_listen, default_upstream, default_metrics_listen, max_models_default,
+      max_body_bytes_default, drain_timeout_ms_default);
+}
+
+namespace {
+
+struct RawFlags {
+  std::string listen{default_listen};
+  std::string upstream{default_upstream};
+  std::string metrics_listen{default_metrics_listen};
+};
+
+// Applies one flag with its value; returns false with *error set when the flag is unknown or bad.
+bool apply_flag(std::string_view name, std::string_view value, RawFlags* raw, Config* cfg,
+                std::string* error) {
+  auto bad = [&](std::string_view want) {
+    *error = fmt::format("invalid value '{}' for --{}: want {}", value, name, want);
+    return false;
+  };
+  if (name == "listen") {
+    raw->listen = value;
+  } else if (name == "upstream" || name == "ollama-url") {
+    raw->upstream = value;
+  } else if (name == "metrics-listen") {
+    raw->metrics_listen = value;
+  } else if (name == "threads") {
+    if (!parse_uint(value, &cfg->threads) || cfg->threads < 1 || cfg->threads > threads_max) {
+      return bad(fmt::format("1..{}", threads_max));
+    }
+  } else if (name == "max-models") {
+    if (!parse_uint(value, &cfg->max_models) || cfg->max_models < 1) return bad("a count >= 1");
+  } else if (name == "max-body") {
+    if (!parse_uint(value, &cfg->max_body_bytes) || cfg->max_body_bytes < 1) return bad("bytes");
+  } else if (name == "max-body-mb") {
+    std::uint64_t mb = 0;
+    if (!parse_uint(value, &mb) || mb < 1 || mb > (1ull << 40) / mib) return bad("MiB >= 1");
+    cfg->max_body_bytes = mb * mib;
+  } else if (name == "drain-timeout") {
+    if (!parse_uint(value, &cfg->drain_timeout_ms)) return bad("milliseconds");
+  } else if (name == "metrics-token") {
+    cfg->metrics_token = value;
+  } else if (name == "access-log") {
+    cfg->access_log = value;
+  } else {
+    *error = fmt::format("unknown flag --{} (see --help)", name);
+    return false;
+  }
+  return true;
+}
+
+bool is_switch(std::string_view name) {
+  return name == "preserve-host" || name == "metrics-on-proxy" || name == "help" || name == "h" ||
+         name == "version";
+}
+
+ParseOutcome finish(RawFlags raw, Config cfg) {
+  ParseOutcome out;
+  std::string error;
+  auto listen = parse_endpoint(raw.listen, &error);
+  if (!listen) return ParseOutcome{ParseOutcome::Kind::error, {}, "--listen: " + error};
+  auto metrics = parse_endpoint(raw.metrics_listen, &error);
+  if (!metrics) return ParseOutcome{ParseOutcome::Kind::error, {}, "--metrics-listen: " + error};
+  if (!parse_upstream_url(raw.upstream, &cfg.upstream, &cfg.upstream_host, &error)) {
+    return ParseOutcome{ParseOutcome::Kind::error, {}, "--upstream: " + error};
+  }
+  cfg.listen = std::move(*listen);
+  cfg.metrics_listen = std::move(*metrics);
+  if (cfg.threads == 0) {
+    const long online = sysconf(_SC_NPROCESSORS_ONLN);
+    cfg.threads = online < 1 ? 1 : (online > threads_max ? threads_max : static_cast<int>(online));
+  }
+  out.kind = ParseOutcome::Kind::run;
+  out.config = std::move(cfg);
+  return out;
+}
+
+}  // namespace
+
+ParseOutcome parse_config(int argc, const char* const* argv, const EnvLookup& env) {
+  RawFlags raw;
+  Config cfg;
+  if (const char* v = env("LISTEN_ADDR"); v != nullptr && *v != '\0') raw.listen = v;
+  if (const char* v = env("OLLAMA_UPSTREAM"); v != nullptr && *v != '\0') raw.upstream = v;
+
+  for (int i = 1; i < argc; ++i) {
+    std::string_view arg = argv[i];
+    if (arg.size() < 2 || arg[0] != '-') {
+      return ParseOutcome{ParseOutcome::Kind::error, {},
+                          fmt::format("unexpected argument '{}' (see --help)", arg)};
+    }
+    arg.remove_prefix(arg[1] == '-' ? 2 : 1);
+    std::string_view name = arg;
+    std::optional<std::string_view> value;
+    if (const auto eq = arg.find('='); eq != std::string_view::npos) {
+      name = arg.substr(0, eq);
+      value = arg.substr(eq + 1);
+    }
+    if (is_switch(name)) {
+      if (name == "help" || name == "h") return ParseOutcome{ParseOutcome::Kind::help, {}, {}};
+      if (name == "version") return ParseOutcome{ParseOutcome::Kind::version, {}, {}};
+      const bool on = !value || *value == "true" || *value == "1";
+      (name == "preserve-host" ? cfg.preserve_host : cfg.metrics_on_proxy) = on;
+      continue;
+    }
+    if (!value) {
+      if (i + 1 >= argc) {
+        return ParseOutcome{ParseOutcome::Kind::error, {},
+                            fmt::format("flag --{} needs a value (see --help)", name)};
+      }
+      value = std::string_view(argv[++i]);
+    }
+    std::string error;
+    if (!apply_flag(name, *value, &raw, &cfg, &error)) {
+      return ParseOutcome{ParseOutcome::Kind::error, {}, error};
+    }
+  }
+  return finish(std::move(raw), std::move(cfg));
+}
+
+}  // namespace tokentap
