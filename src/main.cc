@@ -1,8 +1,28 @@
-// tokentap entry point: parse the configuration, then hand over to the server.
+// tokentap entry point: parse the configuration, start the shards, wait for SIGINT/SIGTERM.
+#include <signal.h>
+
 #include <cstdio>
 #include <cstdlib>
 
 #include "tokentap/config.h"
+#include "tokentap/server.h"
+
+namespace {
+
+// Signals are blocked in every thread and taken synchronously here, so no handler ever runs
+// on a shard thread in the middle of a loop turn.
+sigset_t block_signals() {
+  sigset_t set;
+  sigemptyset(&set);
+  sigaddset(&set, SIGINT);
+  sigaddset(&set, SIGTERM);
+  sigaddset(&set, SIGHUP);
+  pthread_sigmask(SIG_BLOCK, &set, nullptr);
+  signal(SIGPIPE, SIG_IGN);
+  return set;
+}
+
+}  // namespace
 
 int main(int argc, char** argv) {
   using tokentap::ParseOutcome;
@@ -21,6 +41,23 @@ int main(int argc, char** argv) {
     case ParseOutcome::Kind::run:
       break;
   }
-  std::fprintf(stderr, "tokentap: the proxy loop is not built yet\n");
-  return 1;
+  const sigset_t signals = block_signals();
+  tokentap::Server server(parsed.config);
+  std::string error;
+  if (!server.start(&error)) {
+    std::fprintf(stderr, "tokentap: %s\n", error.c_str());
+    return 1;
+  }
+  std::printf("tokentap %s listening on %s, upstream http://%s, %s\n", TOKENTAP_VERSION,
+              parsed.config.listen.text.c_str(), parsed.config.upstream_host.c_str(),
+              server.features());
+  std::fflush(stdout);
+  for (;;) {
+    int sig = 0;
+    if (sigwait(&signals, &sig) != 0) continue;
+    if (sig == SIGHUP) continue;  // nothing to reload: say so by doing nothing, never exit
+    break;
+  }
+  server.stop();
+  return 0;
 }

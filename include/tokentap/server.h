@@ -1,0 +1,51 @@
+// Server: starts one Shard per configured thread, each on its own thread with its own
+// SO_REUSEPORT listener, and stops them. The listeners are opened here, on the caller's thread,
+// so a bad address fails start() synchronously and port 0 (tests) resolves to one port that
+// every shard shares.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "tokentap/config.h"
+
+namespace tokentap {
+
+class Shard;
+
+constexpr int listen_backlog = 4096;
+
+class Server {
+ public:
+  explicit Server(Config config);
+  Server(const Server&) = delete;
+  Server& operator=(const Server&) = delete;
+  ~Server();
+
+  // Opens the listeners and starts every shard; returns once all are accepting or one failed.
+  [[nodiscard]] bool start(std::string* error);
+  // Asks every shard to stop and joins their threads.
+  void stop();
+  std::uint16_t port() const { return port_; }
+  const Config& config() const { return config_; }
+  int shard_count() const { return static_cast<int>(shards_.size()); }
+  const char* features() const;
+
+ private:
+  [[nodiscard]] int open_listener(const Endpoint& ep, std::string* error);
+
+  Config config_;
+  std::uint16_t port_ = 0;
+  std::vector<int> listen_fds_;
+  std::vector<std::unique_ptr<Shard>> shards_;
+  std::vector<std::thread> threads_;
+  std::string features_;
+};
+
+// Raises RLIMIT_NOFILE's soft limit to its hard limit: every connection costs two descriptors.
+void raise_fd_limit();
+
+}  // namespace tokentap

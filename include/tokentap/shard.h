@@ -1,0 +1,112 @@
+// Shard: one core's share of the proxy. Everything it touches on the data path it owns alone:
+// its thread, io_uring, SO_REUSEPORT listener, provided buffers, connection slab, upstream pool.
+// The only state shared with other shards is the immutable Config (STYLE §3).
+//
+// Loop turn: submit everything queued and wait for at least one completion (one io_uring_enter),
+// dispatch the CQE batch, advance the CQ once, publish returned buffers, re-arm receivers that
+// were starved of buffers. Every SQE carries a UserData (slot, generation, op); a CQE whose
+// generation no longer matches its slot is stale and dropped (its buffer, if any, recycled).
+//
+// Op accounting (in-flight counts, multishot arming) is done here in dispatch, before the owner
+// sees the completion, so owners only decide what a completion means.
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "tokentap/buf_ring.h"
+#include "tokentap/config.h"
+#include "tokentap/conn.h"
+#include "tokentap/ring.h"
+#include "tokentap/send_queue.h"
+#include "tokentap/slab.h"
+#include "tokentap/upstream_pool.h"
+
+namespace tokentap {
+
+constexpr std::uint32_t conns_per_shard = 8192;
+constexpr std::uint32_t cqe_batch_max = 256;
+constexpr unsigned loop_wait_ms = 1000;  // wake at least this often to look at the stop flag
+constexpr std::uint32_t shard_slot = UINT32_MAX;  // user_data slot of shard-level ops
+
+struct ShardCounters {
+  std::uint64_t accepted = 0;
+  std::uint64_t rejected_limit = 0;
+  std::uint64_t stale_cqes = 0;
+  std::uint64_t upstream_connect_errors = 0;
+  std::uint64_t upstream_resets = 0;
+  std::uint64_t upstream_malformed = 0;
+  std::uint64_t upstream_timeouts = 0;
+  std::uint64_t client_aborts = 0;
+};
+
+class Shard {
+ public:
+  Shard(const Config& config, int index, int listen_fd);
+  Shard(const Shard&) = delete;
+  Shard& operator=(const Shard&) = delete;
+  ~Shard();
+
+  // On the shard's own thread (SINGLE_ISSUER): ring, buffers, slabs, first accept.
+  [[nodiscard]] bool init(std::string* error);
+  void run();
+  // Any thread: asks the loop to stop; it closes every connection and returns from run().
+  void request_stop();
+
+  // ---- services for Conn ----
+  const Config& config() const { return config_; }
+  Ring& ring() { return ring_; }
+  BufRing& bufs() { return bufs_; }
+  SegmentPool& segments() { return segments_; }
+  UpstreamPool& upstreams() { return upstreams_; }
+  ShardCounters& counters() { return counters_; }
+
+  void arm_recv(int fd, std::uint64_t user_data);
+  void cancel(std::uint64_t user_data);
+  void cancel_fd(int fd);
+  // Starts a connect to the upstream; returns the UpstreamPool slot or none on failure.
+  [[nodiscard]] std::uint32_t connect_upstream(std::uint32_t owner);
+  // Closes an upstream connection not in use: shutdown now, close when its last op completes.
+  void retire_upstream(std::uint32_t slot);
+  // Back to the idle list (or closed if the list is full).
+  void park_upstream(std::uint32_t slot);
+  // A recv of this connection (client or upstream side) stopped on ENOBUFS: call its
+  // on_buffers_available once buffers are back. `tag` is UserData{slot, generation}.encode().
+  void starved_conn(std::uint64_t tag) { starved_conns_.push_back(tag); }
+  std::uint32_t open_conns() const { return conns_.used(); }
+
+ private:
+  void dispatch(io_uring_cqe* cqe);
+  void dispatch_conn(UserData ud, int res, std::uint32_t flags);
+  void dispatch_upstream(UserData ud, int res, std::uint32_t flags);
+  void on_upstream_unowned(std::uint32_t slot, Op op, int res, std::uint32_t flags);
+  void on_accept(int res, std::uint32_t flags);
+  void arm_accept();
+  void arm_wakeup();
+  void drop_buffer(int res, std::uint32_t flags);
+  void maybe_free_conn(std::uint32_t slot);
+  void maybe_free_upstream(std::uint32_t slot);
+  void rearm_starved();
+  void shutdown_all();
+
+  const Config& config_;
+  int index_;
+  int listen_fd_;
+  int wake_fd_ = -1;
+  std::uint64_t wake_value_ = 0;
+  std::atomic<bool> stop_{false};
+  bool accept_armed_ = false;
+
+  Ring ring_;
+  BufRing bufs_;
+  SegmentPool segments_;
+  Slab<Conn> conns_;
+  UpstreamPool upstreams_;
+  std::vector<std::uint64_t> starved_conns_;
+  std::vector<std::uint64_t> starved_scratch_;  // swapped with starved_conns_ while re-arming
+  ShardCounters counters_;
+};
+
+}  // namespace tokentap

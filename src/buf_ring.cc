@@ -1,0 +1,100 @@
+// BufRing: provided-buffer ring registration and buffer ownership; see buf_ring.h.
+#include "tokentap/buf_ring.h"
+
+#include <sys/mman.h>
+
+#include <cstring>
+#include <fmt/format.h>
+
+#include "tokentap/assert.h"
+
+namespace tokentap {
+
+BufRing::~BufRing() {
+  if (registered_) io_uring_unregister_buf_ring(ring_, buf_group_id);
+  if (br_ != nullptr) munmap(br_, br_bytes_);
+  if (base_ != nullptr) munmap(base_, base_bytes_);
+}
+
+bool BufRing::init(io_uring* ring, std::uint32_t ring_count, std::uint32_t spare_count,
+                   std::string* error) {
+  TT_ASSERT((ring_count & (ring_count - 1)) == 0 && ring_count > 0);
+  ring_ = ring;
+  ring_count_ = ring_count;
+  spare_count_ = spare_count;
+  br_bytes_ = std::size_t{ring_count} * sizeof(io_uring_buf);
+  void* br = mmap(nullptr, br_bytes_, PROT_READ | PROT_WRITE, MAP_ANONYMOUS | MAP_PRIVATE, -1, 0);
+  base_bytes_ = std::size_t{ring_count + spare_count} * buf_bytes;
+  void* base =
+      mmap(nullptr, base_bytes_, PROT_READ | PROT_WRITE, MAP_ANONYMOUS | MAP_PRIVATE, -1, 0);
+  if (br == MAP_FAILED || base == MAP_FAILED) {
+    *error = "cannot map buffer memory";
+    return false;
+  }
+  br_ = static_cast<io_uring_buf_ring*>(br);
+  base_ = static_cast<char*>(base);
+
+  io_uring_buf_reg reg{};
+  reg.ring_addr = reinterpret_cast<std::uint64_t>(br_);
+  reg.ring_entries = ring_count;
+  reg.bgid = buf_group_id;
+  const int rc = io_uring_register_buf_ring(ring, &reg, 0);
+  if (rc < 0) {
+    *error = fmt::format("cannot register provided buffer ring: {} (kernel 5.19+ required)",
+                         std::strerror(-rc));
+    return false;
+  }
+  registered_ = true;
+  io_uring_buf_ring_init(br_);
+  const int mask = io_uring_buf_ring_mask(ring_count);
+  for (std::uint32_t i = 0; i < ring_count; ++i) {
+    io_uring_buf_ring_add(br_, data(static_cast<std::uint16_t>(i)), buf_bytes,
+                          static_cast<unsigned short>(i), mask, static_cast<int>(i));
+  }
+  io_uring_buf_ring_advance(br_, static_cast<int>(ring_count));
+  ring_free_ = ring_count;
+  refs_.assign(ring_count + spare_count, 0);
+  spare_free_.reserve(spare_count);
+  for (std::uint32_t i = 0; i < spare_count; ++i) {
+    spare_free_.push_back(static_cast<std::uint16_t>(ring_count + spare_count - 1 - i));
+  }
+  return true;
+}
+
+void BufRing::on_received(std::uint16_t id) {
+  TT_ASSERT(is_ring(id));
+  TT_ASSERT(refs_[id] == 0);
+  refs_[id] = 1;
+  TT_ASSERT(ring_free_ > 0);
+  --ring_free_;
+}
+
+void BufRing::unref(std::uint16_t id) {
+  TT_ASSERT(refs_[id] > 0);
+  if (--refs_[id] != 0) return;
+  if (is_ring(id)) {
+    io_uring_buf_ring_add(br_, data(id), buf_bytes, id, io_uring_buf_ring_mask(ring_count_),
+                          static_cast<int>(pending_));
+    ++pending_;
+  } else {
+    spare_free_.push_back(id);
+  }
+}
+
+int BufRing::alloc_spare() {
+  if (spare_free_.empty()) return -1;
+  const std::uint16_t id = spare_free_.back();
+  spare_free_.pop_back();
+  TT_ASSERT(refs_[id] == 0);
+  refs_[id] = 1;
+  return id;
+}
+
+void BufRing::flush() {
+  if (pending_ == 0) return;
+  io_uring_buf_ring_advance(br_, static_cast<int>(pending_));
+  ring_free_ += pending_;
+  pending_ = 0;
+}
+
+}  // namespace tokentap

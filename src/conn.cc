@@ -1,0 +1,356 @@
+// Conn: the client connection state machine; see conn.h for the states and the data flow.
+#include "tokentap/conn.h"
+
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+#include <fmt/format.h>
+
+#include "tokentap/assert.h"
+#include "tokentap/clock.h"
+#include "tokentap/shard.h"
+
+namespace tokentap {
+namespace {
+
+constexpr std::uint32_t none = Slab<Conn>::none;
+
+std::uint16_t buffer_id(std::uint32_t flags) {
+  return static_cast<std::uint16_t>(flags >> IORING_CQE_BUFFER_SHIFT);
+}
+
+}  // namespace
+
+void Conn::start(Shard* shard, std::uint32_t slot, int fd) {
+  shard_ = shard;
+  slot_ = slot;
+  fd_ = fd;
+  state_ = State::open;
+  inflight_ = 0;
+  recv_armed_ = recv_cancel_pending_ = recv_starved_ = send_inflight_ = false;
+  upstream_ = none;
+  head_buf_ = -1;
+  head_len_ = 0;
+  reset_exchange();
+  req_.init_request();
+  update_client_recv();
+}
+
+void Conn::on_completion(Op op, int res, std::uint32_t flags) {
+  switch (op) {
+    case Op::client_recv:
+      on_client_recv(res, flags);
+      return;
+    case Op::client_send:
+      on_client_send(res);
+      return;
+    case Op::upstream_connect:
+      on_upstream_connect(res);
+      return;
+    case Op::upstream_recv:
+      on_upstream_recv(res, flags);
+      return;
+    case Op::upstream_send:
+      on_upstream_send(res);
+      return;
+    default:
+      TT_ASSERT(false && "op not owned by Conn");
+  }
+}
+
+bool Conn::ready_to_free() const { return state_ == State::closing && inflight_ == 0; }
+
+void Conn::release_resources() {
+  TT_ASSERT(upstream_ == none);
+  SegmentPool& segs = shard_->segments();
+  BufRing& bufs = shard_->bufs();
+  client_in_.clear(segs, bufs);
+  to_client_.clear(segs, bufs);
+  to_upstream_.clear(segs, bufs);
+  if (head_buf_ >= 0) bufs.unref(static_cast<std::uint16_t>(head_buf_));
+  head_buf_ = -1;
+  close(fd_);
+  fd_ = -1;
+  state_ = State::free;
+}
+
+void Conn::on_buffers_available() {
+  recv_starved_ = false;
+  if (upstream_ != none) shard_->upstreams().at(upstream_).recv_starved = false;
+  update_client_recv();
+  update_upstream_recv();
+}
+
+// ---- client side ----------------------------------------------------------------------------
+
+void Conn::update_client_recv() {
+  const bool want = (state_ == State::open || state_ == State::lingering) && !recv_starved_ &&
+                    client_in_.bytes() < queue_high_bytes && to_upstream_.bytes() < queue_high_bytes;
+  if (want && !recv_armed_) {
+    shard_->arm_recv(fd_, UserData{slot_, generation_, Op::client_recv}.encode());
+    recv_armed_ = true;
+    ++inflight_;
+  } else if (!want && recv_armed_ && !recv_cancel_pending_ && state_ == State::open) {
+    shard_->cancel(UserData{slot_, generation_, Op::client_recv}.encode());
+    recv_cancel_pending_ = true;
+  }
+}
+
+void Conn::on_client_recv(int res, std::uint32_t flags) {
+  if ((flags & IORING_CQE_F_MORE) == 0) recv_cancel_pending_ = false;
+  BufRing& bufs = shard_->bufs();
+  if (res > 0) {
+    const std::uint16_t bid = buffer_id(flags);
+    bufs.on_received(bid);
+    if (state_ == State::open) {
+      const bool queued = client_in_.push(shard_->segments(), bufs, bid, 0,
+                                          static_cast<std::uint32_t>(res));
+      bufs.unref(bid);
+      if (!queued) return close_now();
+      process_client_input();
+    } else {
+      bufs.unref(bid);  // lingering or closing: the client's bytes no longer matter
+    }
+  } else if (res == -ENOBUFS) {
+    recv_starved_ = true;
+    shard_->starved_conn(UserData{slot_, generation_, Op::none}.encode());
+  } else if (res != -ECANCELED) {
+    return on_client_gone();  // EOF, reset or any other error: the client is gone
+  }
+  update_client_recv();
+}
+
+void Conn::on_client_gone() {
+  if (state_ == State::closing) return;
+  const bool mid_exchange =
+      state_ == State::open && (head_len_ > 0 || req_state_ != Req::head || resp_state_ != Resp::idle);
+  if (mid_exchange) ++shard_->counters().client_aborts;
+  close_now();
+}
+
+void Conn::process_client_input() {
+  SegmentPool& segs = shard_->segments();
+  BufRing& bufs = shard_->bufs();
+  while (state_ == State::open && req_state_ != Req::done && !client_in_.empty()) {
+    const Segment s = segs.at(client_in_.head());
+    std::uint32_t used = 0;
+    const bool ok = req_state_ == Req::head
+                        ? feed_head(bufs.data(s.buf) + s.off, s.len, &used)
+                        : feed_body(s.buf, s.off, s.len, &used);
+    if (state_ != State::open) return;  // the queue was cleared by the failure path
+    client_in_.consume(segs, bufs, used);
+    if (!ok) return;
+  }
+  flush_upstream();
+  update_client_recv();
+}
+
+bool Conn::feed_head(const char* data, std::uint32_t len, std::uint32_t* used) {
+  if (head_len_ == 0 && start_ns_ == 0) start_ns_ = monotonic_ns();
+  std::size_t n = 0;
+  const HttpParser::Stop stop = req_.feed(data, len, &n);
+  if (stop == HttpParser::Stop::error) {
+    respond_error(400, "Bad Request", req_.error_reason());
+    return false;
+  }
+  BufRing& bufs = shard_->bufs();
+  if (head_buf_ < 0) {
+    head_buf_ = bufs.alloc_spare();
+    if (head_buf_ < 0) {
+      respond_error(503, "Service Unavailable", "tokentap: no buffer for the request head");
+      return false;
+    }
+  }
+  if (head_len_ + n > head_bytes_max) {
+    respond_error(431, "Request Header Fields Too Large", "tokentap: request head too large");
+    return false;
+  }
+  std::memcpy(bufs.data(static_cast<std::uint16_t>(head_buf_)) + head_len_, data, n);
+  head_len_ += static_cast<std::uint32_t>(n);
+  *used = static_cast<std::uint32_t>(n);
+  if (stop == HttpParser::Stop::need_more) return true;
+  on_request_head();
+  return state_ == State::open;
+}
+
+bool Conn::feed_body(std::uint16_t buf, std::uint32_t off, std::uint32_t len,
+                     std::uint32_t* used) {
+  BufRing& bufs = shard_->bufs();
+  std::size_t n = 0;
+  const HttpParser::Stop stop = req_.feed(bufs.data(buf) + off, len, &n);
+  if (stop == HttpParser::Stop::error) {
+    respond_error(400, "Bad Request", req_.error_reason());
+    return false;
+  }
+  if (n > 0 && !to_upstream_.push(shard_->segments(), bufs, buf, off, static_cast<std::uint32_t>(n))) {
+    close_now();
+    return false;
+  }
+  *used = static_cast<std::uint32_t>(n);
+  if (stop == HttpParser::Stop::message_done) on_request_done();
+  return state_ == State::open;
+}
+
+void Conn::on_request_head() {
+  BufRing& bufs = shard_->bufs();
+  const int out = bufs.alloc_spare();
+  if (out < 0) {
+    respond_error(503, "Service Unavailable", "tokentap: no buffer for the request head");
+    return;
+  }
+  const Config& cfg = shard_->config();
+  const RewriteOptions opts{cfg.upstream_host, cfg.preserve_host};
+  HeadFacts facts;
+  std::size_t out_len = 0;
+  const auto out_id = static_cast<std::uint16_t>(out);
+  const RewriteError err = rewrite_request_head(
+      std::string_view(bufs.data(static_cast<std::uint16_t>(head_buf_)), head_len_), opts,
+      bufs.data(out_id), buf_bytes, &out_len, &facts);
+  if (err != RewriteError::ok) {
+    bufs.unref(out_id);
+    if (err == RewriteError::too_large) {
+      respond_error(431, "Request Header Fields Too Large", "tokentap: request head too large");
+    } else {
+      respond_error(400, "Bad Request", "tokentap: malformed request head");
+    }
+    return;
+  }
+  route_ = route_of(facts.target);
+  head_request_ = facts.method == "HEAD";
+  close_after_ = !req_.keep_alive();
+  bufs.unref(static_cast<std::uint16_t>(head_buf_));
+  head_buf_ = -1;
+  head_len_ = 0;
+  const bool queued = to_upstream_.push(shard_->segments(), bufs, out_id, 0,
+                                        static_cast<std::uint32_t>(out_len));
+  bufs.unref(out_id);
+  if (!queued) return close_now();
+  resp_.init_response();
+  resp_.set_no_body(head_request_);
+  req_state_ = Req::body;
+  resp_state_ = Resp::head;
+  attach_upstream();
+  if (state_ != State::open) return;
+  // A request without a body completes right after its head: llhttp reports it on an empty feed.
+  static const char nothing = 0;
+  std::size_t n = 0;
+  if (req_.feed(&nothing, 0, &n) == HttpParser::Stop::message_done) on_request_done();
+}
+
+void Conn::on_request_done() {
+  req_state_ = Req::done;
+  maybe_finish_exchange();
+}
+
+bool Conn::send_queue(int fd, SendQueue& q, msghdr& msg, iovec* iov, std::uint32_t slot,
+                      std::uint32_t gen, Op op) {
+  const std::uint32_t n = q.gather(shard_->segments(), shard_->bufs(), iov, send_iov_max);
+  if (n == 0) return false;
+  msg = msghdr{};
+  msg.msg_iov = iov;
+  msg.msg_iovlen = n;
+  io_uring_sqe* sqe = shard_->ring().sqe();
+  io_uring_prep_sendmsg(sqe, fd, &msg, MSG_NOSIGNAL);
+  io_uring_sqe_set_data64(sqe, UserData{slot, gen, op}.encode());
+  return true;
+}
+
+void Conn::flush_client() {
+  if (state_ != State::open || send_inflight_ || to_client_.empty()) return;
+  if (send_queue(fd_, to_client_, client_msg_, client_iov_, slot_, generation_,
+                 Op::client_send)) {
+    send_inflight_ = true;
+    ++inflight_;
+  }
+}
+
+void Conn::on_client_send(int res) {
+  send_inflight_ = false;
+  if (state_ != State::open) return;
+  if (res < 0) return on_client_gone();
+  to_client_.consume(shard_->segments(), shard_->bufs(), static_cast<std::uint64_t>(res));
+  flush_client();
+  update_upstream_recv();
+  maybe_finish_exchange();
+}
+
+// ---- exchange end and failures ----------------------------------------------------------------
+
+void Conn::maybe_finish_exchange() {
+  if (state_ != State::open || resp_state_ != Resp::done) return;
+  if (send_inflight_ || !to_client_.empty()) return;
+  if (req_state_ != Req::done) {
+    // The upstream answered before reading the whole request (403, 413…): the rest of the
+    // request has nowhere to go, so neither connection can carry another exchange.
+    release_upstream(false);
+    return close_gracefully();
+  }
+  if (upstream_ != none) {
+    const UpstreamConn& u = shard_->upstreams().at(upstream_);
+    if (u.send_inflight || !to_upstream_.empty()) return;
+  }
+  release_upstream(!upstream_dirty_ && !close_after_);
+  if (close_after_) return close_gracefully();
+  reset_exchange();
+  process_client_input();
+  update_client_recv();
+}
+
+void Conn::reset_exchange() {
+  req_state_ = Req::head;
+  resp_state_ = Resp::idle;
+  route_ = Route::other;
+  close_after_ = upstream_dirty_ = upstream_retried_ = response_started_ = false;
+  up_recv_cancel_pending_ = head_request_ = false;
+  upstream_bytes_sent_ = 0;
+  start_ns_ = 0;
+}
+
+void Conn::respond_error(int status, const char* reason, const char* message) {
+  release_upstream(false);
+  if (response_started_) return close_now();  // too late for a status: truncate instead
+  BufRing& bufs = shard_->bufs();
+  const int b = bufs.alloc_spare();
+  if (b < 0) return close_now();
+  const auto id = static_cast<std::uint16_t>(b);
+  const std::string_view text = message != nullptr ? message : "error";
+  // Ollama's own error shape (wire-format §5), so clients parse it as they would Ollama's.
+  const std::size_t body_len = text.size() + 12;  // {"error":"…"}
+  const auto r = fmt::format_to_n(
+      bufs.data(id), buf_bytes,
+      "HTTP/1.1 {} {}\r\nContent-Type: application/json; charset=utf-8\r\n"
+      "Content-Length: {}\r\nConnection: close\r\n\r\n{{\"error\":\"{}\"}}",
+      status, reason, body_len, text);
+  SegmentPool& segs = shard_->segments();
+  to_upstream_.clear(segs, bufs);
+  client_in_.clear(segs, bufs);
+  const bool queued = to_client_.push(segs, bufs, id, 0, static_cast<std::uint32_t>(r.size));
+  bufs.unref(id);
+  if (!queued) return close_now();
+  response_started_ = true;
+  req_state_ = Req::done;
+  resp_state_ = Resp::done;
+  close_after_ = true;
+  flush_client();
+}
+
+void Conn::close_gracefully() {
+  state_ = State::lingering;
+  client_in_.clear(shard_->segments(), shard_->bufs());
+  // FIN after the last response byte; keep reading until the client's EOF so unread request
+  // bytes never make close() send an RST that could destroy the response in flight.
+  ::shutdown(fd_, SHUT_WR);
+  update_client_recv();
+}
+
+void Conn::close_now() {
+  if (state_ == State::closing || state_ == State::free) return;
+  state_ = State::closing;
+  release_upstream(false);
+  ::shutdown(fd_, SHUT_RDWR);
+  if (inflight_ > 0) shard_->cancel_fd(fd_);
+}
+
+}  // namespace tokentap

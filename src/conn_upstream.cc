@@ -1,0 +1,215 @@
+// Conn, upstream side: attaching an upstream connection, forwarding the request to it and its
+// response back, and every way that can fail. See conn.h for the state machine.
+#include <sys/socket.h>
+
+#include <cerrno>
+#include <cstring>
+
+#include "tokentap/assert.h"
+#include "tokentap/conn.h"
+#include "tokentap/shard.h"
+
+namespace tokentap {
+namespace {
+
+constexpr std::uint32_t none = Slab<Conn>::none;
+
+// True when the peer has already closed an idle pooled connection (its FIN is queued).
+bool peer_closed(int fd) {
+  char probe;
+  const ssize_t n = recv(fd, &probe, 1, MSG_PEEK | MSG_DONTWAIT);
+  return n == 0 || (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK);
+}
+
+}  // namespace
+
+void Conn::attach_upstream() {
+  UpstreamPool& pool = shard_->upstreams();
+  for (std::uint32_t s = pool.take_idle(); s != none; s = pool.take_idle()) {
+    UpstreamConn& u = pool.at(s);
+    // The idle recv normally reports a FIN at once; this catches one that arrived since.
+    if (peer_closed(u.fd)) {
+      shard_->retire_upstream(s);
+      continue;
+    }
+    u.state = UpstreamConn::State::active;
+    u.owner = slot_;
+    u.reused = true;
+    upstream_ = s;
+    flush_upstream();
+    update_upstream_recv();
+    return;
+  }
+  upstream_ = shard_->connect_upstream(slot_);
+  if (upstream_ == none) {
+    ++shard_->counters().upstream_connect_errors;
+    respond_error(502, "Bad Gateway", "tokentap: cannot open a connection to the upstream");
+  }
+}
+
+void Conn::on_upstream_connect(int res) {
+  if (res < 0) {
+    const bool timed_out = res == -ECANCELED;
+    ++(timed_out ? shard_->counters().upstream_timeouts : shard_->counters().upstream_connect_errors);
+    release_upstream(false);
+    return respond_error(502, "Bad Gateway",
+                         timed_out ? "tokentap: upstream connect timed out"
+                                   : "tokentap: upstream unreachable: connection refused or failed");
+  }
+  shard_->upstreams().at(upstream_).state = UpstreamConn::State::active;
+  flush_upstream();
+  update_upstream_recv();
+}
+
+void Conn::flush_upstream() {
+  if (upstream_ == none || to_upstream_.empty()) return;
+  UpstreamConn& u = shard_->upstreams().at(upstream_);
+  if (u.state != UpstreamConn::State::active || u.send_inflight) return;
+  if (send_queue(u.fd, to_upstream_, upstream_msg_, upstream_iov_, upstream_, u.generation,
+                 Op::upstream_send)) {
+    u.send_inflight = true;
+    ++u.inflight;
+  }
+}
+
+void Conn::on_upstream_send(int res) {
+  if (res < 0) {
+    const UpstreamConn& u = shard_->upstreams().at(upstream_);
+    // A pooled connection the upstream closed meanwhile: nothing of this request reached it,
+    // so one retry on a fresh connection is safe.
+    const bool stale = u.reused && upstream_bytes_sent_ == 0 && !upstream_retried_ &&
+                       (res == -EPIPE || res == -ECONNRESET);
+    release_upstream(false);
+    if (stale) {
+      upstream_retried_ = true;
+      upstream_ = shard_->connect_upstream(slot_);
+      if (upstream_ != none) return;
+    }
+    ++shard_->counters().upstream_resets;
+    return respond_error(502, "Bad Gateway", "tokentap: upstream closed the connection");
+  }
+  to_upstream_.consume(shard_->segments(), shard_->bufs(), static_cast<std::uint64_t>(res));
+  upstream_bytes_sent_ += static_cast<std::uint64_t>(res);
+  flush_upstream();
+  update_client_recv();
+  maybe_finish_exchange();
+}
+
+void Conn::update_upstream_recv() {
+  if (upstream_ == none) return;
+  UpstreamConn& u = shard_->upstreams().at(upstream_);
+  if (u.state != UpstreamConn::State::active) return;
+  const bool want = state_ == State::open && !u.recv_starved && to_client_.bytes() < queue_high_bytes;
+  if (want && !u.recv_armed) {
+    shard_->arm_recv(u.fd, UserData{upstream_, u.generation, Op::upstream_recv}.encode());
+    u.recv_armed = true;
+    ++u.inflight;
+  } else if (!want && u.recv_armed && !up_recv_cancel_pending_) {
+    shard_->cancel(UserData{upstream_, u.generation, Op::upstream_recv}.encode());
+    up_recv_cancel_pending_ = true;
+  }
+}
+
+void Conn::on_upstream_recv(int res, std::uint32_t flags) {
+  if ((flags & IORING_CQE_F_MORE) == 0) up_recv_cancel_pending_ = false;
+  if (res > 0) {
+    BufRing& bufs = shard_->bufs();
+    const auto bid = static_cast<std::uint16_t>(flags >> IORING_CQE_BUFFER_SHIFT);
+    bufs.on_received(bid);
+    process_upstream_data(bid, static_cast<std::uint32_t>(res));
+    bufs.unref(bid);
+  } else if (res == -ENOBUFS) {
+    shard_->upstreams().at(upstream_).recv_starved = true;
+    shard_->starved_conn(UserData{slot_, generation_, Op::none}.encode());
+  } else if (res != -ECANCELED) {
+    return on_upstream_eof(res < 0);
+  }
+  update_upstream_recv();
+}
+
+void Conn::process_upstream_data(std::uint16_t buf, std::uint32_t len) {
+  BufRing& bufs = shard_->bufs();
+  const char* data = bufs.data(buf);
+  std::uint32_t off = 0;
+  while (off < len && state_ == State::open) {
+    if (resp_state_ != Resp::head && resp_state_ != Resp::body) {
+      upstream_dirty_ = true;  // bytes after the response: never reuse this connection
+      break;
+    }
+    std::size_t used = 0;
+    const HttpParser::Stop stop = resp_.feed(data + off, len - off, &used);
+    if (stop == HttpParser::Stop::error) {
+      ++shard_->counters().upstream_malformed;
+      upstream_dirty_ = true;
+      return respond_error(502, "Bad Gateway", "tokentap: malformed response from upstream");
+    }
+    if (used > 0) {
+      if (!to_client_.push(shard_->segments(), bufs, buf, off, static_cast<std::uint32_t>(used))) {
+        return close_now();
+      }
+      response_started_ = true;
+      off += static_cast<std::uint32_t>(used);
+    }
+    if (stop == HttpParser::Stop::head_done) {
+      // 1xx (100 Continue) is forwarded and the final response follows on the same parser.
+      const int status = resp_.status();
+      if (status >= 200 || status == 101) resp_state_ = Resp::body;
+    } else if (stop == HttpParser::Stop::message_done) {
+      const int status = resp_.status();
+      if (status < 200 && status != 101) continue;
+      resp_state_ = Resp::done;
+      if (!resp_.keep_alive()) {
+        upstream_dirty_ = true;
+        close_after_ = true;
+      }
+    }
+  }
+  flush_client();
+  maybe_finish_exchange();
+}
+
+void Conn::on_upstream_eof(bool reset) {
+  if (state_ != State::open) return;
+  if (resp_state_ == Resp::body && !reset && resp_.finish() == HttpParser::Stop::message_done) {
+    // A close-delimited body ends here; the client learns its end the same way.
+    resp_state_ = Resp::done;
+    close_after_ = true;
+  }
+  if (resp_state_ == Resp::done || resp_state_ == Resp::idle) {
+    upstream_dirty_ = true;
+    release_upstream(false);
+    return maybe_finish_exchange();
+  }
+  // The response is incomplete.
+  const UpstreamConn& u = shard_->upstreams().at(upstream_);
+  const bool retryable = u.reused && !response_started_ && upstream_bytes_sent_ == 0 &&
+                         !u.send_inflight && !upstream_retried_;
+  release_upstream(false);
+  if (retryable) {
+    upstream_retried_ = true;
+    upstream_ = shard_->connect_upstream(slot_);
+    if (upstream_ != none) return;
+  }
+  ++shard_->counters().upstream_resets;
+  if (!response_started_) {
+    return respond_error(502, "Bad Gateway", "tokentap: upstream closed the connection");
+  }
+  // Mid-response: close without a terminating chunk, so the client sees a truncated response.
+  close_now();
+}
+
+void Conn::release_upstream(bool reusable) {
+  if (upstream_ == none) return;
+  const std::uint32_t s = upstream_;
+  upstream_ = none;
+  const UpstreamConn& u = shard_->upstreams().at(s);
+  if (reusable && u.state == UpstreamConn::State::active && !u.send_inflight &&
+      !up_recv_cancel_pending_) {
+    shard_->park_upstream(s);
+  } else {
+    shard_->retire_upstream(s);
+  }
+  up_recv_cancel_pending_ = false;
+}
+
+}  // namespace tokentap

@@ -1,0 +1,72 @@
+// SendQueue and SegmentPool; see send_queue.h.
+#include "tokentap/send_queue.h"
+
+#include "tokentap/assert.h"
+
+namespace tokentap {
+
+void SegmentPool::init(std::uint32_t count) {
+  segs_.assign(count, Segment{0, 0, 0, -1});
+  free_.clear();
+  free_.reserve(count);
+  for (std::uint32_t i = count; i > 0; --i) free_.push_back(static_cast<std::int32_t>(i - 1));
+}
+
+std::int32_t SegmentPool::alloc(std::uint16_t buf, std::uint32_t off, std::uint32_t len) {
+  if (free_.empty()) return -1;
+  const std::int32_t id = free_.back();
+  free_.pop_back();
+  segs_[static_cast<std::size_t>(id)] = Segment{buf, off, len, -1};
+  return id;
+}
+
+void SegmentPool::release(std::int32_t id) { free_.push_back(id); }
+
+bool SendQueue::push(SegmentPool& pool, BufRing& bufs, std::uint16_t buf, std::uint32_t off,
+                     std::uint32_t len) {
+  TT_DASSERT(len > 0);
+  const std::int32_t id = pool.alloc(buf, off, len);
+  if (id < 0) return false;
+  bufs.ref(buf);
+  if (tail_ < 0) {
+    head_ = tail_ = id;
+  } else {
+    pool.at(tail_).next = id;
+    tail_ = id;
+  }
+  bytes_ += len;
+  return true;
+}
+
+std::uint32_t SendQueue::gather(SegmentPool& pool, BufRing& bufs, iovec* iov, std::uint32_t max) {
+  std::uint32_t n = 0;
+  for (std::int32_t id = head_; id >= 0 && n < max; id = pool.at(id).next) {
+    const Segment& s = pool.at(id);
+    iov[n].iov_base = bufs.data(s.buf) + s.off;
+    iov[n].iov_len = s.len;
+    ++n;
+  }
+  return n;
+}
+
+void SendQueue::consume(SegmentPool& pool, BufRing& bufs, std::uint64_t n) {
+  TT_ASSERT(n <= bytes_);
+  bytes_ -= n;
+  while (n > 0 || (head_ >= 0 && pool.at(head_).len == 0)) {
+    TT_ASSERT(head_ >= 0);
+    Segment& s = pool.at(head_);
+    if (n < s.len) {
+      s.off += static_cast<std::uint32_t>(n);
+      s.len -= static_cast<std::uint32_t>(n);
+      return;
+    }
+    n -= s.len;
+    const std::int32_t next = s.next;
+    bufs.unref(s.buf);
+    pool.release(head_);
+    head_ = next;
+    if (head_ < 0) tail_ = -1;
+  }
+}
+
+}  // namespace tokentap

@@ -1,0 +1,117 @@
+// Server: listener set-up and shard threads; see server.h.
+#include "tokentap/server.h"
+
+#include <netinet/in.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+#include <fmt/format.h>
+#include <future>
+
+#include "tokentap/shard.h"
+
+namespace tokentap {
+
+void raise_fd_limit() {
+  rlimit lim{};
+  if (getrlimit(RLIMIT_NOFILE, &lim) == 0 && lim.rlim_cur < lim.rlim_max) {
+    lim.rlim_cur = lim.rlim_max;
+    (void)setrlimit(RLIMIT_NOFILE, &lim);
+  }
+}
+
+Server::Server(Config config) : config_(std::move(config)) {}
+
+Server::~Server() { stop(); }
+
+int Server::open_listener(const Endpoint& ep, std::string* error) {
+  const int fd = socket(ep.addr.ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (fd < 0) {
+    *error = fmt::format("socket: {}", std::strerror(errno));
+    return -1;
+  }
+  const int one = 1;
+  setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+  setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one));
+  sockaddr_storage addr = ep.addr;
+  if (port_ != 0) {
+    // Every shard binds the port the first one got (port 0 asks the kernel for one).
+    if (addr.ss_family == AF_INET) reinterpret_cast<sockaddr_in*>(&addr)->sin_port = htons(port_);
+    if (addr.ss_family == AF_INET6) reinterpret_cast<sockaddr_in6*>(&addr)->sin6_port = htons(port_);
+  }
+  if (bind(fd, reinterpret_cast<sockaddr*>(&addr), ep.addr_len) != 0 ||
+      listen(fd, listen_backlog) != 0) {
+    *error = fmt::format("cannot listen on {}: {}", ep.text, std::strerror(errno));
+    close(fd);
+    return -1;
+  }
+  if (port_ == 0) {
+    sockaddr_storage bound{};
+    socklen_t len = sizeof(bound);
+    getsockname(fd, reinterpret_cast<sockaddr*>(&bound), &len);
+    port_ = ntohs(bound.ss_family == AF_INET
+                      ? reinterpret_cast<sockaddr_in*>(&bound)->sin_port
+                      : reinterpret_cast<sockaddr_in6*>(&bound)->sin6_port);
+  }
+  return fd;
+}
+
+bool Server::start(std::string* error) {
+  raise_fd_limit();
+  for (int i = 0; i < config_.threads; ++i) {
+    const int fd = open_listener(config_.listen, error);
+    if (fd < 0) {
+      stop();
+      return false;
+    }
+    listen_fds_.push_back(fd);
+    shards_.push_back(std::make_unique<Shard>(config_, i, fd));
+  }
+  std::vector<std::promise<std::string>> ready(shards_.size());
+  std::vector<std::future<std::string>> results;
+  for (auto& p : ready) results.push_back(p.get_future());
+  for (std::size_t i = 0; i < shards_.size(); ++i) {
+    threads_.emplace_back([this, i, promise = &ready[i]]() mutable {
+      std::string err;
+      if (!shards_[i]->init(&err)) {
+        promise->set_value(err.empty() ? "shard init failed" : err);
+        return;
+      }
+      promise->set_value("");
+      shards_[i]->run();
+    });
+  }
+  bool ok = true;
+  for (std::size_t i = 0; i < results.size(); ++i) {
+    std::string err = results[i].get();
+    if (!err.empty() && ok) {
+      *error = fmt::format("shard {}: {}", i, err);
+      ok = false;
+    }
+  }
+  if (!ok) {
+    stop();
+    return false;
+  }
+  features_ = fmt::format("{} shards, {}", shards_.size(), "io_uring multishot accept/recv, "
+                          "provided buffer ring, SO_REUSEPORT");
+  return true;
+}
+
+void Server::stop() {
+  for (auto& s : shards_) s->request_stop();
+  for (auto& t : threads_) {
+    if (t.joinable()) t.join();
+  }
+  threads_.clear();
+  shards_.clear();
+  for (int fd : listen_fds_) close(fd);
+  listen_fds_.clear();
+}
+
+const char* Server::features() const { return features_.c_str(); }
+
+}  // namespace tokentap
