@@ -55,6 +55,13 @@ void Conn::on_completion(Op op, int res, std::uint32_t flags) {
     case Op::upstream_send:
       on_upstream_send(res);
       return;
+    case Op::client_poll:
+    case Op::upstream_poll:
+      if (state_ == State::open && (splice_mode_ == Splice::request ||
+                                    splice_mode_ == Splice::response)) {
+        run_splice();
+      }
+      return;
     default:
       TT_ASSERT(false && "op not owned by Conn");
   }
@@ -71,6 +78,7 @@ void Conn::release_resources() {
   to_upstream_.clear(segs, bufs);
   if (head_buf_ >= 0) bufs.unref(static_cast<std::uint16_t>(head_buf_));
   head_buf_ = -1;
+  drop_splice();
   close(fd_);
   fd_ = -1;
   state_ = State::free;
@@ -86,8 +94,10 @@ void Conn::on_buffers_available() {
 // ---- client side ----------------------------------------------------------------------------
 
 void Conn::update_client_recv() {
+  const bool splicing_in = splice_mode_ == Splice::pending_request || splice_mode_ == Splice::request;
   const bool want = (state_ == State::open || state_ == State::lingering) && !recv_starved_ &&
-                    client_in_.bytes() < queue_high_bytes && to_upstream_.bytes() < queue_high_bytes;
+                    !splicing_in && client_in_.bytes() < queue_high_bytes &&
+                    to_upstream_.bytes() < queue_high_bytes;
   if (want && !recv_armed_) {
     shard_->arm_recv(fd_, UserData{slot_, generation_, Op::client_recv}.encode());
     recv_armed_ = true;
@@ -120,6 +130,7 @@ void Conn::on_client_recv(int res, std::uint32_t flags) {
     return on_client_gone();  // EOF, reset or any other error: the client is gone
   }
   update_client_recv();
+  maybe_start_splice();
 }
 
 void Conn::on_client_gone() {
@@ -231,6 +242,7 @@ void Conn::on_request_head() {
   resp_.set_no_body(head_request_);
   req_state_ = Req::body;
   resp_state_ = Resp::head;
+  if (splice_candidate(req_)) splice_mode_ = Splice::pending_request;
   attach_upstream();
   if (state_ != State::open) return;
   // A request without a body completes right after its head: llhttp reports it on an empty feed.
@@ -273,6 +285,7 @@ void Conn::on_client_send(int res) {
   to_client_.consume(shard_->segments(), shard_->bufs(), static_cast<std::uint64_t>(res));
   flush_client();
   update_upstream_recv();
+  maybe_start_splice();
   maybe_finish_exchange();
 }
 
@@ -306,6 +319,7 @@ void Conn::reset_exchange() {
   up_recv_cancel_pending_ = head_request_ = false;
   upstream_bytes_sent_ = 0;
   start_ns_ = 0;
+  splice_mode_ = Splice::off;
 }
 
 void Conn::respond_error(int status, const char* reason, const char* message) {
@@ -338,6 +352,7 @@ void Conn::respond_error(int status, const char* reason, const char* message) {
 
 void Conn::close_gracefully() {
   state_ = State::lingering;
+  drop_splice();
   client_in_.clear(shard_->segments(), shard_->bufs());
   // FIN after the last response byte; keep reading until the client's EOF so unread request
   // bytes never make close() send an RST that could destroy the response in flight.

@@ -59,6 +59,7 @@ void Conn::on_upstream_connect(int res) {
   shard_->upstreams().at(upstream_).state = UpstreamConn::State::active;
   flush_upstream();
   update_upstream_recv();
+  maybe_start_splice();
 }
 
 void Conn::flush_upstream() {
@@ -92,6 +93,7 @@ void Conn::on_upstream_send(int res) {
   upstream_bytes_sent_ += static_cast<std::uint64_t>(res);
   flush_upstream();
   update_client_recv();
+  maybe_start_splice();
   maybe_finish_exchange();
 }
 
@@ -99,7 +101,10 @@ void Conn::update_upstream_recv() {
   if (upstream_ == none) return;
   UpstreamConn& u = shard_->upstreams().at(upstream_);
   if (u.state != UpstreamConn::State::active) return;
-  const bool want = state_ == State::open && !u.recv_starved && to_client_.bytes() < queue_high_bytes;
+  const bool splicing_out =
+      splice_mode_ == Splice::pending_response || splice_mode_ == Splice::response;
+  const bool want = state_ == State::open && !u.recv_starved && !splicing_out &&
+                    to_client_.bytes() < queue_high_bytes;
   if (want && !u.recv_armed) {
     shard_->arm_recv(u.fd, UserData{upstream_, u.generation, Op::upstream_recv}.encode());
     u.recv_armed = true;
@@ -125,6 +130,7 @@ void Conn::on_upstream_recv(int res, std::uint32_t flags) {
     return on_upstream_eof(res < 0);
   }
   update_upstream_recv();
+  maybe_start_splice();
 }
 
 void Conn::process_upstream_data(std::uint16_t buf, std::uint32_t len) {
@@ -154,6 +160,9 @@ void Conn::process_upstream_data(std::uint16_t buf, std::uint32_t len) {
       // 1xx (100 Continue) is forwarded and the final response follows on the same parser.
       const int status = resp_.status();
       if (status >= 200 || status == 101) resp_state_ = Resp::body;
+      if (resp_state_ == Resp::body && !head_request_ && splice_candidate(resp_)) {
+        splice_mode_ = Splice::pending_response;
+      }
     } else if (stop == HttpParser::Stop::message_done) {
       const int status = resp_.status();
       if (status < 200 && status != 101) continue;

@@ -41,6 +41,7 @@ bool Shard::init(std::string* error) {
   if (!ring_.init(ring_sq_entries, ring_cq_entries, error)) return false;
   if (!bufs_.init(ring_.raw(), buf_ring_count, buf_spare_count, error)) return false;
   segments_.init(segments_per_shard);
+  pipes_.init(splice_pipes_per_shard);
   if (!conns_.init(conns_per_shard) || !upstreams_.init(upstreams_per_shard)) {
     *error = "cannot reserve connection slabs";
     return false;
@@ -82,6 +83,12 @@ void Shard::arm_recv(int fd, std::uint64_t user_data) {
   io_uring_prep_recv_multishot(sqe, fd, nullptr, 0, 0);
   sqe->flags |= IOSQE_BUFFER_SELECT;
   sqe->buf_group = buf_group_id;
+  io_uring_sqe_set_data64(sqe, user_data);
+}
+
+void Shard::arm_poll(int fd, unsigned events, std::uint64_t user_data) {
+  io_uring_sqe* sqe = ring_.sqe();
+  io_uring_prep_poll_add(sqe, fd, events);
   io_uring_sqe_set_data64(sqe, user_data);
 }
 
@@ -152,11 +159,13 @@ void Shard::dispatch(io_uring_cqe* cqe) {
       return;  // their effect shows on the op they targeted
     case Op::client_recv:
     case Op::client_send:
+    case Op::client_poll:
       dispatch_conn(ud, res, flags);
       return;
     case Op::upstream_connect:
     case Op::upstream_recv:
     case Op::upstream_send:
+    case Op::upstream_poll:
       dispatch_upstream(ud, res, flags);
       return;
     default:

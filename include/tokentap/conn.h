@@ -28,6 +28,7 @@
 #include "tokentap/route.h"
 #include "tokentap/send_queue.h"
 #include "tokentap/slab.h"
+#include "tokentap/splice_pipe.h"
 #include "tokentap/user_data.h"
 
 namespace tokentap {
@@ -42,6 +43,9 @@ class Conn {
   enum class State : std::uint8_t { free, open, lingering, closing };
   enum class Req : std::uint8_t { head, body, done };
   enum class Resp : std::uint8_t { idle, head, body, done };
+  // Large opaque bodies: pending_* waits for the recv on the source to stop and the queue to
+  // the sink to drain (earlier bytes go first), then the body moves by splice.
+  enum class Splice : std::uint8_t { off, pending_request, request, pending_response, response };
 
   void start(Shard* shard, std::uint32_t slot, int fd);
   // Every completion of an op on this connection's client socket or on its upstream.
@@ -85,6 +89,14 @@ class Conn {
   void update_upstream_recv();
   void release_upstream(bool reusable);
 
+  // splice path (conn_splice.cc)
+  bool splice_candidate(const HttpParser& p) const;
+  void maybe_start_splice();
+  void run_splice();
+  void finish_splice();
+  void drop_splice();
+  void arm_poll(bool on_client, unsigned events);
+
   // exchange end and failures
   void maybe_finish_exchange();
   void reset_exchange();
@@ -102,6 +114,8 @@ class Conn {
   Req req_state_ = Req::head;
   Resp resp_state_ = Resp::idle;
   Route route_ = Route::other;
+  Splice splice_mode_ = Splice::off;
+  SplicePump splice_;
 
   std::uint8_t inflight_ = 0;  // ops in flight on the client socket
   bool recv_armed_ = false;

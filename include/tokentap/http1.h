@@ -53,6 +53,8 @@ class HttpParser {
   bool chunked() const { return (parser_.flags & F_CHUNKED) != 0; }
   bool has_content_length() const { return (parser_.flags & F_CONTENT_LENGTH) != 0; }
   std::uint64_t content_length() const { return content_length_; }
+  // Body bytes of a Content-Length message not parsed yet (llhttp counts them down).
+  std::uint64_t body_remaining() const { return parser_.content_length; }
   int status() const { return parser_.status_code; }
   std::uint8_t method() const { return parser_.method; }
   std::uint8_t http_major() const { return parser_.http_major; }

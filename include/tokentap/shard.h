@@ -22,6 +22,7 @@
 #include "tokentap/ring.h"
 #include "tokentap/send_queue.h"
 #include "tokentap/slab.h"
+#include "tokentap/splice_pipe.h"
 #include "tokentap/upstream_pool.h"
 
 namespace tokentap {
@@ -61,10 +62,12 @@ class Shard {
   BufRing& bufs() { return bufs_; }
   SegmentPool& segments() { return segments_; }
   UpstreamPool& upstreams() { return upstreams_; }
+  PipePool& pipes() { return pipes_; }
   ShardCounters& counters() { return counters_; }
 
   void arm_recv(int fd, std::uint64_t user_data);
   void cancel(std::uint64_t user_data);
+  void arm_poll(int fd, unsigned events, std::uint64_t user_data);
   void cancel_fd(int fd);
   // Starts a connect to the upstream; returns the UpstreamPool slot or none on failure.
   [[nodiscard]] std::uint32_t connect_upstream(std::uint32_t owner);
@@ -104,6 +107,7 @@ class Shard {
   SegmentPool segments_;
   Slab<Conn> conns_;
   UpstreamPool upstreams_;
+  PipePool pipes_;
   std::vector<std::uint64_t> starved_conns_;
   std::vector<std::uint64_t> starved_scratch_;  // swapped with starved_conns_ while re-arming
   ShardCounters counters_;

@@ -20,10 +20,8 @@ enum class Op : std::uint8_t {
   upstream_connect,  // connect to the upstream
   upstream_recv,     // multishot recv from the upstream socket
   upstream_send,     // send to the upstream
-  splice_in,         // socket -> pipe splice
-  splice_out,        // pipe -> socket splice
-  poll_in,           // readiness poll on the splice source
-  poll_out,          // readiness poll on the splice sink
+  client_poll,       // readiness poll on the client socket (splice source or sink)
+  upstream_poll,     // readiness poll on the upstream socket (splice source or sink)
   cancel,            // async cancel; its own CQE is ignored
   close,             // close of a socket
   shutdown,          // shutdown of a socket
