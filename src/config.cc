@@ -16,10 +16,12 @@ constexpr std::string_view default_listen = ":11435";
 constexpr std::string_view default_upstream = "http://127.0.0.1:11434";
 constexpr std::string_view default_metrics_listen = ":9836";
 
-bool parse_port(std::string_view text, std::uint16_t* port) {
+// Port 0 is accepted only where `allow_zero` (a listener: the kernel picks a free port).
+bool parse_port(std::string_view text, std::uint16_t* port, bool allow_zero = false) {
   unsigned value = 0;
   const auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), value);
-  if (ec != std::errc{} || end != text.data() + text.size() || value == 0 || value > 65535) {
+  if (ec != std::errc{} || end != text.data() + text.size() || text.empty() ||
+      (value == 0 && !allow_zero) || value > 65535) {
     return false;
   }
   *port = static_cast<std::uint16_t>(value);
@@ -87,7 +89,8 @@ std::optional<Endpoint> parse_endpoint(std::string_view text, std::string* error
   std::string host;
   std::string_view port_text;
   std::uint16_t port = 0;
-  if (!split_host_port(text, &host, &port_text) || !parse_port(port_text, &port)) {
+  if (!split_host_port(text, &host, &port_text) ||
+      !parse_port(port_text, &port, /*allow_zero=*/true)) {
     *error = fmt::format("invalid address '{}' (want host:port, :port or [v6]:port)", text);
     return std::nullopt;
   }

@@ -1,0 +1,350 @@
+// Proxy against a scripted upstream: real sockets, real rings. Each test scripts the upstream's
+// exact bytes (including broken ones) and checks what the client and the upstream observe.
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <poll.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <gtest/gtest.h>
+
+#include <atomic>
+#include <cstring>
+#include <chrono>
+#include <functional>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "tokentap/clock.h"
+#include "tokentap/config.h"
+#include "tokentap/server.h"
+
+namespace tokentap {
+namespace {
+
+using namespace std::chrono_literals;
+
+int listen_loopback(std::uint16_t* port) {
+  const int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  const int one = 1;
+  setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+  if (bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof(a)) != 0 || listen(fd, 128) != 0) return -1;
+  socklen_t len = sizeof(a);
+  getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len);
+  *port = ntohs(a.sin_port);
+  return fd;
+}
+
+int connect_loopback(std::uint16_t port) {
+  const int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_port = htons(port);
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  if (connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof(a)) != 0) {
+    close(fd);
+    return -1;
+  }
+  const int one = 1;
+  setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+  return fd;
+}
+
+void send_all(int fd, std::string_view s) {
+  while (!s.empty()) {
+    const ssize_t n = send(fd, s.data(), s.size(), MSG_NOSIGNAL);
+    if (n <= 0) return;
+    s.remove_prefix(static_cast<std::size_t>(n));
+  }
+}
+
+// Reads until `done(data)` says so, the peer closes, or the deadline passes.
+std::string read_until(int fd, const std::function<bool(const std::string&)>& done,
+                       std::chrono::milliseconds deadline = 5000ms, bool* closed = nullptr) {
+  std::string data;
+  const auto end = std::chrono::steady_clock::now() + deadline;
+  if (closed != nullptr) *closed = false;
+  while (!done(data)) {
+    const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
+        end - std::chrono::steady_clock::now());
+    if (left.count() <= 0) break;
+    pollfd p{fd, POLLIN, 0};
+    if (poll(&p, 1, static_cast<int>(left.count())) <= 0) break;
+    char buf[65536];
+    const ssize_t n = recv(fd, buf, sizeof(buf), 0);
+    if (n <= 0) {
+      if (closed != nullptr) *closed = true;
+      break;
+    }
+    data.append(buf, static_cast<std::size_t>(n));
+  }
+  return data;
+}
+
+bool has_head(const std::string& d) { return d.find("\r\n\r\n") != std::string::npos; }
+
+// A one-thread upstream that hands each accepted connection to the test's script.
+class ScriptedUpstream {
+ public:
+  using Script = std::function<void(int fd, ScriptedUpstream& self)>;
+  explicit ScriptedUpstream(Script script) : script_(std::move(script)) {
+    fd_ = listen_loopback(&port_);
+    thread_ = std::thread([this] {
+      for (;;) {
+        const int c = accept(fd_, nullptr, nullptr);
+        if (c < 0) return;
+        ++accepted;
+        workers_.emplace_back([this, c] {
+          script_(c, *this);
+          close(c);
+        });
+      }
+    });
+  }
+  ~ScriptedUpstream() {
+    shutdown(fd_, SHUT_RDWR);
+    close(fd_);
+    thread_.join();
+    for (auto& w : workers_) w.join();
+  }
+  // Reads one request head (and a Content-Length body) from fd.
+  std::string read_request(int fd) {
+    std::string req = read_until(fd, [](const std::string& d) {
+      const auto h = d.find("\r\n\r\n");
+      if (h == std::string::npos) return false;
+      const auto cl = d.find("Content-Length: ");
+      if (cl == std::string::npos || cl > h) return true;
+      return d.size() >= h + 4 + std::stoul(d.substr(cl + 16));
+    });
+    std::lock_guard<std::mutex> lock(mu_);
+    requests_.push_back(req);
+    return req;
+  }
+  std::vector<std::string> requests() {
+    std::lock_guard<std::mutex> lock(mu_);
+    return requests_;
+  }
+  std::uint16_t port() const { return port_; }
+  std::atomic<int> accepted{0};
+  std::atomic<std::uint64_t> peer_closed_ns{0};
+
+ private:
+  Script script_;
+  int fd_ = -1;
+  std::uint16_t port_ = 0;
+  std::thread thread_;
+  std::vector<std::thread> workers_;
+  std::mutex mu_;
+  std::vector<std::string> requests_;
+};
+
+class Proxy {
+ public:
+  explicit Proxy(std::uint16_t upstream_port, int threads = 2) {
+    std::vector<std::string> args = {"tokentap", "--listen", "127.0.0.1:0", "--upstream",
+                                     "http://127.0.0.1:" + std::to_string(upstream_port),
+                                     "--threads", std::to_string(threads)};
+    std::vector<const char*> argv;
+    for (auto& a : args) argv.push_back(a.c_str());
+    auto parsed = parse_config(static_cast<int>(argv.size()), argv.data(),
+                               [](const char*) -> const char* { return nullptr; });
+    EXPECT_EQ(parsed.kind, ParseOutcome::Kind::run) << parsed.error;
+    server_ = std::make_unique<Server>(parsed.config);
+    std::string error;
+    started_ = server_->start(&error);
+    if (!started_) error_ = error;
+  }
+  bool started() const { return started_; }
+  const std::string& error() const { return error_; }
+  std::uint16_t port() const { return server_->port(); }
+
+ private:
+  std::unique_ptr<Server> server_;
+  bool started_ = false;
+  std::string error_;
+};
+
+#define START_PROXY(name, upstream_port)                                              \
+  Proxy name(upstream_port);                                                          \
+  if (!name.started()) GTEST_SKIP() << "io_uring unavailable: " << name.error();
+
+constexpr const char* ok_body = "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\n"
+                                "Content-Length: 5\r\n\r\nhello";
+
+TEST(ProxyScripted, ForwardsAndRewritesHost) {
+  ScriptedUpstream up([](int fd, ScriptedUpstream& self) {
+    self.read_request(fd);
+    send_all(fd, ok_body);
+    read_until(fd, [](const std::string&) { return false; }, 2000ms);
+  });
+  START_PROXY(proxy, up.port());
+  const int c = connect_loopback(proxy.port());
+  send_all(c, "GET /api/tags HTTP/1.1\r\nHost: proxy.example.com\r\nX-Keep: yes\r\n\r\n");
+  const std::string resp = read_until(c, [](const std::string& d) { return d.size() >= std::strlen(ok_body); });
+  EXPECT_EQ(resp, ok_body);
+  close(c);
+  const auto reqs = up.requests();
+  ASSERT_EQ(reqs.size(), 1u);
+  EXPECT_EQ(reqs[0], "GET /api/tags HTTP/1.1\r\nHost: 127.0.0.1:" + std::to_string(up.port()) +
+                         "\r\nX-Keep: yes\r\n\r\n");
+}
+
+TEST(ProxyScripted, KeepAliveReusesTheUpstreamConnection) {
+  ScriptedUpstream up([](int fd, ScriptedUpstream& self) {
+    for (int i = 0; i < 3; ++i) {
+      if (self.read_request(fd).empty()) return;
+      send_all(fd, ok_body);
+    }
+  });
+  START_PROXY(proxy, up.port());
+  const int c = connect_loopback(proxy.port());
+  for (int i = 0; i < 3; ++i) {
+    send_all(c, "GET / HTTP/1.1\r\nHost: x\r\n\r\n");
+    const std::string resp =
+        read_until(c, [](const std::string& d) { return d.size() >= std::strlen(ok_body); });
+    EXPECT_EQ(resp, ok_body) << "request " << i;
+  }
+  close(c);
+  EXPECT_EQ(up.accepted.load(), 1);
+}
+
+TEST(ProxyScripted, PipelinedRequestsAnsweredInOrder) {
+  ScriptedUpstream up([](int fd, ScriptedUpstream& self) {
+    for (int i = 0; i < 2; ++i) {
+      const std::string req = self.read_request(fd);
+      if (req.empty()) return;
+      const std::string body = req.find("/first") != std::string::npos ? "one" : "two";
+      send_all(fd, "HTTP/1.1 200 OK\r\nContent-Length: 3\r\n\r\n" + body);
+    }
+  });
+  START_PROXY(proxy, up.port());
+  const int c = connect_loopback(proxy.port());
+  send_all(c, "GET /first HTTP/1.1\r\nHost: x\r\n\r\nGET /second HTTP/1.1\r\nHost: x\r\n\r\n");
+  const std::string resp = read_until(c, [](const std::string& d) {
+    return d.find("two") != std::string::npos;
+  });
+  EXPECT_EQ(resp, "HTTP/1.1 200 OK\r\nContent-Length: 3\r\n\r\noneHTTP/1.1 200 OK\r\n"
+                  "Content-Length: 3\r\n\r\ntwo");
+  close(c);
+}
+
+TEST(ProxyScripted, UpstreamDownGives502InOllamaShape) {
+  std::uint16_t dead_port = 0;
+  const int fd = listen_loopback(&dead_port);
+  close(fd);  // nothing listens there now
+  START_PROXY(proxy, dead_port);
+  const int c = connect_loopback(proxy.port());
+  send_all(c, "POST /api/generate HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\n\r\n{}");
+  bool closed = false;
+  const std::string resp = read_until(c, [](const std::string&) { return false; }, 5000ms, &closed);
+  EXPECT_TRUE(closed);
+  EXPECT_EQ(resp.rfind("HTTP/1.1 502 Bad Gateway\r\n", 0), 0u) << resp;
+  EXPECT_NE(resp.find("Content-Type: application/json; charset=utf-8\r\n"), std::string::npos);
+  EXPECT_NE(resp.find("\r\n\r\n{\"error\":\""), std::string::npos);
+  close(c);
+}
+
+TEST(ProxyScripted, UpstreamResetMidStreamTruncatesTheClient) {
+  ScriptedUpstream up([](int fd, ScriptedUpstream& self) {
+    self.read_request(fd);
+    send_all(fd, "HTTP/1.1 200 OK\r\nContent-Type: application/x-ndjson\r\n"
+                 "Transfer-Encoding: chunked\r\n\r\n6\r\nline1\n\r\n");
+    std::this_thread::sleep_for(50ms);
+    linger l{1, 0};
+    setsockopt(fd, SOL_SOCKET, SO_LINGER, &l, sizeof(l));  // close() sends RST
+  });
+  START_PROXY(proxy, up.port());
+  const int c = connect_loopback(proxy.port());
+  send_all(c, "POST /api/generate HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\n\r\n{}");
+  bool closed = false;
+  const std::string resp = read_until(c, [](const std::string&) { return false; }, 5000ms, &closed);
+  EXPECT_TRUE(closed);
+  EXPECT_NE(resp.find("line1\n"), std::string::npos);
+  EXPECT_EQ(resp.find("0\r\n\r\n"), std::string::npos) << "must not fake a complete response";
+  close(c);
+}
+
+TEST(ProxyScripted, ClientAbortClosesTheUpstreamWithin50ms) {
+  std::atomic<std::uint64_t> upstream_saw_close_ns{0};
+  ScriptedUpstream up([&](int fd, ScriptedUpstream& self) {
+    self.read_request(fd);
+    send_all(fd, "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n6\r\ntoken\n\r\n");
+    // Keep "generating" until the proxy hangs up.
+    read_until(fd, [](const std::string&) { return false; }, 5000ms);
+    upstream_saw_close_ns = monotonic_ns();
+  });
+  START_PROXY(proxy, up.port());
+  const int c = connect_loopback(proxy.port());
+  send_all(c, "POST /api/chat HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\n\r\n{}");
+  read_until(c, [](const std::string& d) { return d.find("token") != std::string::npos; });
+  const std::uint64_t abort_ns = monotonic_ns();
+  close(c);
+  for (int i = 0; i < 200 && upstream_saw_close_ns == 0; ++i) std::this_thread::sleep_for(5ms);
+  ASSERT_NE(upstream_saw_close_ns.load(), 0u);
+  EXPECT_LT(upstream_saw_close_ns - abort_ns, 50'000'000u);
+}
+
+TEST(ProxyScripted, GarbageFromUpstreamGives502) {
+  ScriptedUpstream up([](int fd, ScriptedUpstream& self) {
+    self.read_request(fd);
+    send_all(fd, "THIS IS NOT HTTP\r\n\r\n");
+    read_until(fd, [](const std::string&) { return false; }, 1000ms);
+  });
+  START_PROXY(proxy, up.port());
+  const int c = connect_loopback(proxy.port());
+  send_all(c, "GET / HTTP/1.1\r\nHost: x\r\n\r\n");
+  const std::string resp = read_until(c, has_head);
+  EXPECT_EQ(resp.rfind("HTTP/1.1 502 Bad Gateway\r\n", 0), 0u) << resp;
+  close(c);
+}
+
+TEST(ProxyScripted, UpstreamClosingAPooledConnectionIsNoticed) {
+  ScriptedUpstream up([](int fd, ScriptedUpstream& self) {
+    self.read_request(fd);
+    send_all(fd, ok_body);
+    // then close while the proxy holds this connection in its pool
+  });
+  START_PROXY(proxy, up.port());
+  for (int i = 0; i < 3; ++i) {
+    const int c = connect_loopback(proxy.port());
+    send_all(c, "GET / HTTP/1.1\r\nHost: x\r\n\r\n");
+    const std::string resp =
+        read_until(c, [](const std::string& d) { return d.size() >= std::strlen(ok_body); });
+    EXPECT_EQ(resp, ok_body) << "request " << i;
+    close(c);
+    std::this_thread::sleep_for(20ms);
+  }
+  EXPECT_EQ(up.accepted.load(), 3);
+}
+
+TEST(ProxyScripted, BadRequestGets400AndClose) {
+  ScriptedUpstream up([](int fd, ScriptedUpstream& self) { self.read_request(fd); });
+  START_PROXY(proxy, up.port());
+  const int c = connect_loopback(proxy.port());
+  send_all(c, "GET / HTTP/1.1\r\nHost: x\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\nab");
+  bool closed = false;
+  const std::string resp = read_until(c, [](const std::string&) { return false; }, 3000ms, &closed);
+  EXPECT_EQ(resp.rfind("HTTP/1.1 400 Bad Request\r\n", 0), 0u) << resp;
+  EXPECT_TRUE(closed);
+  close(c);
+  EXPECT_EQ(up.accepted.load(), 0);
+}
+
+TEST(ProxyScripted, OversizedHeadGets431) {
+  ScriptedUpstream up([](int fd, ScriptedUpstream& self) { self.read_request(fd); });
+  START_PROXY(proxy, up.port());
+  const int c = connect_loopback(proxy.port());
+  send_all(c, "GET / HTTP/1.1\r\nHost: x\r\nX-Big: " + std::string(20000, 'a') + "\r\n\r\n");
+  const std::string resp = read_until(c, has_head);
+  EXPECT_EQ(resp.rfind("HTTP/1.1 431 Request Header Fields Too Large\r\n", 0), 0u) << resp;
+  close(c);
+}
+
+}  // namespace
+}  // namespace tokentap
