@@ -346,5 +346,159 @@ TEST(ProxyScripted, OversizedHeadGets431) {
   close(c);
 }
 
+
+TEST(ProxyScripted, HeadResponseHasNoBody) {
+  ScriptedUpstream up([](int fd, ScriptedUpstream& self) {
+    for (int i = 0; i < 2; ++i) {
+      const std::string req = self.read_request(fd);
+      if (req.empty()) return;
+      if (req.rfind("HEAD", 0) == 0) {
+        send_all(fd, "HTTP/1.1 200 OK\r\nContent-Type: text/plain; charset=utf-8\r\n"
+                     "Content-Length: 17\r\n\r\n");
+      } else {
+        send_all(fd, "HTTP/1.1 200 OK\r\nContent-Length: 17\r\n\r\nOllama is running");
+      }
+    }
+  });
+  START_PROXY(proxy, up.port());
+  const int c = connect_loopback(proxy.port());
+  send_all(c, "HEAD / HTTP/1.1\r\nHost: x\r\n\r\n");
+  const std::string head = read_until(c, has_head);
+  EXPECT_EQ(head, "HTTP/1.1 200 OK\r\nContent-Type: text/plain; charset=utf-8\r\n"
+                  "Content-Length: 17\r\n\r\n");
+  // The connection is still in sync: a GET on it gets its own full response.
+  send_all(c, "GET / HTTP/1.1\r\nHost: x\r\n\r\n");
+  const std::string get = read_until(c, [](const std::string& d) {
+    return d.find("running") != std::string::npos;
+  });
+  EXPECT_EQ(get, "HTTP/1.1 200 OK\r\nContent-Length: 17\r\n\r\nOllama is running");
+  close(c);
+}
+
+TEST(ProxyScripted, Http10ClientGetsACloseDelimitedResponse) {
+  ScriptedUpstream up([](int fd, ScriptedUpstream& self) {
+    const std::string req = self.read_request(fd);
+    // Go answers an HTTP/1.0 request without chunking and closes.
+    send_all(fd, "HTTP/1.0 200 OK\r\nContent-Type: application/json\r\n\r\n{\"ok\":true}");
+  });
+  START_PROXY(proxy, up.port());
+  const int c = connect_loopback(proxy.port());
+  send_all(c, "GET /api/version HTTP/1.0\r\n\r\n");
+  bool closed = false;
+  const std::string resp = read_until(c, [](const std::string&) { return false; }, 5000ms, &closed);
+  EXPECT_TRUE(closed);
+  EXPECT_EQ(resp, "HTTP/1.0 200 OK\r\nContent-Type: application/json\r\n\r\n{\"ok\":true}");
+  close(c);
+  const auto reqs = up.requests();
+  ASSERT_EQ(reqs.size(), 1u);
+  EXPECT_EQ(reqs[0].rfind("GET /api/version HTTP/1.0\r\n", 0), 0u);
+  EXPECT_NE(reqs[0].find("\r\nHost: 127.0.0.1:"), std::string::npos) << "Host added for 1.0";
+}
+
+TEST(ProxyScripted, ExpectContinueIsForwardedBothWays) {
+  ScriptedUpstream up([](int fd, ScriptedUpstream& self) {
+    const std::string head = read_until(fd, has_head);
+    if (head.find("Expect: 100-continue") == std::string::npos) return;
+    send_all(fd, "HTTP/1.1 100 Continue\r\n\r\n");
+    const std::string body = read_until(fd, [](const std::string& d) { return d.size() >= 10; });
+    send_all(fd, "HTTP/1.1 201 Created\r\nContent-Length: " + std::to_string(body.size()) +
+                     "\r\n\r\n" + body);
+  });
+  START_PROXY(proxy, up.port());
+  const int c = connect_loopback(proxy.port());
+  send_all(c, "POST /api/blobs/sha256:abc HTTP/1.1\r\nHost: x\r\nContent-Length: 10\r\n"
+              "Expect: 100-continue\r\n\r\n");
+  const std::string interim = read_until(c, has_head);
+  EXPECT_EQ(interim, "HTTP/1.1 100 Continue\r\n\r\n");
+  send_all(c, "0123456789");
+  const std::string final_resp = read_until(c, [](const std::string& d) {
+    return d.find("0123456789") != std::string::npos;
+  });
+  EXPECT_EQ(final_resp, "HTTP/1.1 201 Created\r\nContent-Length: 10\r\n\r\n0123456789");
+  close(c);
+}
+
+std::uint64_t fnv1a(std::uint64_t h, const char* p, std::size_t n) {
+  for (std::size_t i = 0; i < n; ++i) h = (h ^ static_cast<unsigned char>(p[i])) * 1099511628211ull;
+  return h;
+}
+constexpr std::uint64_t fnv_basis = 14695981039346656037ull;
+
+TEST(ProxyScripted, LargeUploadIsSplicedIntact) {
+  constexpr std::size_t total = 256u << 20;  // 256 MiB
+  std::atomic<std::uint64_t> upstream_hash{0};
+  std::atomic<std::uint64_t> upstream_bytes{0};
+  ScriptedUpstream up([&](int fd, ScriptedUpstream& self) {
+    const std::string head = read_until(fd, has_head);
+    const auto end = head.find("\r\n\r\n") + 4;
+    std::uint64_t h = fnv1a(fnv_basis, head.data() + end, head.size() - end);
+    std::uint64_t got = head.size() - end;
+    std::vector<char> buf(1 << 20);
+    while (got < total) {
+      const ssize_t n = recv(fd, buf.data(), buf.size(), 0);
+      if (n <= 0) break;
+      h = fnv1a(h, buf.data(), static_cast<std::size_t>(n));
+      got += static_cast<std::uint64_t>(n);
+    }
+    upstream_hash = h;
+    upstream_bytes = got;
+    send_all(fd, "HTTP/1.1 201 Created\r\nContent-Length: 0\r\n\r\n");
+  });
+  START_PROXY(proxy, up.port());
+  const int c = connect_loopback(proxy.port());
+  send_all(c, "POST /api/blobs/sha256:big HTTP/1.1\r\nHost: x\r\nContent-Length: " +
+                  std::to_string(total) + "\r\n\r\n");
+  std::vector<char> chunk(1 << 20);
+  std::uint64_t h = fnv_basis;
+  for (std::size_t sent = 0; sent < total; sent += chunk.size()) {
+    for (std::size_t i = 0; i < chunk.size(); ++i) chunk[i] = static_cast<char>((sent + i) * 31 + 7);
+    h = fnv1a(h, chunk.data(), chunk.size());
+    send_all(c, std::string_view(chunk.data(), chunk.size()));
+  }
+  const std::string resp = read_until(c, has_head, 20000ms);
+  EXPECT_EQ(resp, "HTTP/1.1 201 Created\r\nContent-Length: 0\r\n\r\n");
+  EXPECT_EQ(upstream_bytes.load(), total);
+  EXPECT_EQ(upstream_hash.load(), h);
+  close(c);
+}
+
+TEST(ProxyScripted, LargeDownloadIsSplicedIntact) {
+  constexpr std::size_t total = 256u << 20;
+  ScriptedUpstream up([&](int fd, ScriptedUpstream& self) {
+    self.read_request(fd);
+    send_all(fd, "HTTP/1.1 200 OK\r\nContent-Type: application/octet-stream\r\nContent-Length: " +
+                     std::to_string(total) + "\r\n\r\n");
+    std::vector<char> chunk(1 << 20);
+    for (std::size_t sent = 0; sent < total; sent += chunk.size()) {
+      for (std::size_t i = 0; i < chunk.size(); ++i) chunk[i] = static_cast<char>((sent + i) * 13 + 1);
+      send_all(fd, std::string_view(chunk.data(), chunk.size()));
+    }
+    read_until(fd, [](const std::string&) { return false; }, 2000ms);
+  });
+  START_PROXY(proxy, up.port());
+  const int c = connect_loopback(proxy.port());
+  send_all(c, "GET /model.bin HTTP/1.1\r\nHost: x\r\n\r\n");
+  std::string head = read_until(c, has_head);
+  const auto end = head.find("\r\n\r\n") + 4;
+  std::uint64_t got = head.size() - end;
+  std::uint64_t h = fnv1a(fnv_basis, head.data() + end, got);
+  std::vector<char> buf(1 << 20);
+  while (got < total) {
+    const ssize_t n = recv(c, buf.data(), buf.size(), 0);
+    if (n <= 0) break;
+    h = fnv1a(h, buf.data(), static_cast<std::size_t>(n));
+    got += static_cast<std::uint64_t>(n);
+  }
+  std::uint64_t want = fnv_basis;
+  std::vector<char> chunk(1 << 20);
+  for (std::size_t sent = 0; sent < total; sent += chunk.size()) {
+    for (std::size_t i = 0; i < chunk.size(); ++i) chunk[i] = static_cast<char>((sent + i) * 13 + 1);
+    want = fnv1a(want, chunk.data(), chunk.size());
+  }
+  EXPECT_EQ(got, total);
+  EXPECT_EQ(h, want);
+  close(c);
+}
+
 }  // namespace
 }  // namespace tokentap
