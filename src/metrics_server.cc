@@ -5,6 +5,7 @@
 #include <fcntl.h>
 #include <fmt/format.h>
 #include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <poll.h>
 #include <sys/eventfd.h>
 #include <sys/socket.h>
@@ -138,7 +139,9 @@ bool bearer_matches(std::string_view authorization, std::string_view token) {
 }  // namespace
 
 struct MetricsServer::Loop {
-  enum class State { reading, writing };
+  // draining: the last response is sent and our side shut down; unread input is discarded
+  // until the client closes, so closing never turns into a reset that destroys that response.
+  enum class State { reading, writing, draining };
   struct Conn {
     int fd = -1;
     State state = State::reading;
@@ -187,6 +190,10 @@ void MetricsServer::Loop::on_accept(std::int64_t now) {
   for (;;) {
     const int fd = ::accept4(server.listen_fd_, nullptr, nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC);
     if (fd < 0) return;  // EAGAIN, or a transient error (ECONNABORTED, EMFILE): retry on poll
+    // Pipelined responses are separate sends; without this, Nagle holds the second one back
+    // until the client's delayed ACK of the first.
+    const int on = 1;
+    ::setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &on, sizeof on);
     Conn* slot = nullptr;
     Conn* idlest = nullptr;
     for (Conn& c : conns) {
@@ -285,7 +292,10 @@ bool MetricsServer::Loop::flush(Conn& c, std::int64_t now) {
     c.deadline_ms = now + metrics_write_timeout_ms;
   }
   if (c.close_after) {
-    close_conn(c);
+    ::shutdown(c.fd, SHUT_WR);
+    c.state = State::draining;
+    c.in.clear();
+    c.deadline_ms = now + metrics_linger_ms;
     return false;
   }
   c.state = State::reading;
@@ -311,6 +321,11 @@ void MetricsServer::Loop::serve(Conn& c, std::int64_t now) {
 void MetricsServer::Loop::on_readable(Conn& c, std::int64_t now) {
   const bool was_idle = c.in.empty();
   char chunk[recv_chunk_bytes];
+  if (c.state == State::draining) {
+    const ssize_t n = ::recv(c.fd, chunk, sizeof chunk, 0);
+    if (n == 0 || (n < 0 && errno != EAGAIN && errno != EINTR)) close_conn(c);
+    return;
+  }
   // Read no further than one byte past the head limit: enough to know it is too large.
   const std::size_t room =
       metrics_head_bytes_max + 1 - std::min(c.in.size(), metrics_head_bytes_max + 1);

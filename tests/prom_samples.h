@@ -2,6 +2,7 @@
 // prom_text writes (labels unescaped, families, duplicates) independently of its writer.
 #pragma once
 
+#include <cmath>
 #include <cstdlib>
 #include <map>
 #include <optional>

@@ -323,8 +323,10 @@ TEST(PromText, ConcurrentWriterNeverShowsTornHistogramsOrNegativeGauges) {
   MetricsShard s;
   const ModelId m = models.intern("m");
   std::atomic<bool> done{false};
+  std::atomic<int> iterations{0};
   std::thread writer([&] {
     for (int i = 0; !done.load(std::memory_order_relaxed); ++i) {
+      iterations.store(i, std::memory_order_relaxed);
       s.connection_opened();
       s.request_started(Route::api_chat, m);
       s.request_finished(record(Route::api_chat, m, 200, true, (i % 100) * 0.05));
@@ -334,6 +336,7 @@ TEST(PromText, ConcurrentWriterNeverShowsTornHistogramsOrNegativeGauges) {
   PromRenderer renderer;
   std::string out;
   double last_count = 0;
+  while (iterations.load() < 1000) std::this_thread::yield();  // scrape a moving target
   for (int scrape = 0; scrape < 300; ++scrape) {
     renderer.render(std::vector<const MetricsShard*>{&s}, models, {}, version, out);
     const Exposition e = parse_exposition(out);

@@ -11,7 +11,8 @@
 // write progresses independently, so a slow scraper never blocks the others, and every state has
 // a deadline (head read, idle keep-alive, write progress). Keep-alive follows HTTP/1.1 (1.0 only
 // with `Connection: keep-alive`); pipelined requests are answered in order. Request bodies are
-// not read: a request that announces one is answered and the connection closed. With all
+// not read: a request that announces one is answered and the connection closed (after a short
+// lingering drain of its input, so the response is not lost to a reset). With all
 // connection slots busy, the longest-idle keep-alive connection is closed to make room; if none
 // is idle, the new connection is closed at once. stop() wakes the thread through an eventfd and
 // returns after it has closed every socket.
@@ -34,6 +35,7 @@ constexpr std::size_t metrics_head_bytes_max = 8 * 1024;
 constexpr int metrics_head_timeout_ms = 10'000;   // first byte of a request to end of its head
 constexpr int metrics_idle_timeout_ms = 300'000;  // keep-alive between scrapes (Prometheus: 5 min)
 constexpr int metrics_write_timeout_ms = 30'000;  // without any write progress
+constexpr int metrics_linger_ms = 2'000;          // draining input after a closing response
 constexpr int metrics_listen_backlog = 64;
 
 struct MetricsServerOptions {
