@@ -198,6 +198,10 @@ TEST(PromText, ModelNamesAreEscapedAndSeriesSortedByName) {
   }
   EXPECT_EQ(order, (std::vector<std::string>{"alpha", "we\"ird\\name", "zeta"}));
   EXPECT_EQ(text, render_all({&s}, models));  // same state, same bytes
+  std::string one_shot;
+  const std::vector<const MetricsShard*> views{&s};
+  render(views, models, {}, version, one_shot);
+  EXPECT_EQ(one_shot, text);
 }
 
 // A deterministic mix of requests whose durations are exact binary fractions, so sums do not

@@ -137,6 +137,11 @@ struct alignas(128) ShardScalars {
   std::array<Counter, route_count> usage_missing{};
 };
 
+static_assert(alignof(ModelSeries) == 128 && sizeof(ModelSeries) % 128 == 0);
+static_assert(sizeof(ModelSeries) == 896, "one (endpoint, model) record: 7 blocks of 128 B");
+static_assert(sizeof(RequestSeries) == 16);
+static_assert(alignof(ShardScalars) == 128 && alignof(OverflowRequests) == 128);
+
 // ---- the data path API ------------------------------------------------------------------------
 
 // What the proxy knows when a request ends. A zero token count or Ollama duration means

@@ -52,7 +52,8 @@ class ModelTable {
   [[nodiscard]] ModelId intern(std::string_view name);
 
   // The label value of an id returned by intern() (on any thread that has seen the id through a
-  // release/acquire chain, as the scraper does through a shard's series key).
+  // release/acquire chain, as the scraper does through a shard's series key). An id below
+  // id_count() whose name is still being copied reads as "".
   [[nodiscard]] std::string_view name(ModelId id) const;
 
   // Ids handed out so far, reserved ones included: every valid id is < id_count().
