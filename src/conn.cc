@@ -137,7 +137,7 @@ void Conn::on_client_gone() {
   if (state_ == State::closing) return;
   const bool mid_exchange =
       state_ == State::open && (head_len_ > 0 || req_state_ != Req::head || resp_state_ != Resp::idle);
-  if (mid_exchange) ++shard_->counters().client_aborts;
+  if (mid_exchange) client_aborted_ = true;
   close_now();
 }
 
@@ -180,6 +180,7 @@ bool Conn::feed_head(const char* data, std::uint32_t len, std::uint32_t* used) {
   }
   std::memcpy(bufs.data(static_cast<std::uint16_t>(head_buf_)) + head_len_, data, n);
   head_len_ += static_cast<std::uint32_t>(n);
+  request_bytes_ += n;
   *used = static_cast<std::uint32_t>(n);
   if (stop == HttpParser::Stop::need_more) return true;
   on_request_head();
@@ -200,6 +201,7 @@ bool Conn::feed_body(std::uint16_t buf, std::uint32_t off, std::uint32_t len,
     return false;
   }
   *used = static_cast<std::uint32_t>(n);
+  request_bytes_ += n;
   if (stop == HttpParser::Stop::message_done) on_request_done();
   return state_ == State::open;
 }
@@ -230,6 +232,12 @@ void Conn::on_request_head() {
   }
   route_ = route_of(facts.target);
   head_request_ = facts.method == "HEAD";
+  // The model and stream flag come from the body (request_probe); until it is read the
+  // request counts under `unknown` and the route's default.
+  model_ = model_unknown;
+  stream_ = route_info(route_).stream_default;
+  exchange_open_ = true;
+  shard_->metrics().request_started(route_, model_);
   close_after_ = !req_.keep_alive();
   bufs.unref(static_cast<std::uint16_t>(head_buf_));
   head_buf_ = -1;
@@ -283,6 +291,7 @@ void Conn::on_client_send(int res) {
   if (state_ != State::open) return;
   if (res < 0) return on_client_gone();
   to_client_.consume(shard_->segments(), shard_->bufs(), static_cast<std::uint64_t>(res));
+  response_bytes_ += static_cast<std::uint64_t>(res);
   flush_client();
   update_upstream_recv();
   maybe_start_splice();
@@ -298,6 +307,7 @@ void Conn::maybe_finish_exchange() {
     // The upstream answered before reading the whole request (403, 413…): the rest of the
     // request has nowhere to go, so neither connection can carry another exchange.
     release_upstream(false);
+    record_exchange();
     return close_gracefully();
   }
   if (upstream_ != none) {
@@ -305,6 +315,7 @@ void Conn::maybe_finish_exchange() {
     if (u.send_inflight || !to_upstream_.empty()) return;
   }
   release_upstream(!upstream_dirty_ && !close_after_);
+  record_exchange();
   if (close_after_) return close_gracefully();
   reset_exchange();
   process_client_input();
@@ -319,12 +330,19 @@ void Conn::reset_exchange() {
   up_recv_cancel_pending_ = head_request_ = false;
   upstream_bytes_sent_ = 0;
   start_ns_ = 0;
+  exchange_open_ = client_aborted_ = false;
+  status_ = 0;
+  request_bytes_ = response_bytes_ = 0;
   splice_mode_ = Splice::off;
 }
 
 void Conn::respond_error(int status, const char* reason, const char* message) {
   release_upstream(false);
   if (response_started_) return close_now();  // too late for a status: truncate instead
+  if (status == 400) shard_->metrics().connection_rejected(RejectReason::bad_request);
+  if (status == 431) shard_->metrics().connection_rejected(RejectReason::header_too_large);
+  exchange_open_ = true;  // a request refused before its head was read still counts
+  status_ = static_cast<std::uint16_t>(status);
   BufRing& bufs = shard_->bufs();
   const int b = bufs.alloc_spare();
   if (b < 0) return close_now();
@@ -360,8 +378,26 @@ void Conn::close_gracefully() {
   update_client_recv();
 }
 
+void Conn::record_exchange() {
+  if (!exchange_open_) return;
+  exchange_open_ = false;
+  RequestRecord r;
+  r.route = route_;
+  r.model = model_;
+  r.stream = stream_;
+  std::uint16_t status = status_;
+  if (status == 0) status = client_aborted_ ? 499 : 502;  // nothing was sent: nginx's codes
+  r.status = status < 100 || status > 999 ? 502 : status;
+  r.client_aborted = client_aborted_;
+  r.duration_s = start_ns_ == 0 ? 0.0 : static_cast<double>(monotonic_ns() - start_ns_) / 1e9;
+  r.request_bytes = request_bytes_;
+  r.response_bytes = response_bytes_;
+  shard_->metrics().request_finished(r);
+}
+
 void Conn::close_now() {
   if (state_ == State::closing || state_ == State::free) return;
+  record_exchange();
   state_ = State::closing;
   release_upstream(false);
   ::shutdown(fd_, SHUT_RDWR);

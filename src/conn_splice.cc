@@ -46,6 +46,7 @@ void Conn::maybe_start_splice() {
     return request ? update_client_recv() : update_upstream_recv();
   }
   splice_mode_ = request ? Splice::request : Splice::response;
+  splice_total_ = splice_.remaining;
   run_splice();
 }
 
@@ -77,9 +78,9 @@ void Conn::run_splice() {
     case PumpResult::source_eof:
     case PumpResult::error:
       if (request) {
-        ++shard_->counters().client_aborts;  // the upload broke off
+        client_aborted_ = true;  // the upload broke off
       } else {
-        ++shard_->counters().upstream_resets;  // the download broke off: truncate
+        shard_->metrics().upstream_error(UpstreamError::reset);  // download broke off: truncate
       }
       return close_now();
   }
@@ -90,6 +91,7 @@ void Conn::finish_splice() {
   splice_.pipe = -1;
   const bool request = splice_mode_ == Splice::request;
   splice_mode_ = Splice::off;
+  (request ? request_bytes_ : response_bytes_) += splice_total_;
   if (request) {
     req_.init_request();  // llhttp never saw the spliced bytes; the next request starts fresh
     update_client_recv();

@@ -42,7 +42,7 @@ void Conn::attach_upstream() {
   }
   upstream_ = shard_->connect_upstream(slot_);
   if (upstream_ == none) {
-    ++shard_->counters().upstream_connect_errors;
+    shard_->metrics().upstream_error(UpstreamError::connect);
     respond_error(502, "Bad Gateway", "tokentap: cannot open a connection to the upstream");
   }
 }
@@ -50,7 +50,7 @@ void Conn::attach_upstream() {
 void Conn::on_upstream_connect(int res) {
   if (res < 0) {
     const bool timed_out = res == -ECANCELED;
-    ++(timed_out ? shard_->counters().upstream_timeouts : shard_->counters().upstream_connect_errors);
+    shard_->metrics().upstream_error(timed_out ? UpstreamError::timeout : UpstreamError::connect);
     release_upstream(false);
     return respond_error(502, "Bad Gateway",
                          timed_out ? "tokentap: upstream connect timed out"
@@ -86,7 +86,7 @@ void Conn::on_upstream_send(int res) {
       upstream_ = shard_->connect_upstream(slot_);
       if (upstream_ != none) return;
     }
-    ++shard_->counters().upstream_resets;
+    shard_->metrics().upstream_error(UpstreamError::reset);
     return respond_error(502, "Bad Gateway", "tokentap: upstream closed the connection");
   }
   to_upstream_.consume(shard_->segments(), shard_->bufs(), static_cast<std::uint64_t>(res));
@@ -145,7 +145,7 @@ void Conn::process_upstream_data(std::uint16_t buf, std::uint32_t len) {
     std::size_t used = 0;
     const HttpParser::Stop stop = resp_.feed(data + off, len - off, &used);
     if (stop == HttpParser::Stop::error) {
-      ++shard_->counters().upstream_malformed;
+      shard_->metrics().upstream_error(UpstreamError::malformed);
       upstream_dirty_ = true;
       return respond_error(502, "Bad Gateway", "tokentap: malformed response from upstream");
     }
@@ -159,7 +159,10 @@ void Conn::process_upstream_data(std::uint16_t buf, std::uint32_t len) {
     if (stop == HttpParser::Stop::head_done) {
       // 1xx (100 Continue) is forwarded and the final response follows on the same parser.
       const int status = resp_.status();
-      if (status >= 200 || status == 101) resp_state_ = Resp::body;
+      if (status >= 200 || status == 101) {
+        resp_state_ = Resp::body;
+        status_ = static_cast<std::uint16_t>(status);
+      }
       if (resp_state_ == Resp::body && !head_request_ && splice_candidate(resp_)) {
         splice_mode_ = Splice::pending_response;
       }
@@ -167,6 +170,7 @@ void Conn::process_upstream_data(std::uint16_t buf, std::uint32_t len) {
       const int status = resp_.status();
       if (status < 200 && status != 101) continue;
       resp_state_ = Resp::done;
+      status_ = static_cast<std::uint16_t>(status);
       if (!resp_.keep_alive()) {
         upstream_dirty_ = true;
         close_after_ = true;
@@ -199,7 +203,7 @@ void Conn::on_upstream_eof(bool reset) {
     upstream_ = shard_->connect_upstream(slot_);
     if (upstream_ != none) return;
   }
-  ++shard_->counters().upstream_resets;
+  shard_->metrics().upstream_error(UpstreamError::reset);
   if (!response_started_) {
     return respond_error(502, "Bad Gateway", "tokentap: upstream closed the connection");
   }

@@ -48,8 +48,9 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "tokentap: %s\n", error.c_str());
     return 1;
   }
-  std::printf("tokentap %s listening on %s, upstream http://%s, %s\n", TOKENTAP_VERSION,
-              parsed.config.listen.text.c_str(), parsed.config.upstream_host.c_str(),
+  std::printf("tokentap %s listening on %s, metrics on %s, upstream http://%s, %s\n",
+              TOKENTAP_VERSION, parsed.config.listen.text.c_str(),
+              parsed.config.metrics_listen.text.c_str(), parsed.config.upstream_host.c_str(),
               server.features());
   std::fflush(stdout);
   for (;;) {

@@ -11,6 +11,9 @@
 #include <fmt/format.h>
 #include <future>
 
+#include "tokentap/metrics.h"
+#include "tokentap/metrics_server.h"
+#include "tokentap/model_table.h"
 #include "tokentap/shard.h"
 
 namespace tokentap {
@@ -59,8 +62,13 @@ int Server::open_listener(const Endpoint& ep, std::string* error) {
   return fd;
 }
 
+std::uint16_t Server::metrics_port() const {
+  return metrics_server_ ? metrics_server_->port() : 0;
+}
+
 bool Server::start(std::string* error) {
   raise_fd_limit();
+  models_ = std::make_unique<ModelTable>(config_.max_models);
   for (int i = 0; i < config_.threads; ++i) {
     const int fd = open_listener(config_.listen, error);
     if (fd < 0) {
@@ -68,7 +76,18 @@ bool Server::start(std::string* error) {
       return false;
     }
     listen_fds_.push_back(fd);
-    shards_.push_back(std::make_unique<Shard>(config_, i, fd));
+    metrics_.push_back(std::make_unique<MetricsShard>());
+    shards_.push_back(std::make_unique<Shard>(config_, i, fd, *metrics_.back()));
+  }
+  std::vector<const MetricsShard*> views;
+  for (const auto& m : metrics_) views.push_back(m.get());
+  metrics_server_ = std::make_unique<MetricsServer>(
+      views, *models_, MetricsServerOptions{config_.metrics_listen, config_.metrics_token,
+                                            TOKENTAP_VERSION});
+  if (!metrics_server_->start(error)) {
+    *error = "--metrics-listen: " + *error;
+    stop();
+    return false;
   }
   std::vector<std::promise<std::string>> ready(shards_.size());
   std::vector<std::future<std::string>> results;
@@ -102,12 +121,15 @@ bool Server::start(std::string* error) {
 }
 
 void Server::stop() {
+  if (metrics_server_) metrics_server_->stop();
   for (auto& s : shards_) s->request_stop();
   for (auto& t : threads_) {
     if (t.joinable()) t.join();
   }
   threads_.clear();
   shards_.clear();
+  metrics_server_.reset();
+  metrics_.clear();
   for (int fd : listen_fds_) close(fd);
   listen_fds_.clear();
 }

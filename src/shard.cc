@@ -30,8 +30,8 @@ void set_nodelay(int fd) {
 
 }  // namespace
 
-Shard::Shard(const Config& config, int index, int listen_fd)
-    : config_(config), index_(index), listen_fd_(listen_fd) {}
+Shard::Shard(const Config& config, int index, int listen_fd, MetricsShard& metrics)
+    : config_(config), metrics_(metrics), index_(index), listen_fd_(listen_fd) {}
 
 Shard::~Shard() {
   if (wake_fd_ >= 0) close(wake_fd_);
@@ -255,12 +255,12 @@ void Shard::on_accept(int res, std::uint32_t flags) {
   if (res < 0) return;  // EMFILE, ECONNABORTED…: the listener stays armed
   const std::uint32_t slot = conns_.alloc();
   if (slot == Slab<Conn>::none || stop_.load(std::memory_order_acquire)) {
-    ++counters_.rejected_limit;
+    metrics_.connection_rejected(RejectReason::limit);
     close(res);
     if (slot != Slab<Conn>::none) conns_.release(slot);
     return;
   }
-  ++counters_.accepted;
+  metrics_.connection_opened();
   set_nodelay(res);
   conns_[slot].start(this, slot, res);
 }
@@ -329,6 +329,7 @@ void Shard::maybe_free_conn(std::uint32_t slot) {
   c.release_resources();
   c.bump_generation();
   conns_.release(slot);
+  metrics_.connection_closed();
 }
 
 void Shard::rearm_starved() {

@@ -147,7 +147,8 @@ class ScriptedUpstream {
 class Proxy {
  public:
   explicit Proxy(std::uint16_t upstream_port, int threads = 2) {
-    std::vector<std::string> args = {"tokentap", "--listen", "127.0.0.1:0", "--upstream",
+    std::vector<std::string> args = {"tokentap", "--listen", "127.0.0.1:0",
+                                     "--metrics-listen", "127.0.0.1:0", "--upstream",
                                      "http://127.0.0.1:" + std::to_string(upstream_port),
                                      "--threads", std::to_string(threads)};
     std::vector<const char*> argv;
@@ -163,6 +164,13 @@ class Proxy {
   bool started() const { return started_; }
   const std::string& error() const { return error_; }
   std::uint16_t port() const { return server_->port(); }
+  std::string scrape() const {
+    const int c = connect_loopback(server_->metrics_port());
+    send_all(c, "GET /metrics HTTP/1.0\r\n\r\n");
+    std::string out = read_until(c, [](const std::string&) { return false; }, 3000ms);
+    close(c);
+    return out;
+  }
 
  private:
   std::unique_ptr<Server> server_;
@@ -498,6 +506,55 @@ TEST(ProxyScripted, LargeDownloadIsSplicedIntact) {
   EXPECT_EQ(got, total);
   EXPECT_EQ(h, want);
   close(c);
+}
+
+
+// The value of the sample whose line starts with `series` (name and labels), or -1.
+double sample(const std::string& text, const std::string& series) {
+  const auto at = text.find("\n" + series + " ");
+  if (at == std::string::npos) return -1;
+  return std::stod(text.substr(at + series.size() + 2));
+}
+
+TEST(ProxyScripted, MetricsCountRequestsBytesAndFailures) {
+  ScriptedUpstream up([](int fd, ScriptedUpstream& self) {
+    for (int i = 0; i < 3; ++i) {
+      if (self.read_request(fd).empty()) return;
+      send_all(fd, ok_body);
+    }
+  });
+  START_PROXY(proxy, up.port());
+  const int c = connect_loopback(proxy.port());
+  const std::string req = "GET /api/tags HTTP/1.1\r\nHost: x\r\n\r\n";
+  for (int i = 0; i < 3; ++i) {
+    send_all(c, req);
+    read_until(c, [](const std::string& d) { return d.size() >= std::strlen(ok_body); });
+  }
+  close(c);
+  std::this_thread::sleep_for(50ms);
+  const std::string m = proxy.scrape();
+  EXPECT_EQ(sample(m, "tokentap_requests_total{endpoint=\"other\",model=\"unknown\",status=\"200\","
+                      "stream=\"false\"}"), 3) << m;
+  EXPECT_EQ(sample(m, "tokentap_request_bytes_total{endpoint=\"other\"}"), 3.0 * req.size());
+  EXPECT_EQ(sample(m, "tokentap_response_bytes_total{endpoint=\"other\"}"),
+            3.0 * std::strlen(ok_body));
+  EXPECT_EQ(sample(m, "tokentap_connections_total"), 1);
+  EXPECT_EQ(sample(m, "tokentap_connections_open"), 0);
+}
+
+TEST(ProxyScripted, MetricsCountUpstreamConnectErrorsAnd502) {
+  std::uint16_t dead_port = 0;
+  close(listen_loopback(&dead_port));
+  START_PROXY(proxy, dead_port);
+  const int c = connect_loopback(proxy.port());
+  send_all(c, "POST /api/generate HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\n\r\n{}");
+  read_until(c, [](const std::string&) { return false; }, 3000ms);
+  close(c);
+  const std::string m = proxy.scrape();
+  EXPECT_EQ(sample(m, "tokentap_upstream_errors_total{kind=\"connect\"}"), 1) << m;
+  EXPECT_EQ(sample(m, "tokentap_requests_total{endpoint=\"/api/generate\",model=\"unknown\","
+                      "status=\"502\",stream=\"true\"}"), 1) << m;
+  EXPECT_EQ(sample(m, "tokentap_active_requests{endpoint=\"/api/generate\",model=\"unknown\"}"), 0);
 }
 
 }  // namespace

@@ -25,6 +25,7 @@
 #include <cstdint>
 
 #include "tokentap/http1.h"
+#include "tokentap/model_table.h"
 #include "tokentap/route.h"
 #include "tokentap/send_queue.h"
 #include "tokentap/slab.h"
@@ -103,6 +104,7 @@ class Conn {
   void respond_error(int status, const char* reason, const char* message);
   void close_now();
   void close_gracefully();
+  void record_exchange();
   bool send_queue(int fd, SendQueue& q, msghdr& msg, iovec* iov, std::uint32_t slot,
                   std::uint32_t gen, Op op);
 
@@ -128,6 +130,14 @@ class Conn {
   bool response_started_ = false;   // some response byte was queued for the client
   bool up_recv_cancel_pending_ = false;
   bool head_request_ = false;
+  bool exchange_open_ = false;   // request_started was reported; request_finished is owed
+  bool client_aborted_ = false;  // the client left before the response ended
+  bool stream_ = false;
+  std::uint16_t status_ = 0;     // status sent (or being sent) to the client
+  ModelId model_ = model_unknown;
+  std::uint64_t request_bytes_ = 0;
+  std::uint64_t response_bytes_ = 0;
+  std::uint64_t splice_total_ = 0;
 
   std::uint32_t upstream_ = Slab<int>::none;  // UpstreamPool slot while attached
   std::int32_t head_buf_ = -1;                // spare buffer accumulating the raw head

@@ -1,5 +1,6 @@
 // Server: starts one Shard per configured thread, each on its own thread with its own
-// SO_REUSEPORT listener, and stops them. The listeners are opened here, on the caller's thread,
+// SO_REUSEPORT listener and its own MetricsShard, plus the metrics listener that merges the
+// shards on each scrape, and stops them all. The listeners are opened here, on the caller's thread,
 // so a bad address fails start() synchronously and port 0 (tests) resolves to one port that
 // every shard shares.
 #pragma once
@@ -15,6 +16,9 @@
 namespace tokentap {
 
 class Shard;
+class MetricsShard;
+class MetricsServer;
+class ModelTable;
 
 constexpr int listen_backlog = 4096;
 
@@ -30,6 +34,7 @@ class Server {
   // Asks every shard to stop and joins their threads.
   void stop();
   std::uint16_t port() const { return port_; }
+  std::uint16_t metrics_port() const;
   const Config& config() const { return config_; }
   int shard_count() const { return static_cast<int>(shards_.size()); }
   const char* features() const;
@@ -40,6 +45,9 @@ class Server {
   Config config_;
   std::uint16_t port_ = 0;
   std::vector<int> listen_fds_;
+  std::unique_ptr<ModelTable> models_;
+  std::vector<std::unique_ptr<MetricsShard>> metrics_;
+  std::unique_ptr<MetricsServer> metrics_server_;
   std::vector<std::unique_ptr<Shard>> shards_;
   std::vector<std::thread> threads_;
   std::string features_;

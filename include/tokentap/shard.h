@@ -19,6 +19,7 @@
 #include "tokentap/buf_ring.h"
 #include "tokentap/config.h"
 #include "tokentap/conn.h"
+#include "tokentap/metrics.h"
 #include "tokentap/ring.h"
 #include "tokentap/send_queue.h"
 #include "tokentap/slab.h"
@@ -32,20 +33,14 @@ constexpr std::uint32_t cqe_batch_max = 256;
 constexpr unsigned loop_wait_ms = 1000;  // wake at least this often to look at the stop flag
 constexpr std::uint32_t shard_slot = UINT32_MAX;  // user_data slot of shard-level ops
 
+// Loop diagnostics that are not part of the metrics contract.
 struct ShardCounters {
-  std::uint64_t accepted = 0;
-  std::uint64_t rejected_limit = 0;
   std::uint64_t stale_cqes = 0;
-  std::uint64_t upstream_connect_errors = 0;
-  std::uint64_t upstream_resets = 0;
-  std::uint64_t upstream_malformed = 0;
-  std::uint64_t upstream_timeouts = 0;
-  std::uint64_t client_aborts = 0;
 };
 
 class Shard {
  public:
-  Shard(const Config& config, int index, int listen_fd);
+  Shard(const Config& config, int index, int listen_fd, MetricsShard& metrics);
   Shard(const Shard&) = delete;
   Shard& operator=(const Shard&) = delete;
   ~Shard();
@@ -64,6 +59,7 @@ class Shard {
   UpstreamPool& upstreams() { return upstreams_; }
   PipePool& pipes() { return pipes_; }
   ShardCounters& counters() { return counters_; }
+  MetricsShard& metrics() { return metrics_; }
 
   void arm_recv(int fd, std::uint64_t user_data);
   void cancel(std::uint64_t user_data);
@@ -95,6 +91,7 @@ class Shard {
   void shutdown_all();
 
   const Config& config_;
+  MetricsShard& metrics_;
   int index_;
   int listen_fd_;
   int wake_fd_ = -1;
