@@ -1,0 +1,766 @@
+// JsonSkim and PieceParser: the incremental skimmer's state machine and simdjson piece reads.
+//
+// The skimmer is a pushdown automaton with one mode per grammar position. feed() dispatches on
+// the mode; each run_* handles a stretch of bytes and returns where it stopped. Subtrees that no
+// path enters are skipped with 8-byte SWAR scans for '"', '\\' and brackets (little-endian).
+#include "tokentap/json_skim.h"
+
+#include <simdjson.h>
+
+#include <bit>
+#include <charconv>
+#include <cstring>
+#include <utility>
+
+#include "tokentap/assert.h"
+
+namespace tokentap {
+namespace {
+
+static_assert(std::endian::native == std::endian::little, "SWAR scans assume little-endian");
+
+constexpr std::uint64_t swar_ones = 0x0101010101010101ULL;
+constexpr std::uint64_t swar_highs = 0x8080808080808080ULL;
+
+constexpr bool is_ws(char c) { return c == ' ' || c == '\t' || c == '\n' || c == '\r'; }
+constexpr bool is_bracket_or_quote(char c) {
+  return c == '"' || c == '{' || c == '}' || c == '[' || c == ']';
+}
+constexpr bool is_scalar_char(char c) {
+  return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || c == '.' ||
+         c == '+' || c == '-';
+}
+constexpr std::uint8_t bit_of(std::uint32_t depth) {
+  return static_cast<std::uint8_t>(1u << depth);
+}
+
+inline std::uint64_t load8(const char* p) {
+  std::uint64_t w;
+  std::memcpy(&w, p, sizeof w);
+  return w;
+}
+// High bit set in every byte of w equal to c. The lowest set bit is exact; higher ones may be
+// false positives after a match, which is fine because callers only use the lowest.
+inline std::uint64_t bytes_equal(std::uint64_t w, std::uint8_t c) {
+  const std::uint64_t v = w ^ (swar_ones * c);
+  return (v - swar_ones) & ~v & swar_highs;
+}
+
+// First '"', '{', '}', '[' or ']' at or after p. '[' | 0x20 == '{' and ']' | 0x20 == '}', and no
+// other byte maps onto those two, so two compares cover four brackets.
+const char* find_bracket_or_quote(const char* p, const char* end) {
+  while (end - p >= 8) {
+    const std::uint64_t w = load8(p);
+    const std::uint64_t folded = w | (swar_ones * 0x20);
+    const std::uint64_t hit =
+        bytes_equal(w, '"') | bytes_equal(folded, '{') | bytes_equal(folded, '}');
+    if (hit != 0) return p + (std::countr_zero(hit) >> 3);
+    p += 8;
+  }
+  while (p < end && !is_bracket_or_quote(*p)) ++p;
+  return p;
+}
+
+// First '"' or '\\' at or after p.
+const char* find_quote_or_backslash(const char* p, const char* end) {
+  while (end - p >= 8) {
+    const std::uint64_t w = load8(p);
+    const std::uint64_t hit = bytes_equal(w, '"') | bytes_equal(w, '\\');
+    if (hit != 0) return p + (std::countr_zero(hit) >> 3);
+    p += 8;
+  }
+  while (p < end && *p != '"' && *p != '\\') ++p;
+  return p;
+}
+
+int hex_value(char c) {
+  if (c >= '0' && c <= '9') return c - '0';
+  if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+  if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+  return -1;
+}
+
+// The JSON number grammar as a DFA. 0 start, 1 after '-', 2 leading zero, 3 integer digits,
+// 4 after '.', 5 fraction digits, 6 after 'e', 7 after exponent sign, 8 exponent digits, 9 reject.
+constexpr std::uint8_t num_reject = 9;
+constexpr std::uint8_t num_next(std::uint8_t s, char c) {
+  const bool digit = c >= '0' && c <= '9';
+  const bool exp = c == 'e' || c == 'E';
+  switch (s) {
+    case 0: return c == '-' ? 1 : c == '0' ? 2 : digit ? 3 : num_reject;
+    case 1: return c == '0' ? 2 : digit ? 3 : num_reject;
+    case 2: return c == '.' ? 4 : exp ? 6 : num_reject;
+    case 3: return digit ? 3 : c == '.' ? 4 : exp ? 6 : num_reject;
+    case 4: return digit ? 5 : num_reject;
+    case 5: return digit ? 5 : exp ? 6 : num_reject;
+    case 6: return (c == '+' || c == '-') ? 7 : digit ? 8 : num_reject;
+    case 7:
+    case 8: return digit ? 8 : num_reject;
+    default: return num_reject;
+  }
+}
+constexpr bool num_accepts(std::uint8_t s) { return s == 2 || s == 3 || s == 5 || s == 8; }
+
+constexpr std::string_view lit_true = "true";
+constexpr std::string_view lit_false = "false";
+constexpr std::string_view lit_null = "null";
+
+}  // namespace
+
+void JsonSkim::init(const SkimSpec& spec, bool multi_document) {
+  TT_ASSERT(spec.valid);
+  spec_ = &spec;
+  multi_ = multi_document;
+  reset();
+}
+
+void JsonSkim::reset() {
+  TT_ASSERT(spec_ != nullptr);
+  const SkimSpec* spec = spec_;
+  const bool multi = multi_;
+  *this = JsonSkim{};
+  spec_ = spec;
+  multi_ = multi;
+  cand_ = spec->goes_past[0];  // every path starts at the root
+  open_slot_.fill(no_slot);
+}
+
+std::size_t JsonSkim::feed(const char* data, std::size_t size) {
+  event_ = Event::none;
+  const char* p = data;
+  const char* const end = data + size;
+  base_ = data;
+  base_offset_ = offset_;
+  raw_from_ = data;
+  while (p < end && event_ == Event::none) {
+    switch (mode_) {
+      case Mode::skip: p = run_skip(p, end); break;
+      case Mode::skip_string: p = run_skip_string(p, end); break;
+      case Mode::key_string:
+      case Mode::text_string: p = run_decoded_string(p, end); break;
+      case Mode::scalar: p = run_scalar(p, end); break;
+      case Mode::failed: p = end; break;  // failed earlier: swallow input until reset()
+      default: p = run_structure(p, end); break;
+    }
+  }
+  if (raw_on_) capture_append(raw_from_, static_cast<std::size_t>(p - raw_from_));
+  offset_ += static_cast<std::uint64_t>(p - data);
+  return static_cast<std::size_t>(p - data);
+}
+
+// Whitespace, then one structural token for the current grammar position.
+const char* JsonSkim::run_structure(const char* p, const char* end) {
+  while (p < end && is_ws(*p)) ++p;
+  if (p == end) return p;
+  const char c = *p;
+  switch (mode_) {
+    case Mode::value: return begin_value(p);
+    case Mode::first_value: return c == ']' ? close_container(p) : begin_value(p);
+    case Mode::first_key:
+      if (c == '}') return close_container(p);
+      [[fallthrough]];
+    case Mode::key:
+      if (c != '"') break;
+      filled_ |= bit_of(depth_);
+      mode_ = Mode::key_string;
+      key_len_ = 0;
+      key_long_ = false;
+      fold_n_ = 0;
+      esc_ = 0;
+      hi_surrogate_ = 0;
+      str_lossy_ = false;
+      return p + 1;
+    case Mode::colon:
+      if (c != ':') break;
+      mode_ = Mode::value;
+      return p + 1;
+    case Mode::after_value:
+      if (c == ',') return after_separator(p);
+      if (c == '}' || c == ']') return close_container(p);
+      break;
+    default: break;  // Mode::done: only whitespace may follow a single document
+  }
+  fail(SkimError::syntax);
+  return p + 1;
+}
+
+const char* JsonSkim::after_separator(const char* p) {
+  if (top_is_object()) {
+    mode_ = Mode::key;
+  } else {
+    mode_ = Mode::value;
+    cand_ = mask_[depth_] & spec_->star_at[depth_];
+  }
+  return p + 1;
+}
+
+void JsonSkim::start_document(const char* p) {
+  doc_started_ = true;
+  doc_begin_ = at(p);
+  filled_ = 0;
+  switch (*p) {
+    case '{': doc_type_ = JsonType::object; break;
+    case '[': doc_type_ = JsonType::array; break;
+    case '"': doc_type_ = JsonType::string; break;
+    case 't': doc_type_ = JsonType::true_; break;
+    case 'f': doc_type_ = JsonType::false_; break;
+    case 'n': doc_type_ = JsonType::null; break;
+    default: doc_type_ = JsonType::number; break;
+  }
+}
+
+// A value starts at p on a matched path: decide its target slot and how to read it.
+const char* JsonSkim::begin_value(const char* p) {
+  if (depth_ == 0) {
+    start_document(p);
+  } else {
+    filled_ |= bit_of(depth_);
+  }
+  TT_DASSERT(depth_ <= skim_path_keys_max);
+  const std::uint32_t targets = cand_ & spec_->ends_at[depth_];
+  const std::uint32_t deeper = cand_ & spec_->goes_past[depth_];
+  const std::uint8_t slot =
+      targets != 0 ? static_cast<std::uint8_t>(std::countr_zero(targets)) : no_slot;
+  const bool keep = slot != no_slot && kind_of(slot) == SkimKind::bytes;
+  const char c = *p;
+  if (c == '{' || c == '[') return open_container(p, c == '{', slot, deeper);
+  val_slot_ = slot;
+  val_begin_ = at(p);
+  if (keep) {
+    cap_len_ = 0;
+    cap_limit_ = spec_->paths[slot].cap_bytes;
+    cap_truncated_ = false;
+  }
+  if (c == '"') {
+    val_type_ = JsonType::string;
+    esc_ = 0;
+    hi_surrogate_ = 0;
+    str_lossy_ = false;
+    esc_pending_ = false;
+    mode_ = keep ? Mode::text_string : Mode::skip_string;
+    return p + 1;
+  }
+  std::string_view lit;
+  switch (c) {
+    case 't': lit = lit_true; val_type_ = JsonType::true_; break;
+    case 'f': lit = lit_false; val_type_ = JsonType::false_; break;
+    case 'n': lit = lit_null; val_type_ = JsonType::null; break;
+    default:
+      if (c != '-' && (c < '0' || c > '9')) {
+        fail(SkimError::syntax);
+        return p + 1;
+      }
+      val_type_ = JsonType::number;
+      break;
+  }
+  lit_ = lit.data();
+  lit_len_ = static_cast<std::uint8_t>(lit.size());
+  lit_pos_ = 0;
+  num_state_ = 0;
+  raw_on_ = keep;
+  raw_from_ = p;
+  mode_ = Mode::scalar;
+  return p;  // run_scalar validates the first character too
+}
+
+const char* JsonSkim::open_container(const char* p, bool object, std::uint8_t slot,
+                                     std::uint32_t deeper) {
+  if (depth_ == skim_depth_max) {
+    fail(SkimError::depth);
+    return p + 1;
+  }
+  push_kind(object);
+  ++depth_;
+  const JsonType type = object ? JsonType::object : JsonType::array;
+  if (deeper == 0) {
+    // No path goes below this value: skip it, keeping its raw bytes if it is a bytes target.
+    val_slot_ = slot;
+    val_begin_ = at(p);
+    val_type_ = type;
+    if (slot != no_slot && kind_of(slot) == SkimKind::bytes) {
+      cap_len_ = 0;
+      cap_limit_ = spec_->paths[slot].cap_bytes;
+      cap_truncated_ = false;
+      raw_on_ = true;
+      raw_from_ = p;
+    }
+    skip_floor_ = depth_ - 1;
+    skip_first_ = slot != no_slot;
+    skip_nonempty_ = false;
+    in_str_ = false;
+    esc_pending_ = false;
+    mode_ = Mode::skip;
+    return p + 1;
+  }
+  // A path continues inside: follow the grammar. make_skim_spec keeps bytes targets out of here.
+  TT_DASSERT(depth_ <= skim_path_keys_max);
+  TT_DASSERT(slot == no_slot || kind_of(slot) == SkimKind::flag);
+  mask_[depth_] = deeper;
+  open_slot_[depth_] = slot;
+  open_begin_[depth_] = at(p);
+  filled_ &= static_cast<std::uint8_t>(~bit_of(depth_));
+  if (object) {
+    mode_ = Mode::first_key;
+  } else {
+    mode_ = Mode::first_value;
+    cand_ = deeper & spec_->star_at[depth_];
+  }
+  return p + 1;
+}
+
+// Closes a container followed strictly (skip mode closes its own).
+const char* JsonSkim::close_container(const char* p) {
+  const bool object = top_is_object();
+  if ((*p == '}') != object) {
+    fail(SkimError::syntax);
+    return p + 1;
+  }
+  const std::uint8_t slot = open_slot_[depth_];
+  const bool nonempty = (filled_ & bit_of(depth_)) != 0;
+  const std::uint64_t begin = open_begin_[depth_];
+  open_slot_[depth_] = no_slot;
+  --depth_;
+  end_value(p + 1, JsonType::none, nonempty);
+  if (slot != no_slot) {
+    emit(slot, object ? JsonType::object : JsonType::array, nonempty, begin, at(p + 1));
+  }
+  return p + 1;
+}
+
+// A value ended just before end_p at the current depth. Emits the pending scalar, string or
+// skipped-container capture (type none: the caller emits a strict container's own).
+void JsonSkim::end_value(const char* end_p, JsonType type, bool nonempty) {
+  if (type != JsonType::none && val_slot_ != no_slot) {
+    emit(val_slot_, type, nonempty, val_begin_, at(end_p));
+  }
+  val_slot_ = no_slot;
+  if (depth_ == 0) {
+    end_root();
+  } else {
+    mode_ = Mode::after_value;
+  }
+}
+
+void JsonSkim::end_root() {
+  TT_DASSERT(event_ == Event::none);  // the root is never a capture target
+  event_ = Event::document_end;
+  doc_started_ = false;
+  if (multi_) {
+    mode_ = Mode::value;
+    cand_ = spec_->goes_past[0];
+  } else {
+    mode_ = Mode::done;
+  }
+}
+
+void JsonSkim::emit(std::uint8_t slot, JsonType type, bool nonempty, std::uint64_t begin,
+                    std::uint64_t end) {
+  const bool keep = kind_of(slot) == SkimKind::bytes;
+  capture_.slot = slot;
+  capture_.type = type;
+  capture_.nonempty = nonempty;
+  capture_.truncated = keep && cap_truncated_;
+  capture_.lossy = type == JsonType::string && str_lossy_;
+  capture_.begin = begin;
+  capture_.end = end;
+  capture_.bytes = keep ? std::string_view(buf_.data(), cap_len_) : std::string_view{};
+  event_ = Event::captured;
+}
+
+const char* JsonSkim::run_skip(const char* p, const char* end) {
+  while (p < end) {
+    if (in_str_) {
+      if (esc_pending_) {
+        esc_pending_ = false;
+        ++p;
+        continue;
+      }
+      p = find_quote_or_backslash(p, end);
+      if (p == end) break;
+      esc_pending_ = *p == '\\';
+      in_str_ = esc_pending_;
+      ++p;
+      continue;
+    }
+    if (skip_first_) {
+      while (p < end && is_ws(*p)) ++p;
+      if (p == end) break;
+      skip_first_ = false;
+      skip_nonempty_ = *p != '}' && *p != ']';
+    }
+    p = find_bracket_or_quote(p, end);
+    if (p == end) break;
+    const char c = *p++;
+    if (c == '"') {
+      in_str_ = true;
+      continue;
+    }
+    if (c == '{' || c == '[') {
+      if (depth_ == skim_depth_max) {
+        fail(SkimError::depth);
+        return p;
+      }
+      push_kind(c == '{');
+      ++depth_;
+      continue;
+    }
+    if ((c == '}') != top_is_object()) {
+      fail(SkimError::syntax);
+      return p;
+    }
+    --depth_;
+    if (depth_ == skip_floor_) {
+      if (raw_on_) {
+        capture_append(raw_from_, static_cast<std::size_t>(p - raw_from_));
+        raw_on_ = false;
+      }
+      end_value(p, val_type_, skip_nonempty_);
+      return p;
+    }
+  }
+  return p;
+}
+
+const char* JsonSkim::run_skip_string(const char* p, const char* end) {
+  while (p < end) {
+    if (esc_pending_) {
+      esc_pending_ = false;
+      ++p;
+      continue;
+    }
+    p = find_quote_or_backslash(p, end);
+    if (p == end) break;
+    if (*p == '\\') {
+      esc_pending_ = true;
+      ++p;
+      continue;
+    }
+    ++p;
+    end_value(p, JsonType::string, at(p) - val_begin_ > 2);
+    return p;
+  }
+  return p;
+}
+
+const char* JsonSkim::run_decoded_string(const char* p, const char* end) {
+  while (p < end) {
+    if (esc_ != 0) {
+      p = run_escape(p, end);
+      if (mode_ == Mode::failed) return p;
+      continue;
+    }
+    const char c = *p;
+    if (c == '"') {
+      drop_high_surrogate();  // a high surrogate must be followed by a low one
+      ++p;
+      if (mode_ == Mode::key_string) {
+        end_key();
+      } else {
+        end_value(p, JsonType::string, at(p) - val_begin_ > 2);
+      }
+      return p;
+    }
+    if (c == '\\') {
+      esc_ = 1;
+      ++p;
+      continue;
+    }
+    if (static_cast<unsigned char>(c) < 0x20) {
+      fail(SkimError::string);
+      return p + 1;
+    }
+    const char* q = p + 1;
+    while (q < end && *q != '"' && *q != '\\' && static_cast<unsigned char>(*q) >= 0x20) ++q;
+    drop_high_surrogate();
+    push_decoded(p, static_cast<std::size_t>(q - p));
+    p = q;
+  }
+  return p;
+}
+
+// One byte of an escape: the letter after '\', or one of the four hex digits of \uXXXX.
+const char* JsonSkim::run_escape(const char* p, const char* /*end*/) {
+  const char c = *p++;
+  if (esc_ == 1) {
+    char out = 0;
+    switch (c) {
+      case '"':
+      case '\\':
+      case '/': out = c; break;
+      case 'b': out = '\b'; break;
+      case 'f': out = '\f'; break;
+      case 'n': out = '\n'; break;
+      case 'r': out = '\r'; break;
+      case 't': out = '\t'; break;
+      case 'u':
+        esc_ = 2;
+        uhex_ = 0;
+        return p;
+      default: fail(SkimError::string); return p;
+    }
+    esc_ = 0;
+    drop_high_surrogate();
+    push_byte(static_cast<std::uint8_t>(out));
+    return p;
+  }
+  const int v = hex_value(c);
+  if (v < 0) {
+    fail(SkimError::string);
+    return p;
+  }
+  uhex_ = static_cast<std::uint16_t>(uhex_ << 4 | v);
+  if (++esc_ == 6) {
+    esc_ = 0;
+    on_unicode_escape(uhex_);
+  }
+  return p;
+}
+
+// A pending high surrogate not followed by a low one decodes as U+FFFD, as in Go.
+void JsonSkim::drop_high_surrogate() {
+  if (hi_surrogate_ == 0) return;
+  hi_surrogate_ = 0;
+  push_codepoint(0xFFFD);
+  str_lossy_ = true;
+}
+
+// Applies one \uXXXX the way Go's encoding/json does: a surrogate that is not half of a valid
+// pair decodes as U+FFFD, and the string is marked lossy.
+void JsonSkim::on_unicode_escape(std::uint32_t u) {
+  const bool low = u >= 0xDC00 && u <= 0xDFFF;
+  if (hi_surrogate_ != 0 && low) {
+    const std::uint32_t hi = hi_surrogate_;
+    hi_surrogate_ = 0;
+    push_codepoint(0x10000 + ((hi - 0xD800) << 10) + (u - 0xDC00));
+    return;
+  }
+  drop_high_surrogate();
+  if (u >= 0xD800 && u <= 0xDBFF) {
+    hi_surrogate_ = static_cast<std::uint16_t>(u);
+  } else if (low) {
+    push_codepoint(0xFFFD);
+    str_lossy_ = true;
+  } else {
+    push_codepoint(u);
+  }
+}
+
+void JsonSkim::push_codepoint(std::uint32_t cp) {
+  if (cp < 0x80) {
+    push_byte(static_cast<std::uint8_t>(cp));
+  } else if (cp < 0x800) {
+    push_byte(static_cast<std::uint8_t>(0xC0 | cp >> 6));
+    push_byte(static_cast<std::uint8_t>(0x80 | (cp & 0x3F)));
+  } else if (cp < 0x10000) {
+    push_byte(static_cast<std::uint8_t>(0xE0 | cp >> 12));
+    push_byte(static_cast<std::uint8_t>(0x80 | (cp >> 6 & 0x3F)));
+    push_byte(static_cast<std::uint8_t>(0x80 | (cp & 0x3F)));
+  } else {
+    push_byte(static_cast<std::uint8_t>(0xF0 | cp >> 18));
+    push_byte(static_cast<std::uint8_t>(0x80 | (cp >> 12 & 0x3F)));
+    push_byte(static_cast<std::uint8_t>(0x80 | (cp >> 6 & 0x3F)));
+    push_byte(static_cast<std::uint8_t>(0x80 | (cp & 0x3F)));
+  }
+}
+
+void JsonSkim::push_decoded(const char* p, std::size_t n) {
+  if (mode_ == Mode::text_string) {
+    capture_append(p, n);
+    return;
+  }
+  for (std::size_t i = 0; i < n; ++i) key_push(static_cast<std::uint8_t>(p[i]));
+}
+
+void JsonSkim::push_byte(std::uint8_t b) {
+  if (mode_ == Mode::text_string) {
+    const char c = static_cast<char>(b);
+    capture_append(&c, 1);
+  } else {
+    key_push(b);
+  }
+}
+
+// Appends one decoded key byte. With fold_keys, Go's case-insensitive field matching is applied
+// on the fly: ASCII letters are lowered, and the only two non-ASCII runes whose simple case
+// folding reaches ASCII, U+017F (C5 BF) and U+212A (E2 84 AA), become 's' and 'k'.
+void JsonSkim::key_push(std::uint8_t b) {
+  const auto append = [this](std::uint8_t x) {
+    if (key_len_ < skim_key_bytes_max) {
+      key_[key_len_++] = static_cast<char>(x);
+    } else {
+      key_long_ = true;
+    }
+  };
+  if (!spec_->fold_keys) {
+    append(b);
+    return;
+  }
+  if (fold_n_ == 1 && fold_pending_[0] == 0xC5 && b == 0xBF) {
+    fold_n_ = 0;
+    append('s');
+    return;
+  }
+  if (fold_n_ == 1 && fold_pending_[0] == 0xE2 && b == 0x84) {
+    fold_pending_[1] = b;
+    fold_n_ = 2;
+    return;
+  }
+  if (fold_n_ == 2 && b == 0xAA) {
+    fold_n_ = 0;
+    append('k');
+    return;
+  }
+  key_flush_fold();
+  if (b == 0xC5 || b == 0xE2) {
+    fold_pending_[0] = b;
+    fold_n_ = 1;
+    return;
+  }
+  append(b >= 'A' && b <= 'Z' ? static_cast<std::uint8_t>(b + ('a' - 'A')) : b);
+}
+
+void JsonSkim::key_flush_fold() {
+  const std::uint8_t n = fold_n_;
+  fold_n_ = 0;
+  for (std::uint8_t i = 0; i < n; ++i) {
+    if (key_len_ < skim_key_bytes_max) {
+      key_[key_len_++] = static_cast<char>(fold_pending_[i]);
+    } else {
+      key_long_ = true;
+    }
+  }
+}
+
+// The key is complete: the next value's candidates are the paths whose key at this depth is it.
+void JsonSkim::end_key() {
+  key_flush_fold();
+  mode_ = Mode::colon;
+  cand_ = 0;
+  if (key_long_) return;
+  const std::string_view key(key_.data(), key_len_);
+  std::uint32_t m = mask_[depth_] & ~spec_->star_at[depth_];
+  while (m != 0) {
+    const int i = std::countr_zero(m);
+    m &= m - 1;
+    if (spec_->paths[i].keys[depth_ - 1] == key) cand_ |= std::uint32_t{1} << i;
+  }
+}
+
+const char* JsonSkim::run_scalar(const char* p, const char* end) {
+  for (; p < end; ++p) {
+    const char c = *p;
+    if (!is_scalar_char(c)) break;
+    if (lit_len_ != 0) {
+      if (lit_pos_ >= lit_len_ || lit_[lit_pos_] != c) {
+        fail(SkimError::syntax);
+        return p + 1;
+      }
+      ++lit_pos_;
+    } else {
+      num_state_ = num_next(num_state_, c);
+      if (num_state_ == num_reject) {
+        fail(SkimError::syntax);
+        return p + 1;
+      }
+    }
+  }
+  if (p == end) return p;  // the token may go on in the next feed()
+  const bool complete = lit_len_ != 0 ? lit_pos_ == lit_len_ : num_accepts(num_state_);
+  if (!complete) {
+    fail(SkimError::syntax);
+    return p;
+  }
+  if (raw_on_) {
+    capture_append(raw_from_, static_cast<std::size_t>(p - raw_from_));
+    raw_on_ = false;
+  }
+  end_value(p, val_type_, true);
+  return p;
+}
+
+void JsonSkim::capture_append(const char* p, std::size_t n) {
+  const std::size_t room = cap_limit_ - cap_len_;
+  if (n > room) {
+    cap_truncated_ = true;
+    n = room;
+  }
+  std::memcpy(buf_.data() + cap_len_, p, n);
+  cap_len_ = static_cast<std::uint16_t>(cap_len_ + n);
+}
+
+void JsonSkim::push_kind(bool object) {
+  std::uint64_t& word = kinds_[depth_ / 64];
+  const std::uint64_t bit = std::uint64_t{1} << (depth_ % 64);
+  word = object ? (word | bit) : (word & ~bit);
+}
+
+bool JsonSkim::top_is_object() const {
+  TT_DASSERT(depth_ > 0);
+  const std::uint32_t i = depth_ - 1;
+  return (kinds_[i / 64] >> (i % 64) & 1) != 0;
+}
+
+void JsonSkim::fail(SkimError e) {
+  error_ = e;
+  mode_ = Mode::failed;
+  event_ = Event::failed;
+  raw_on_ = false;
+  doc_started_ = false;
+}
+
+std::optional<std::uint64_t> json_uint(std::string_view token) {
+  if (token.empty() || (token.size() > 1 && token[0] == '0')) return std::nullopt;
+  std::uint64_t value = 0;
+  const char* const end = token.data() + token.size();
+  const auto [ptr, ec] = std::from_chars(token.data(), end, value);
+  if (ec != std::errc{} || ptr != end) return std::nullopt;
+  return value;
+}
+
+struct PieceParser::Impl {
+  simdjson::ondemand::parser parser{piece_bytes_max};
+  std::array<char, piece_bytes_max + simdjson::SIMDJSON_PADDING> scratch{};
+};
+
+PieceParser::PieceParser() : impl_(std::make_unique<Impl>()) {
+  // Size the parser's internal buffers now so that no parse allocates later.
+  const simdjson::error_code rc = impl_->parser.allocate(piece_bytes_max);
+  TT_ASSERT(rc == simdjson::SUCCESS);
+}
+
+PieceParser::~PieceParser() = default;
+
+bool PieceParser::read_counts(std::string_view object, std::span<const std::string_view> keys,
+                              Counts* out) {
+  *out = Counts{};
+  if (object.size() > piece_bytes_max || keys.size() > keys_max) return false;
+  auto& scratch = impl_->scratch;
+  std::memcpy(scratch.data(), object.data(), object.size());
+  std::memset(scratch.data() + object.size(), ' ', simdjson::SIMDJSON_PADDING);
+  simdjson::ondemand::document doc;
+  const simdjson::padded_string_view input(scratch.data(), object.size(), scratch.size());
+  if (impl_->parser.iterate(input).get(doc) != simdjson::SUCCESS) return false;
+  simdjson::ondemand::object obj;
+  if (doc.get_object().get(obj) != simdjson::SUCCESS) return false;
+  for (auto member : obj) {
+    simdjson::ondemand::field field;
+    std::string_view key;
+    if (std::move(member).get(field) != simdjson::SUCCESS) return false;
+    if (field.unescaped_key().get(key) != simdjson::SUCCESS) return false;
+    for (std::size_t i = 0; i < keys.size(); ++i) {
+      if (key != keys[i]) continue;
+      const auto bit = static_cast<std::uint8_t>(1u << i);
+      std::uint64_t v = 0;
+      if (field.value().get_uint64().get(v) == simdjson::SUCCESS) {
+        out->value[i] = v;
+        out->present |= bit;
+      } else {
+        out->present &= static_cast<std::uint8_t>(~bit);
+      }
+      break;
+    }
+  }
+  return true;
+}
+
+}  // namespace tokentap

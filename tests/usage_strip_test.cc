@@ -1,0 +1,206 @@
+// UsageStrip: a stream produced with include_usage, filtered, equals byte for byte the stream the
+// same upstream produces without it (Ollama chat and completions, OpenAI-style usage:null), for
+// every split of the input; what it cannot remove safely passes through unchanged.
+#include "tokentap/usage_strip.h"
+
+#include <gtest/gtest.h>
+
+#include <random>
+#include <string>
+#include <vector>
+
+namespace tokentap {
+namespace {
+
+std::string strip(const std::vector<std::string>& pieces, UsageStrip* out_state = nullptr) {
+  UsageStrip s;
+  std::string out;
+  const auto sink = [&out](const char* p, std::size_t n) { out.append(p, n); };
+  for (const std::string& piece : pieces) s.feed(piece.data(), piece.size(), sink);
+  s.finish(sink);
+  if (out_state != nullptr) *out_state = s;
+  return out;
+}
+
+void expect_strips_to(const std::string& with, const std::string& without) {
+  ASSERT_EQ(strip({with}), without);
+  for (std::size_t cut = 0; cut <= with.size(); ++cut) {
+    ASSERT_EQ(strip({with.substr(0, cut), with.substr(cut)}), without) << "cut " << cut;
+  }
+  std::vector<std::string> bytes;
+  for (char c : with) bytes.emplace_back(1, c);
+  ASSERT_EQ(strip(bytes), without) << "1-byte feeds";
+  std::mt19937 rng(7);
+  for (int round = 0; round < 40; ++round) {
+    std::vector<std::string> pieces;
+    for (std::size_t at = 0; at < with.size();) {
+      const std::size_t n = std::min<std::size_t>(with.size() - at, 1 + rng() % 60);
+      pieces.push_back(with.substr(at, n));
+      at += n;
+    }
+    ASSERT_EQ(strip(pieces), without) << "round " << round;
+  }
+}
+
+// Ollama /v1/chat/completions (middleware/openai.go ChatWriter): chunks never carry usage; with
+// include_usage the done step also writes the finish chunk again with "choices":[] and usage.
+std::string chat_chunk(const std::string& choices, const std::string& extra = "") {
+  return R"(data: {"id":"chatcmpl-318","object":"chat.completion.chunk","created":1787580250,)"
+         R"("model":"llama3.2","system_fingerprint":"fp_ollama","choices":)" +
+         choices + extra + "}\n\n";
+}
+std::string chat_delta(const std::string& delta, const char* finish = "null") {
+  return chat_chunk(R"([{"index":0,"delta":)" + delta + R"(,"finish_reason":)" + finish + "}]");
+}
+const std::string chat_body =
+    chat_delta(R"({"role":"assistant","content":"The"})") +
+    chat_delta(R"({"role":"assistant","content":" \"choices\":[],\"usage\":{} \\"})") +
+    chat_delta(R"({"role":"assistant","content":"","tool_calls":[{"id":"call_1","index":0,)"
+               R"("type":"function","function":{"name":"f","arguments":"{\"usage\":1}"}}]})") +
+    chat_delta(R"({"role":"assistant","content":""})", R"("tool_calls")");
+const std::string chat_usage =
+    chat_chunk("[]", R"(,"usage":{"prompt_tokens":32,"completion_tokens":34,"total_tokens":66})");
+const std::string done = "data: [DONE]\n\n";
+
+// Ollama /v1/completions (CompleteWriter): with include_usage every chunk ends with a zero usage.
+std::string cmpl_chunk(const std::string& text, const char* finish, bool usage) {
+  return R"(data: {"id":"cmpl-42","object":"text_completion","created":1787580250,)"
+         R"("choices":[{"text":")" + text + R"(","index":0,"finish_reason":)" + finish +
+         R"(}],"model":"llama3.2","system_fingerprint":"fp_ollama")" +
+         (usage ? R"(,"usage":{"prompt_tokens":0,"completion_tokens":0,"total_tokens":0})" : "") +
+         "}\n\n";
+}
+const std::string cmpl_usage =
+    R"(data: {"id":"cmpl-42","object":"text_completion","created":1787580250,"choices":[],)"
+    R"("model":"llama3.2","system_fingerprint":"fp_ollama","usage":{"prompt_tokens":12,)"
+    R"("completion_tokens":5,"total_tokens":17}})"
+    "\n\n";
+std::string cmpl_stream(bool usage) {
+  return cmpl_chunk("Hello", "null", usage) + cmpl_chunk(" world", "null", usage) +
+         cmpl_chunk("", R"("stop")", usage) + (usage ? cmpl_usage : "") + done;
+}
+
+TEST(UsageStrip, OllamaChatUsageChunkIsDropped) {
+  expect_strips_to(chat_body + chat_usage + done, chat_body + done);
+}
+
+TEST(UsageStrip, OllamaCompletionsZeroUsageMembersAreRemoved) {
+  expect_strips_to(cmpl_stream(true), cmpl_stream(false));
+}
+
+TEST(UsageStrip, CompletionsErrorChunkLosesItsZeroUsage) {
+  const auto error_chunk = [](bool usage) {
+    return std::string(R"(data: {"id":"cmpl-42","object":"text_completion","created":1,)") +
+           R"("choices":[{"text":"","index":0,"finish_reason":null}],"model":"",)" +
+           R"("system_fingerprint":"fp_ollama")" +
+           (usage ? R"(,"usage":{"prompt_tokens":0,"completion_tokens":0,"total_tokens":0})"
+                  : "") +
+           "}\n\n";
+  };
+  expect_strips_to(cmpl_chunk("Hi", "null", true) + error_chunk(true),
+                   cmpl_chunk("Hi", "null", false) + error_chunk(false));
+}
+
+TEST(UsageStrip, OpenAiStyleNullUsageAndFirstMemberUsage) {
+  const std::string with = R"(data: {"usage":null,"id":"c1","choices":[{"delta":{"content":"a"}}]})"
+                           "\n\n"
+                           R"(data: {"id":"c1","choices":[{"delta":{}}], "usage" : null })"
+                           "\n\n"
+                           R"(data: {"usage":{"prompt_tokens":1},"choices":[],"id":"c1"})"
+                           "\n\n" +
+                           done;
+  const std::string without = R"(data: {"id":"c1","choices":[{"delta":{"content":"a"}}]})"
+                              "\n\n"
+                              R"(data: {"id":"c1","choices":[{"delta":{}}]})"  // member ws goes too
+                              "\n\n" +
+                              done;
+  expect_strips_to(with, without);
+}
+
+TEST(UsageStrip, ChoicesEmptyWithoutUsageIsKept) {
+  // Azure's prompt-filter chunk has "choices":[] and no usage: not the usage chunk.
+  const std::string body =
+      R"(data: {"choices":[],"prompt_filter_results":[{"prompt_index":0}],"usage":null})"
+      "\n\n" + chat_body + done;
+  const std::string want =
+      R"(data: {"choices":[],"prompt_filter_results":[{"prompt_index":0}]})"
+      "\n\n" + chat_body + done;
+  expect_strips_to(body, want);
+}
+
+TEST(UsageStrip, CrlfAndCommentsKeepTheirBytes) {
+  const auto crlf = [](std::string s) {
+    for (std::size_t at = 0; (at = s.find('\n', at)) != std::string::npos; at += 2) {
+      s.replace(at, 1, "\r\n");
+    }
+    return s;
+  };
+  expect_strips_to(": ping\n\n" + crlf(cmpl_stream(true)), ": ping\n\n" + crlf(cmpl_stream(false)));
+  expect_strips_to(crlf(chat_body + chat_usage + done), crlf(chat_body + done));
+}
+
+TEST(UsageStrip, PassesBytesOnAsSoonAsTheirFateIsKnown) {
+  UsageStrip s;
+  std::string out;
+  const auto sink = [&out](const char* p, std::size_t n) { out.append(p, n); };
+  const std::string first = chat_delta(R"({"role":"assistant","content":"The"})");
+  const std::size_t choices_at = first.find("[{") + 2;
+  s.feed(first.data(), choices_at, sink);
+  EXPECT_EQ(out, first.substr(0, choices_at));  // choices is non-empty: released
+  s.feed(first.data() + choices_at, first.size() - choices_at, sink);
+  EXPECT_EQ(out, first);
+  out.clear();
+  const std::string chunk = cmpl_chunk("x", "null", true);
+  const std::size_t usage_at = chunk.find(",\"usage\"");
+  s.feed(chunk.data(), usage_at + 3, sink);
+  EXPECT_EQ(out, chunk.substr(0, usage_at));  // only the pending member is held
+  s.feed(chunk.data() + usage_at + 3, chunk.size() - usage_at - 3, sink);
+  EXPECT_EQ(out, cmpl_chunk("x", "null", false));
+  EXPECT_EQ(s.members_removed(), 1u);
+  EXPECT_EQ(s.events_dropped(), 0u);
+}
+
+TEST(UsageStrip, CountsWhatItRemoved) {
+  UsageStrip state;
+  (void)strip({cmpl_stream(true)}, &state);
+  EXPECT_EQ(state.members_removed(), 3u);
+  EXPECT_EQ(state.events_dropped(), 1u);
+  EXPECT_EQ(state.gave_up(), 0u);
+}
+
+TEST(UsageStrip, GivesUpOpenWhenTheEventIsTooLongToHold) {
+  const std::string model(strip_hold_bytes_max, 'm');
+  const std::string big = R"(data: {"id":"x","model":")" + model +
+                          R"(","choices":[],"usage":{"prompt_tokens":1}})"
+                          "\n\n";
+  UsageStrip state;
+  EXPECT_EQ(strip({big + done}, &state), big + done);
+  EXPECT_EQ(state.gave_up(), 1u);
+  EXPECT_EQ(state.events_dropped(), 0u);
+}
+
+TEST(UsageStrip, MemberAcrossDataLinesPassesUnchanged) {
+  const std::string body = "data: {\"choices\":[{\"text\":\"a\"}],\"usage\":\ndata: null}\n\n";
+  UsageStrip state;
+  EXPECT_EQ(strip({body}, &state), body);
+  EXPECT_EQ(state.gave_up(), 1u);
+}
+
+TEST(UsageStrip, TruncatedEventIsPassedOnAtFinish) {
+  const std::string cut = chat_usage.substr(0, 60);
+  EXPECT_EQ(strip({chat_body + cut}), chat_body + cut);
+  // Once known to be the usage event, a truncated one is dropped.
+  EXPECT_EQ(strip({chat_body + chat_usage.substr(0, chat_usage.size() - 10)}), chat_body);
+}
+
+TEST(UsageStrip, NonJsonAndMalformedEventsPassUnchanged) {
+  for (const std::string& body :
+       {std::string("data: hello\n\n"), std::string("event: x\ndata: [1,2]\n\n"),
+        std::string("data: {\"usage\" 1}\n\n"), std::string("data: {\"a\":1}}\n\n"),
+        std::string("data: {}\n\n"), std::string("data: {\"choices\":[]}\n\n")}) {
+    EXPECT_EQ(strip({body}), body);
+  }
+}
+
+}  // namespace
+}  // namespace tokentap
