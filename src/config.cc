@@ -153,13 +153,16 @@ std::string help_text() {
       "  --max-models N         distinct model label values before __overflow__ (default {})\n"
       "  --max-body BYTES       largest request body accepted (default {}; --max-body-mb N)\n"
       "  --drain-timeout MS     how long in-flight requests may finish on SIGTERM (default {})\n"
+      "  --head-timeout MS      a request head must arrive within this (default {}; 408)\n"
+      "  --idle-timeout MS      idle keep-alive client connections close after (default {})\n"
       "  --metrics-token TOKEN  require 'Authorization: Bearer TOKEN' on /metrics\n"
       "  --access-log FILE|-    JSON access log, one line per request\n"
       "  --help, --version\n"
       "\n"
       "Flags may be written -flag or --flag, with the value after '=' or as the next argument.\n",
       default_listen, default_upstream, default_metrics_listen, max_models_default,
-      max_body_bytes_default, drain_timeout_ms_default);
+      max_body_bytes_default, drain_timeout_ms_default, head_timeout_ms_default,
+      idle_timeout_ms_default);
 }
 
 namespace {
@@ -197,6 +200,14 @@ bool apply_flag(std::string_view name, std::string_view value, RawFlags* raw, Co
     cfg->max_body_bytes = mb * mib;
   } else if (name == "drain-timeout") {
     if (!parse_uint(value, &cfg->drain_timeout_ms)) return bad("milliseconds");
+  } else if (name == "head-timeout") {
+    if (!parse_uint(value, &cfg->head_timeout_ms) || cfg->head_timeout_ms < 1) {
+      return bad("milliseconds >= 1");
+    }
+  } else if (name == "idle-timeout") {
+    if (!parse_uint(value, &cfg->idle_timeout_ms) || cfg->idle_timeout_ms < 1) {
+      return bad("milliseconds >= 1");
+    }
   } else if (name == "metrics-token") {
     cfg->metrics_token = value;
   } else if (name == "access-log") {

@@ -35,7 +35,21 @@ void Conn::start(Shard* shard, std::uint32_t slot, int fd) {
   head_len_ = 0;
   reset_exchange();
   req_.init_request();
+  timer_.set_owner(slot);
+  arm_timer(shard_->config().idle_timeout_ms);
   update_client_recv();
+}
+
+void Conn::arm_timer(std::uint64_t timeout_ms) {
+  shard_->timers().arm(timer_, monotonic_ms() + timeout_ms);
+}
+
+void Conn::on_timer() {
+  if (state_ == State::lingering) return close_now();
+  if (state_ != State::open || req_state_ != Req::head) return;  // exchanges are never cut
+  if (head_len_ == 0 && client_in_.empty()) return close_now();  // idle keep-alive
+  shard_->metrics().connection_rejected(RejectReason::timeout);
+  respond_error(408, "Request Timeout", "tokentap: request head not received in time");
 }
 
 void Conn::on_completion(Op op, int res, std::uint32_t flags) {
@@ -79,6 +93,7 @@ void Conn::release_resources() {
   if (head_buf_ >= 0) bufs.unref(static_cast<std::uint16_t>(head_buf_));
   head_buf_ = -1;
   drop_splice();
+  shard_->timers().cancel(timer_);
   close(fd_);
   fd_ = -1;
   state_ = State::free;
@@ -159,7 +174,11 @@ void Conn::process_client_input() {
 }
 
 bool Conn::feed_head(const char* data, std::uint32_t len, std::uint32_t* used) {
-  if (head_len_ == 0 && start_ns_ == 0) start_ns_ = monotonic_ns();
+  if (head_len_ == 0 && start_ns_ == 0) {
+    start_ns_ = monotonic_ns();
+    // The head deadline runs from its first byte, however slowly the rest trickles in.
+    arm_timer(shard_->config().head_timeout_ms);
+  }
   std::size_t n = 0;
   const HttpParser::Stop stop = req_.feed(data, len, &n);
   if (stop == HttpParser::Stop::error) {
@@ -232,6 +251,7 @@ void Conn::on_request_head() {
   }
   route_ = route_of(facts.target);
   head_request_ = facts.method == "HEAD";
+  shard_->timers().cancel(timer_);  // a request in progress, stream or upload, is never cut
   // The model and stream flag come from the body (request_probe); until it is read the
   // request counts under `unknown` and the route's default.
   model_ = model_unknown;
@@ -318,6 +338,7 @@ void Conn::maybe_finish_exchange() {
   record_exchange();
   if (close_after_) return close_gracefully();
   reset_exchange();
+  arm_timer(shard_->config().idle_timeout_ms);
   process_client_input();
   update_client_recv();
 }
@@ -371,6 +392,7 @@ void Conn::respond_error(int status, const char* reason, const char* message) {
 void Conn::close_gracefully() {
   state_ = State::lingering;
   drop_splice();
+  arm_timer(linger_timeout_ms);
   client_in_.clear(shard_->segments(), shard_->bufs());
   // FIN after the last response byte; keep reading until the client's EOF so unread request
   // bytes never make close() send an RST that could destroy the response in flight.
@@ -398,6 +420,7 @@ void Conn::record_exchange() {
 void Conn::close_now() {
   if (state_ == State::closing || state_ == State::free) return;
   record_exchange();
+  shard_->timers().cancel(timer_);
   state_ = State::closing;
   release_upstream(false);
   ::shutdown(fd_, SHUT_RDWR);

@@ -31,9 +31,11 @@ void set_nodelay(int fd) {
 }  // namespace
 
 Shard::Shard(const Config& config, int index, int listen_fd, MetricsShard& metrics)
-    : config_(config), metrics_(metrics), index_(index), listen_fd_(listen_fd) {}
+    : config_(config), metrics_(metrics), index_(index), listen_fd_(listen_fd),
+      timers_(monotonic_ms()) {}
 
 Shard::~Shard() {
+  timers_.clear();  // connections die with the slab; their timer nodes must be unlinked first
   if (wake_fd_ >= 0) close(wake_fd_);
 }
 
@@ -107,7 +109,9 @@ void Shard::cancel_fd(int fd) {
 void Shard::run() {
   std::uint64_t stop_deadline_ms = 0;
   for (;;) {
-    const int rc = ring_.submit_and_wait(loop_wait_ms);
+    const unsigned wait_ms =
+        static_cast<unsigned>(timers_.ms_until_next(monotonic_ms(), loop_wait_ms));
+    const int rc = ring_.submit_and_wait(wait_ms);
     (void)rc;  // -ETIME (timeout) and -EINTR (signal) are normal wake-ups
     unsigned head;
     unsigned seen = 0;
@@ -119,6 +123,11 @@ void Shard::run() {
     io_uring_cq_advance(ring_.raw(), seen);
     bufs_.flush();
     rearm_starved();
+    timers_.advance(monotonic_ms(), [this](TimerNode& node) {
+      const auto slot = static_cast<std::uint32_t>(node.owner());
+      conns_[slot].on_timer();
+      maybe_free_conn(slot);
+    });
     if (stop_.load(std::memory_order_acquire)) {
       if (stop_deadline_ms == 0) {
         stop_deadline_ms = monotonic_ms() + stop_grace_ms;

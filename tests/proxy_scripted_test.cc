@@ -146,11 +146,13 @@ class ScriptedUpstream {
 
 class Proxy {
  public:
-  explicit Proxy(std::uint16_t upstream_port, int threads = 2) {
+  explicit Proxy(std::uint16_t upstream_port, int threads = 2,
+                 std::vector<std::string> extra = {}) {
     std::vector<std::string> args = {"tokentap", "--listen", "127.0.0.1:0",
                                      "--metrics-listen", "127.0.0.1:0", "--upstream",
                                      "http://127.0.0.1:" + std::to_string(upstream_port),
                                      "--threads", std::to_string(threads)};
+    args.insert(args.end(), extra.begin(), extra.end());
     std::vector<const char*> argv;
     for (auto& a : args) argv.push_back(a.c_str());
     auto parsed = parse_config(static_cast<int>(argv.size()), argv.data(),
@@ -555,6 +557,53 @@ TEST(ProxyScripted, MetricsCountUpstreamConnectErrorsAnd502) {
   EXPECT_EQ(sample(m, "tokentap_requests_total{endpoint=\"/api/generate\",model=\"unknown\","
                       "status=\"502\",stream=\"true\"}"), 1) << m;
   EXPECT_EQ(sample(m, "tokentap_active_requests{endpoint=\"/api/generate\",model=\"unknown\"}"), 0);
+}
+
+
+TEST(ProxyScripted, SlowlorisHeadGets408) {
+  ScriptedUpstream up([](int fd, ScriptedUpstream& self) { self.read_request(fd); });
+  Proxy proxy(up.port(), 1, {"--head-timeout", "200"});
+  if (!proxy.started()) GTEST_SKIP() << proxy.error();
+  const int c = connect_loopback(proxy.port());
+  send_all(c, "GET / HTTP/1.1\r\nHost: x\r\n");  // never finished
+  const auto t0 = std::chrono::steady_clock::now();
+  bool closed = false;
+  const std::string resp = read_until(c, [](const std::string&) { return false; }, 3000ms, &closed);
+  const auto waited = std::chrono::steady_clock::now() - t0;
+  EXPECT_EQ(resp.rfind("HTTP/1.1 408 Request Timeout\r\n", 0), 0u) << resp;
+  EXPECT_TRUE(closed);
+  EXPECT_GE(waited, 150ms);
+  EXPECT_LT(waited, 2000ms);
+  close(c);
+  EXPECT_EQ(sample(proxy.scrape(), "tokentap_connections_rejected_total{reason=\"timeout\"}"), 1);
+}
+
+TEST(ProxyScripted, IdleKeepAliveIsClosedButStreamsAreNot) {
+  ScriptedUpstream up([](int fd, ScriptedUpstream& self) {
+    self.read_request(fd);
+    // A stream slower than the idle timeout between lines must not be cut.
+    send_all(fd, "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n");
+    for (int i = 0; i < 3; ++i) {
+      std::this_thread::sleep_for(250ms);
+      send_all(fd, "2\r\na\n\r\n");
+    }
+    send_all(fd, "0\r\n\r\n");
+    read_until(fd, [](const std::string&) { return false; }, 3000ms);
+  });
+  Proxy proxy(up.port(), 1, {"--idle-timeout", "200", "--head-timeout", "200"});
+  if (!proxy.started()) GTEST_SKIP() << proxy.error();
+  const int c = connect_loopback(proxy.port());
+  send_all(c, "POST /api/generate HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\n\r\n{}");
+  const std::string resp = read_until(c, [](const std::string& d) {
+    return d.find("0\r\n\r\n") != std::string::npos;
+  });
+  EXPECT_NE(resp.find("0\r\n\r\n"), std::string::npos) << "stream was cut: " << resp;
+  // Now idle: closed after the idle timeout, without a response.
+  bool closed = false;
+  const std::string rest = read_until(c, [](const std::string&) { return false; }, 2000ms, &closed);
+  EXPECT_TRUE(closed);
+  EXPECT_EQ(rest, "");
+  close(c);
 }
 
 }  // namespace

@@ -29,6 +29,10 @@ constexpr int threads_max = 256;
 constexpr std::uint64_t max_body_bytes_default = 256 * mib;
 constexpr std::uint32_t max_models_default = 512;
 constexpr std::uint32_t drain_timeout_ms_default = 30'000;
+// A request head must be complete this long after its first byte (slowloris → 408).
+constexpr std::uint32_t head_timeout_ms_default = 30'000;
+// A keep-alive connection with no request in progress is closed after this long.
+constexpr std::uint32_t idle_timeout_ms_default = 300'000;
 
 struct Config {
   Endpoint listen;            // proxy listener, default :11435
@@ -41,6 +45,8 @@ struct Config {
   std::uint32_t max_models = max_models_default;
   std::uint64_t max_body_bytes = max_body_bytes_default;
   std::uint32_t drain_timeout_ms = drain_timeout_ms_default;
+  std::uint32_t head_timeout_ms = head_timeout_ms_default;
+  std::uint32_t idle_timeout_ms = idle_timeout_ms_default;
   std::string metrics_token;
   std::string access_log;  // empty: off; "-": stdout
 };

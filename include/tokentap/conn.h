@@ -30,6 +30,7 @@
 #include "tokentap/send_queue.h"
 #include "tokentap/slab.h"
 #include "tokentap/splice_pipe.h"
+#include "tokentap/timer_wheel.h"
 #include "tokentap/user_data.h"
 
 namespace tokentap {
@@ -37,6 +38,7 @@ namespace tokentap {
 class Shard;
 
 constexpr std::uint64_t queue_high_bytes = 256 * 1024;
+constexpr std::uint64_t linger_timeout_ms = 5'000;  // lingering close waits this for the EOF
 static_assert(queue_high_bytes >= 4 * buf_bytes, "a queue must hold a few buffers before pausing");
 
 class Conn {
@@ -53,6 +55,9 @@ class Conn {
   void on_completion(Op op, int res, std::uint32_t flags);
   // Buffers came back after this connection's recv stopped on ENOBUFS.
   void on_buffers_available();
+  // The connection's timer fired: idle keep-alive, request head (408) or lingering close.
+  void on_timer();
+  TimerNode& timer() { return timer_; }
   // Teardown after the slot's last op completed (called by the shard).
   [[nodiscard]] bool ready_to_free() const;
   void release_resources();
@@ -105,6 +110,7 @@ class Conn {
   void close_now();
   void close_gracefully();
   void record_exchange();
+  void arm_timer(std::uint64_t timeout_ms);
   bool send_queue(int fd, SendQueue& q, msghdr& msg, iovec* iov, std::uint32_t slot,
                   std::uint32_t gen, Op op);
 
@@ -145,6 +151,7 @@ class Conn {
   std::uint64_t upstream_bytes_sent_ = 0;     // request bytes the upstream accepted
   std::uint64_t start_ns_ = 0;
 
+  TimerNode timer_;
   HttpParser req_;
   HttpParser resp_;
   SendQueue client_in_;    // received from the client, not yet parsed (pipelined requests)

@@ -23,6 +23,7 @@
 #include "tokentap/ring.h"
 #include "tokentap/send_queue.h"
 #include "tokentap/slab.h"
+#include "tokentap/timer_wheel.h"
 #include "tokentap/splice_pipe.h"
 #include "tokentap/upstream_pool.h"
 
@@ -58,6 +59,7 @@ class Shard {
   SegmentPool& segments() { return segments_; }
   UpstreamPool& upstreams() { return upstreams_; }
   PipePool& pipes() { return pipes_; }
+  TimerWheel& timers() { return timers_; }
   ShardCounters& counters() { return counters_; }
   MetricsShard& metrics() { return metrics_; }
 
@@ -100,6 +102,7 @@ class Shard {
   bool accept_armed_ = false;
 
   Ring ring_;
+  TimerWheel timers_;
   BufRing bufs_;
   SegmentPool segments_;
   Slab<Conn> conns_;
