@@ -72,6 +72,7 @@ void TimerWheel::advance_step(std::uint64_t tick) {
   const std::uint32_t slot = near_slot(tick);
   pending_ = near_[slot];
   near_[slot] = nullptr;
+  near_bits_.clear(slot);
   if (pending_ != nullptr) pending_->pprev_ = &pending_;
 }
 

@@ -22,8 +22,8 @@ constexpr std::uint64_t ns_per_s = 1'000'000'000;
 // Nanoseconds since an arbitrary fixed point (boot); never goes backwards.
 [[nodiscard]] inline std::uint64_t monotonic_ns() {
   timespec ts{};
-  // clock_gettime(CLOCK_MONOTONIC) cannot fail on Linux with a valid pointer; a failure would mean a
-  // broken libc or seccomp filter, and every timeout would be wrong, so it is not a recoverable error.
+  // clock_gettime(CLOCK_MONOTONIC) cannot fail on Linux with a valid pointer. A failure would mean
+  // a broken libc or seccomp filter and every timeout wrong: not a recoverable error.
   const int rc = clock_gettime(CLOCK_MONOTONIC, &ts);
   TT_ASSERT(rc == 0);
   return static_cast<std::uint64_t>(ts.tv_sec) * ns_per_s + static_cast<std::uint64_t>(ts.tv_nsec);

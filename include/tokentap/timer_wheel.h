@@ -3,15 +3,15 @@
 //
 // Why a wheel instead of per-op IORING_OP_LINK_TIMEOUT: a link timeout costs an SQE, a CQE and a
 // cancellation round trip each time a timeout is re-armed (every request on a keep-alive
-// connection). Here arm/re-arm/cancel are a few pointer writes, and the shard enters the kernel once
-// per turn with io_uring_submit_and_wait_timeout(ms_until_next(...)). No kernel feature is used;
-// the clock is CLOCK_MONOTONIC (tokentap/clock.h).
+// connection). Here arm/re-arm/cancel are a few pointer writes, and the shard enters the kernel
+// once per turn with io_uring_submit_and_wait_timeout(ms_until_next(...)). No kernel feature is
+// used; the clock is CLOCK_MONOTONIC (tokentap/clock.h).
 //
 // Shape:
-//  - Time is counted in ticks of timer_tick_ms. A deadline is rounded UP to a tick, so a timer never
-//    fires before its deadline; it fires at the first advance(now_ms) whose tick reaches that
-//    rounded deadline, i.e. at most one tick late when the shard calls advance() promptly.
-//    A deadline at or before the wheel's current tick fires on the next tick.
+//  - Time is counted in ticks of timer_tick_ms. A deadline is rounded UP to a tick, so a
+//    timer never fires before its deadline; it fires at the first advance(now_ms) whose tick
+//    reaches that rounded deadline, i.e. at most one tick late when the shard calls advance()
+//    promptly. A deadline at or before the wheel's current tick fires on the next tick.
 //  - near level: timer_near_slots slots of one tick each. Slot i holds exactly the timers due at
 //    the one tick t in (now, now + timer_near_slots] with t % timer_near_slots == i, so the first
 //    non-empty slot after `now` gives the exact next expiry.
@@ -26,12 +26,14 @@
 //
 // Invariants (checked with TT_ASSERT/TT_DASSERT where cheap):
 //  - A node is armed ⇔ its pprev_ is non-null ⇔ its level_ is not idle; armed_count_ counts them.
-//  - A near node has now_tick_ < due_tick ≤ now_tick_ + timer_near_slots.
+//  - A near node has now_tick_ < due_tick ≤ now_tick_ + timer_near_slots (inside a callback,
+//    nodes still waiting on the detached list have due_tick == now_tick_).
 //  - A far node has due_tick / near_slots > now_tick_ / near_slots (its group was not reached yet).
 //  - A slot's bitmap bit is set ⇔ its list head is non-null.
-//  - The cached next event tick, when valid, is ≤ every armed node's expiry and is a tick at which
-//    advance() has work (an expiry or a cascade): next_deadline_ms() is a lower bound, exact when
-//    the earliest timer is in the near level, and never makes the shard spin.
+//  - The cached next event tick, when valid, is the first tick after now_tick_ at which advance()
+//    has work: a non-empty near slot, or a cascade of a non-empty far slot. So
+//    next_deadline_ms() is ≤ every armed expiry (exact unless a cascade comes first) and is always
+//    in the future: waking at it never makes the shard spin.
 //
 // Callbacks: advance() detaches the due slot into a private list before calling on_expire(node) for
 // each node, node already disarmed. A callback may arm, re-arm or cancel any timer, including the
@@ -59,7 +61,7 @@ namespace tokentap {
 constexpr std::uint64_t timer_tick_ms = 10;
 constexpr std::uint32_t timer_near_slots = 4096;
 constexpr std::uint32_t timer_far_slots = 4096;
-constexpr std::uint64_t timer_near_span_ms = timer_tick_ms * timer_near_slots;  // 40.96 s
+constexpr std::uint64_t timer_near_span_ms = timer_tick_ms * timer_near_slots;     // 40.96 s
 constexpr std::uint64_t timer_far_span_ms = timer_near_span_ms * timer_far_slots;  // 46.6 h
 // The longest timeout the proxy is expected to use; longer deadlines still work (far-level rounds)
 // but are revisited once per far rotation.
@@ -169,12 +171,13 @@ class TimerWheel {
   // Expires every timer whose rounded deadline is ≤ now_ms, in deadline-tick order (ties in no
   // particular order), calling on_expire(TimerNode&) for each after disarming it. Returns how many
   // fired. A now_ms at or before the wheel's current tick does nothing.
-  template <typename OnExpire>
-    requires std::invocable<OnExpire&, TimerNode&>
+  template <std::invocable<TimerNode&> OnExpire>
   std::size_t advance(std::uint64_t now_ms, OnExpire&& on_expire);
 
-  // A lower bound on the earliest expiry (exact when it is within timer_near_span_ms of now), or
-  // nullopt when no timer is armed. Cached: O(1) between changes, two bitmap scans after one.
+  // The earliest expiry, or an earlier cascade boundary when a far slot must be visited first
+  // (a lower bound: a timer beyond the near span costs one wakeup at its cascade, plus one per far
+  // rotation it waits), or nullopt when no timer is armed.
+  // Cached: O(1) between changes, two bitmap searches after one.
   [[nodiscard]] std::optional<std::uint64_t> next_deadline_ms() const;
   // How long the shard may sleep: 0 when a timer is due, cap_ms when none is armed or it is later.
   [[nodiscard]] std::uint64_t ms_until_next(std::uint64_t now_ms, std::uint64_t cap_ms) const;
@@ -211,7 +214,8 @@ class TimerWheel {
   std::array<TimerNode*, timer_far_slots> far_{};
   detail::SlotBitmap<timer_near_slots> near_bits_;
   detail::SlotBitmap<timer_far_slots> far_bits_;
-  TimerNode* pending_ = nullptr;  // the slot being expired, detached so callbacks may re-arm into it
+  // The slot being expired, detached so that callbacks may re-arm into its slot.
+  TimerNode* pending_ = nullptr;
   std::uint64_t now_tick_ = 0;
   std::size_t armed_count_ = 0;
   mutable std::uint64_t next_tick_cache_ = tick_none;
@@ -291,8 +295,7 @@ inline void TimerWheel::cancel(TimerNode& node) {
   --armed_count_;
 }
 
-template <typename OnExpire>
-  requires std::invocable<OnExpire&, TimerNode&>
+template <std::invocable<TimerNode&> OnExpire>
 std::size_t TimerWheel::advance(std::uint64_t now_ms, OnExpire&& on_expire) {
   TT_ASSERT(!advancing_);  // on_expire must not call advance()
   const std::uint64_t target_tick = now_ms / timer_tick_ms;
