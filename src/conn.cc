@@ -257,7 +257,7 @@ void Conn::on_request_head() {
   model_ = model_unknown;
   stream_ = route_info(route_).stream_default;
   exchange_open_ = true;
-  shard_->metrics().request_started(route_, model_);
+  meter_request_head(facts.content_encoded);
   close_after_ = !req_.keep_alive();
   bufs.unref(static_cast<std::uint16_t>(head_buf_));
   head_buf_ = -1;
@@ -281,6 +281,7 @@ void Conn::on_request_head() {
 
 void Conn::on_request_done() {
   req_state_ = Req::done;
+  meter_request_done();
   maybe_finish_exchange();
 }
 
@@ -351,7 +352,7 @@ void Conn::reset_exchange() {
   up_recv_cancel_pending_ = head_request_ = false;
   upstream_bytes_sent_ = 0;
   start_ns_ = 0;
-  exchange_open_ = client_aborted_ = false;
+  exchange_open_ = client_aborted_ = active_reported_ = false;
   status_ = 0;
   request_bytes_ = response_bytes_ = 0;
   splice_mode_ = Splice::off;
@@ -405,8 +406,6 @@ void Conn::record_exchange() {
   exchange_open_ = false;
   RequestRecord r;
   r.route = route_;
-  r.model = model_;
-  r.stream = stream_;
   std::uint16_t status = status_;
   if (status == 0) status = client_aborted_ ? 499 : 502;  // nothing was sent: nginx's codes
   r.status = status < 100 || status > 999 ? 502 : status;
@@ -414,6 +413,7 @@ void Conn::record_exchange() {
   r.duration_s = start_ns_ == 0 ? 0.0 : static_cast<double>(monotonic_ns() - start_ns_) / 1e9;
   r.request_bytes = request_bytes_;
   r.response_bytes = response_bytes_;
+  meter_fill(&r);
   shard_->metrics().request_finished(r);
 }
 

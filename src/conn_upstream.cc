@@ -162,6 +162,7 @@ void Conn::process_upstream_data(std::uint16_t buf, std::uint32_t len) {
       if (status >= 200 || status == 101) {
         resp_state_ = Resp::body;
         status_ = static_cast<std::uint16_t>(status);
+        meter_response_head(status);
       }
       if (resp_state_ == Resp::body && !head_request_ && splice_candidate(resp_)) {
         splice_mode_ = Splice::pending_response;

@@ -18,6 +18,7 @@ const llhttp_settings_t HttpParser::settings_ = [] {
 }();
 
 void HttpParser::init_request() {
+  sink_ = nullptr;
   llhttp_init(&parser_, HTTP_REQUEST, &settings_);
   parser_.data = this;
   no_body_ = false;
@@ -26,6 +27,7 @@ void HttpParser::init_request() {
 }
 
 void HttpParser::init_response() {
+  sink_ = nullptr;
   llhttp_init(&parser_, HTTP_RESPONSE, &settings_);
   parser_.data = this;
   no_body_ = false;
@@ -53,7 +55,7 @@ int HttpParser::on_message_complete(llhttp_t* p) {
 
 int HttpParser::on_body(llhttp_t* p, const char* at, std::size_t len) {
   auto* self = static_cast<HttpParser*>(p->data);
-  if (self->sink_ != nullptr) self->sink_->on_body(at, len);
+  if (self->sink_ != nullptr) self->sink_(self->sink_ctx_, at, len);
   return 0;
 }
 

@@ -77,7 +77,7 @@ bool Server::start(std::string* error) {
     }
     listen_fds_.push_back(fd);
     metrics_.push_back(std::make_unique<MetricsShard>());
-    shards_.push_back(std::make_unique<Shard>(config_, i, fd, *metrics_.back()));
+    shards_.push_back(std::make_unique<Shard>(config_, i, fd, *metrics_.back(), *models_));
   }
   std::vector<const MetricsShard*> views;
   for (const auto& m : metrics_) views.push_back(m.get());

@@ -30,8 +30,9 @@ void set_nodelay(int fd) {
 
 }  // namespace
 
-Shard::Shard(const Config& config, int index, int listen_fd, MetricsShard& metrics)
-    : config_(config), metrics_(metrics), index_(index), listen_fd_(listen_fd),
+Shard::Shard(const Config& config, int index, int listen_fd, MetricsShard& metrics,
+             ModelTable& models)
+    : config_(config), metrics_(metrics), models_(models), index_(index), listen_fd_(listen_fd),
       timers_(monotonic_ms()) {}
 
 Shard::~Shard() {
@@ -44,7 +45,8 @@ bool Shard::init(std::string* error) {
   if (!bufs_.init(ring_.raw(), buf_ring_count, buf_spare_count, error)) return false;
   segments_.init(segments_per_shard);
   pipes_.init(splice_pipes_per_shard);
-  if (!conns_.init(conns_per_shard) || !upstreams_.init(upstreams_per_shard)) {
+  if (!conns_.init(conns_per_shard) || !upstreams_.init(upstreams_per_shard) ||
+      !inspects_.init(conns_per_shard)) {
     *error = "cannot reserve connection slabs";
     return false;
   }

@@ -606,5 +606,73 @@ TEST(ProxyScripted, IdleKeepAliveIsClosedButStreamsAreNot) {
   close(c);
 }
 
+
+std::string chunk(const std::string& data) {
+  char size[16];
+  std::snprintf(size, sizeof(size), "%zx\r\n", data.size());
+  return size + data + "\r\n";
+}
+
+TEST(ProxyScripted, MetersAnOllamaStream) {
+  ScriptedUpstream up([](int fd, ScriptedUpstream& self) {
+    self.read_request(fd);
+    send_all(fd, "HTTP/1.1 200 OK\r\nContent-Type: application/x-ndjson\r\n"
+                 "Date: Mon, 24 Aug 2026 14:00:11 GMT\r\nTransfer-Encoding: chunked\r\n\r\n");
+    const std::string prefix = "{\"model\":\"llama3.2\",\"created_at\":\"2026-08-24T14:00:11.5Z\",";
+    send_all(fd, chunk(prefix + "\"response\":\"The\",\"done\":false}\n"));
+    std::this_thread::sleep_for(20ms);
+    send_all(fd, chunk(prefix + "\"response\":\" sky\",\"done\":false}\n"));
+    send_all(fd, chunk(prefix + "\"response\":\"\",\"done\":true,\"done_reason\":\"stop\","
+                                "\"context\":[1,2,3],\"total_duration\":557637585,"
+                                "\"load_duration\":14213406,\"prompt_eval_count\":46,"
+                                "\"prompt_eval_duration\":21418000,\"eval_count\":75,"
+                                "\"eval_duration\":519493000}\n") +
+                     "0\r\n\r\n");
+    read_until(fd, [](const std::string&) { return false; }, 1000ms);
+  });
+  START_PROXY(proxy, up.port());
+  const int c = connect_loopback(proxy.port());
+  const std::string body = "{\"prompt\":\"Why is the sky blue?\",\"model\":\"llama3.2\"}";
+  send_all(c, "POST /api/generate HTTP/1.1\r\nHost: x\r\nContent-Length: " +
+                  std::to_string(body.size()) + "\r\n\r\n" + body);
+  const std::string resp =
+      read_until(c, [](const std::string& d) { return d.find("0\r\n\r\n") != std::string::npos; });
+  EXPECT_NE(resp.find("\"eval_count\":75"), std::string::npos);
+  close(c);
+  std::this_thread::sleep_for(50ms);
+  const std::string m = proxy.scrape();
+  const std::string labels = "{endpoint=\"/api/generate\",model=\"llama3.2\"}";
+  EXPECT_EQ(sample(m, "tokentap_prompt_tokens_total" + labels), 46) << m;
+  EXPECT_EQ(sample(m, "tokentap_completion_tokens_total" + labels), 75);
+  EXPECT_EQ(sample(m, "tokentap_requests_total{endpoint=\"/api/generate\",model=\"llama3.2\","
+                      "status=\"200\",stream=\"true\"}"), 1);
+  EXPECT_EQ(sample(m, "tokentap_time_to_first_token_seconds_count" + labels), 1);
+  EXPECT_EQ(sample(m, "tokentap_time_per_output_token_seconds_count" + labels), 1);
+  EXPECT_NEAR(sample(m, "tokentap_model_load_seconds_total{model=\"llama3.2\"}"), 0.014213406, 1e-9);
+  EXPECT_NEAR(sample(m, "tokentap_generation_seconds_total{model=\"llama3.2\"}"), 0.519493, 1e-9);
+  EXPECT_EQ(sample(m, "tokentap_active_requests" + labels), 0);
+}
+
+TEST(ProxyScripted, TruncatedStreamCountsUsageMissing) {
+  ScriptedUpstream up([](int fd, ScriptedUpstream& self) {
+    self.read_request(fd);
+    send_all(fd, "HTTP/1.1 200 OK\r\nContent-Type: application/x-ndjson\r\n"
+                 "Transfer-Encoding: chunked\r\n\r\n" +
+                     chunk("{\"model\":\"m1\",\"response\":\"The\",\"done\":false}\n"));
+    std::this_thread::sleep_for(30ms);
+  });
+  START_PROXY(proxy, up.port());
+  const int c = connect_loopback(proxy.port());
+  const std::string body = "{\"model\":\"m1\",\"prompt\":\"x\"}";
+  send_all(c, "POST /api/chat HTTP/1.1\r\nHost: x\r\nContent-Length: " +
+                  std::to_string(body.size()) + "\r\n\r\n" + body);
+  read_until(c, [](const std::string&) { return false; }, 2000ms);
+  close(c);
+  std::this_thread::sleep_for(50ms);
+  const std::string m = proxy.scrape();
+  EXPECT_EQ(sample(m, "tokentap_usage_missing_total{endpoint=\"/api/chat\"}"), 1) << m;
+  EXPECT_EQ(sample(m, "tokentap_upstream_errors_total{kind=\"reset\"}"), 1);
+}
+
 }  // namespace
 }  // namespace tokentap

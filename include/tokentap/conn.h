@@ -110,6 +110,13 @@ class Conn {
   void close_now();
   void close_gracefully();
   void record_exchange();
+  // metering (conn_meter.cc)
+  void meter_request_head(bool body_encoded);
+  void meter_request_done();
+  void meter_response_head(int status);
+  void meter_fill(struct RequestRecord* r);
+  static void on_request_body(void* ctx, const char* data, std::size_t len);
+  static void on_response_body(void* ctx, const char* data, std::size_t len);
   void arm_timer(std::uint64_t timeout_ms);
   bool send_queue(int fd, SendQueue& q, msghdr& msg, iovec* iov, std::uint32_t slot,
                   std::uint32_t gen, Op op);
@@ -136,7 +143,8 @@ class Conn {
   bool response_started_ = false;   // some response byte was queued for the client
   bool up_recv_cancel_pending_ = false;
   bool head_request_ = false;
-  bool exchange_open_ = false;   // request_started was reported; request_finished is owed
+  bool exchange_open_ = false;   // a request is in progress; request_finished is owed
+  bool active_reported_ = false; // request_started was reported (active gauge)
   bool client_aborted_ = false;  // the client left before the response ended
   bool stream_ = false;
   std::uint16_t status_ = 0;     // status sent (or being sent) to the client
@@ -146,6 +154,7 @@ class Conn {
   std::uint64_t splice_total_ = 0;
 
   std::uint32_t upstream_ = Slab<int>::none;  // UpstreamPool slot while attached
+  std::uint32_t inspect_ = Slab<int>::none;   // Inspect slot while an inference is metered
   std::int32_t head_buf_ = -1;                // spare buffer accumulating the raw head
   std::uint32_t head_len_ = 0;
   std::uint64_t upstream_bytes_sent_ = 0;     // request bytes the upstream accepted

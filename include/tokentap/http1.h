@@ -24,14 +24,8 @@ constexpr std::size_t head_bytes_max = 15 * 1024;  // 431 beyond this
 constexpr std::size_t target_bytes_max = 8 * 1024;
 constexpr std::size_t connection_tokens_max = 8;
 
-// Receives the de-chunked body bytes of a message (metering); may be null.
-class BodySink {
- public:
-  virtual void on_body(const char* data, std::size_t len) = 0;
-
- protected:
-  ~BodySink() = default;
-};
+// Receives the de-chunked body bytes of a message (metering): fn(ctx, data, len).
+using BodySinkFn = void (*)(void* ctx, const char* data, std::size_t len);
 
 class HttpParser {
  public:
@@ -47,7 +41,10 @@ class HttpParser {
 
   // Response side: the request was HEAD, so the response has no body whatever it says.
   void set_no_body(bool v) { no_body_ = v; }
-  void set_sink(BodySink* s) { sink_ = s; }
+  void set_sink(BodySinkFn fn, void* ctx) {
+    sink_ = fn;
+    sink_ctx_ = ctx;
+  }
 
   bool keep_alive() const { return llhttp_should_keep_alive(&parser_) != 0; }
   bool chunked() const { return (parser_.flags & F_CHUNKED) != 0; }
@@ -71,7 +68,8 @@ class HttpParser {
 
   llhttp_t parser_{};
   std::uint64_t content_length_ = 0;  // captured at head end (llhttp counts it down)
-  BodySink* sink_ = nullptr;
+  BodySinkFn sink_ = nullptr;
+  void* sink_ctx_ = nullptr;
   bool no_body_ = false;
   Stop pending_ = Stop::need_more;
 };

@@ -19,6 +19,8 @@
 #include "tokentap/buf_ring.h"
 #include "tokentap/config.h"
 #include "tokentap/conn.h"
+#include "tokentap/inspect.h"
+#include "tokentap/json_skim.h"
 #include "tokentap/metrics.h"
 #include "tokentap/ring.h"
 #include "tokentap/send_queue.h"
@@ -41,7 +43,8 @@ struct ShardCounters {
 
 class Shard {
  public:
-  Shard(const Config& config, int index, int listen_fd, MetricsShard& metrics);
+  Shard(const Config& config, int index, int listen_fd, MetricsShard& metrics,
+        ModelTable& models);
   Shard(const Shard&) = delete;
   Shard& operator=(const Shard&) = delete;
   ~Shard();
@@ -62,6 +65,9 @@ class Shard {
   TimerWheel& timers() { return timers_; }
   ShardCounters& counters() { return counters_; }
   MetricsShard& metrics() { return metrics_; }
+  ModelTable& models() { return models_; }
+  Slab<Inspect>& inspects() { return inspects_; }
+  PieceParser& piece_parser() { return piece_parser_; }
 
   void arm_recv(int fd, std::uint64_t user_data);
   void cancel(std::uint64_t user_data);
@@ -94,6 +100,7 @@ class Shard {
 
   const Config& config_;
   MetricsShard& metrics_;
+  ModelTable& models_;
   int index_;
   int listen_fd_;
   int wake_fd_ = -1;
@@ -108,6 +115,8 @@ class Shard {
   Slab<Conn> conns_;
   UpstreamPool upstreams_;
   PipePool pipes_;
+  Slab<Inspect> inspects_;  // metering state, one per inference exchange in flight
+  PieceParser piece_parser_;
   std::vector<std::uint64_t> starved_conns_;
   std::vector<std::uint64_t> starved_scratch_;  // swapped with starved_conns_ while re-arming
   ShardCounters counters_;

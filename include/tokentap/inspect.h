@@ -1,0 +1,34 @@
+// Inspect: the metering state of one inference exchange, drawn from a per-shard slab only while
+// an inference request is in flight, so connections that are idle or not metered carry none.
+//
+// The request probe (model, stream) and the tail scanner (usage, TTFT) are never needed at the
+// same time: the probe settles when the request body ends, the scanner starts with the final
+// response head. They share storage; `phase` says which one is live.
+#pragma once
+
+#include <cstdint>
+#include <variant>
+
+#include "tokentap/llm_tail.h"
+#include "tokentap/request_probe.h"
+
+namespace tokentap {
+
+struct Inspect {
+  std::variant<std::monostate, RequestProbe, TailScanner> state;
+
+  RequestProbe& start_probe(Route route, bool body_encoded) {
+    RequestProbe& p = state.emplace<RequestProbe>();
+    p.init(route, body_encoded);
+    return p;
+  }
+  TailScanner& start_tail(Route route, int status, PieceParser* parser) {
+    TailScanner& t = state.emplace<TailScanner>();
+    t.init(route, status, parser);
+    return t;
+  }
+  RequestProbe* probe() { return std::get_if<RequestProbe>(&state); }
+  TailScanner* tail() { return std::get_if<TailScanner>(&state); }
+};
+
+}  // namespace tokentap
