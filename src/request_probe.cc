@@ -224,6 +224,47 @@ std::string_view inject_outcome_name(InjectOutcome o) {
   return "?";
 }
 
+namespace {
+
+void set_edit(InjectEdit* e, std::uint64_t at, std::uint64_t remove, std::string_view insert,
+              std::string_view comma) {
+  TT_ASSERT(insert.size() + comma.size() <= e->text.size());
+  e->at = at;
+  e->remove = remove;
+  std::memcpy(e->text.data(), insert.data(), insert.size());
+  std::memcpy(e->text.data() + insert.size(), comma.data(), comma.size());
+  e->text_len = static_cast<std::uint8_t>(insert.size() + comma.size());
+}
+
+}  // namespace
+
+InjectOutcome plan_include_usage(const RequestProbe& probe, Route route, bool body_encoded,
+                                 std::uint64_t body_size, InjectEdit* edit) {
+  if (!fields_of(route).has_stream_options) return InjectOutcome::wrong_route;
+  if (body_encoded) return InjectOutcome::encoded;
+  if (body_size > inject_body_bytes_max) return InjectOutcome::too_large;
+  if (!probe.syntax_ok()) return InjectOutcome::not_json;
+  if (probe.root_type() != JsonType::object) return InjectOutcome::not_object;
+  if (probe.type_error()) return InjectOutcome::rejected;
+  if (!probe.stream()) return InjectOutcome::not_streaming;
+  if (probe.include_usage()) return InjectOutcome::client_asked;
+  const RequestProbe::Member& options = probe.stream_options_member();
+  const RequestProbe::Member& include = probe.include_usage_member();
+  if (options.count > 1 || include.count > 1) return InjectOutcome::ambiguous;
+  if (options.count == 0) {
+    // stream is true, so the root has a member: the new one needs a comma after it.
+    set_edit(edit, probe.root_begin() + 1, 0, member_at_root, ",");
+  } else if (options.type == JsonType::null) {
+    set_edit(edit, options.begin, options.end - options.begin, options_object, "");
+  } else if (include.count == 0) {
+    set_edit(edit, options.begin + 1, 0, member_in_options, options.nonempty ? "," : "");
+  } else {
+    // include_usage is false or null (true returned client_asked above).
+    set_edit(edit, include.begin, include.end - include.begin, value_true, "");
+  }
+  return InjectOutcome::injected;
+}
+
 InjectOutcome inject_include_usage(std::string_view body, Route route, bool body_encoded,
                                    char* out, std::size_t out_cap, std::size_t* out_len) {
   if (!fields_of(route).has_stream_options) return InjectOutcome::wrong_route;
@@ -233,27 +274,11 @@ InjectOutcome inject_include_usage(std::string_view body, Route route, bool body
   probe.init(route, false);
   probe.feed(body.data(), body.size());
   probe.finish();
-  if (!probe.syntax_ok()) return InjectOutcome::not_json;
-  if (probe.root_type() != JsonType::object) return InjectOutcome::not_object;
-  if (probe.type_error()) return InjectOutcome::rejected;
-  if (!probe.stream()) return InjectOutcome::not_streaming;
-  if (probe.include_usage()) return InjectOutcome::client_asked;
+  InjectEdit edit;
+  const InjectOutcome outcome = plan_include_usage(probe, route, false, body.size(), &edit);
+  if (outcome != InjectOutcome::injected) return outcome;
   if (out_cap < body.size() + inject_growth_bytes_max) return InjectOutcome::out_too_small;
-  const RequestProbe::Member& options = probe.stream_options_member();
-  const RequestProbe::Member& include = probe.include_usage_member();
-  if (options.count > 1 || include.count > 1) return InjectOutcome::ambiguous;
-  std::size_t n = 0;
-  if (options.count == 0) {
-    // stream is true, so the root has a member: the new one needs a comma after it.
-    n = splice(body, probe.root_begin() + 1, 0, member_at_root, ",", out);
-  } else if (options.type == JsonType::null) {
-    n = splice(body, options.begin, options.end - options.begin, options_object, "", out);
-  } else if (include.count == 0) {
-    n = splice(body, options.begin + 1, 0, member_in_options, options.nonempty ? "," : "", out);
-  } else {
-    // include_usage is false or null (true returned client_asked above).
-    n = splice(body, include.begin, include.end - include.begin, value_true, "", out);
-  }
+  const std::size_t n = splice(body, edit.at, edit.remove, edit.insert(), "", out);
   TT_ASSERT(n <= out_cap);
   *out_len = n;
   return InjectOutcome::injected;

@@ -125,6 +125,22 @@ enum class InjectOutcome : std::uint8_t {
 // right after the root '{'; into an existing stream_options object `"include_usage":true` goes
 // right after its '{'; an explicit include_usage false/null becomes true; a stream_options null
 // becomes {"include_usage":true}. *out_len is set only for `injected`.
+// The injection as one edit of the body: remove `remove` bytes at `at`, insert `text` there.
+// Lets the proxy apply it to a body it holds as received buffers, without copying the body.
+struct InjectEdit {
+  std::uint64_t at = 0;
+  std::uint64_t remove = 0;
+  std::array<char, inject_growth_bytes_max> text{};
+  std::uint8_t text_len = 0;
+  [[nodiscard]] std::string_view insert() const { return {text.data(), text_len}; }
+};
+
+// Decides the injection from a probe that has seen the whole body (settled, finish() called).
+// `injected` fills *edit; every other outcome means: forward the body untouched.
+[[nodiscard]] InjectOutcome plan_include_usage(const RequestProbe& probe, Route route,
+                                               bool body_encoded, std::uint64_t body_size,
+                                               InjectEdit* edit);
+
 [[nodiscard]] InjectOutcome inject_include_usage(std::string_view body, Route route,
                                                  bool body_encoded, char* out,
                                                  std::size_t out_cap, std::size_t* out_len);
