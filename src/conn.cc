@@ -92,6 +92,8 @@ void Conn::release_resources() {
   to_upstream_.clear(segs, bufs);
   if (head_buf_ >= 0) bufs.unref(static_cast<std::uint16_t>(head_buf_));
   head_buf_ = -1;
+  if (chunk_buf_ >= 0) bufs.unref(static_cast<std::uint16_t>(chunk_buf_));
+  chunk_buf_ = -1;
   drop_splice();
   shard_->timers().cancel(timer_);
   close(fd_);
@@ -110,9 +112,11 @@ void Conn::on_buffers_available() {
 
 void Conn::update_client_recv() {
   const bool splicing_in = splice_mode_ == Splice::pending_request || splice_mode_ == Splice::request;
+  // A held request body must fit whole before anything is sent, so its limit is the body's.
+  const std::uint64_t upstream_limit = hold_ ? inject_body_bytes_max + buf_bytes : queue_high_bytes;
   const bool want = (state_ == State::open || state_ == State::lingering) && !recv_starved_ &&
                     !splicing_in && client_in_.bytes() < queue_high_bytes &&
-                    to_upstream_.bytes() < queue_high_bytes;
+                    to_upstream_.bytes() < upstream_limit;
   if (want && !recv_armed_) {
     shard_->arm_recv(fd_, UserData{slot_, generation_, Op::client_recv}.encode());
     recv_armed_ = true;
@@ -251,6 +255,7 @@ void Conn::on_request_head() {
   }
   route_ = route_of(facts.target);
   head_request_ = facts.method == "HEAD";
+  expect_continue_ = facts.expect_continue;
   shard_->timers().cancel(timer_);  // a request in progress, stream or upload, is never cut
   // The model and stream flag come from the body (request_probe); until it is read the
   // request counts under `unknown` and the route's default.
@@ -259,13 +264,33 @@ void Conn::on_request_head() {
   exchange_open_ = true;
   meter_request_head(facts.content_encoded);
   close_after_ = !req_.keep_alive();
-  bufs.unref(static_cast<std::uint16_t>(head_buf_));
-  head_buf_ = -1;
-  head_len_ = 0;
-  const bool queued = to_upstream_.push(shard_->segments(), bufs, out_id, 0,
-                                        static_cast<std::uint32_t>(out_len));
-  bufs.unref(out_id);
-  if (!queued) return close_now();
+  if (hold_candidate(facts)) {
+    // The raw head stays in head_buf_ and is rewritten once the body is known (its
+    // Content-Length may change); the body collects behind it without being sent.
+    hold_ = true;
+    bufs.unref(out_id);
+    if (expect_continue_) {
+      // The client waits for this before sending the body we must see first.
+      static constexpr std::string_view continue_line = "HTTP/1.1 100 Continue\r\n\r\n";
+      const int b = bufs.alloc_spare();
+      if (b < 0) return close_now();
+      const auto id = static_cast<std::uint16_t>(b);
+      std::memcpy(bufs.data(id), continue_line.data(), continue_line.size());
+      const bool ok = to_client_.push(shard_->segments(), bufs, id, 0,
+                                      static_cast<std::uint32_t>(continue_line.size()));
+      bufs.unref(id);
+      if (!ok) return close_now();
+      flush_client();
+    }
+  } else {
+    bufs.unref(static_cast<std::uint16_t>(head_buf_));
+    head_buf_ = -1;
+    head_len_ = 0;
+    const bool queued = to_upstream_.push(shard_->segments(), bufs, out_id, 0,
+                                          static_cast<std::uint32_t>(out_len));
+    bufs.unref(out_id);
+    if (!queued) return close_now();
+  }
   resp_.init_response();
   resp_.set_no_body(head_request_);
   req_state_ = Req::body;
@@ -282,6 +307,8 @@ void Conn::on_request_head() {
 void Conn::on_request_done() {
   req_state_ = Req::done;
   meter_request_done();
+  if (hold_) release_held_request();
+  if (state_ != State::open) return;
   maybe_finish_exchange();
 }
 
@@ -353,6 +380,7 @@ void Conn::reset_exchange() {
   upstream_bytes_sent_ = 0;
   start_ns_ = 0;
   exchange_open_ = client_aborted_ = active_reported_ = false;
+  hold_ = injected_ = strip_ = expect_continue_ = false;
   status_ = 0;
   request_bytes_ = response_bytes_ = 0;
   splice_mode_ = Splice::off;

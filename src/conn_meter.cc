@@ -5,6 +5,10 @@
 // that with simdjson. Neither holds the body: both see llhttp's de-chunked spans in passing.
 // The active-requests gauge is raised once the model is known (end of the request body), and
 // every started exchange reports request_finished exactly once (record_exchange).
+#include <algorithm>
+#include <cstdio>
+#include <cstring>
+
 #include "tokentap/conn.h"
 #include "tokentap/clock.h"
 #include "tokentap/metrics.h"
@@ -26,8 +30,10 @@ void Conn::on_request_body(void* ctx, const char* data, std::size_t len) {
 
 void Conn::on_response_body(void* ctx, const char* data, std::size_t len) {
   auto* self = static_cast<Conn*>(ctx);
-  if (TailScanner* t = self->shard_->inspects()[self->inspect_].tail()) {
-    t->feed(data, len, monotonic_ns());
+  Inspect& in = self->shard_->inspects()[self->inspect_];
+  if (TailScanner* t = in.tail()) t->feed(data, len, monotonic_ns());
+  if (self->strip_) {
+    in.strip.feed(data, len, [self](const char* p, std::size_t n) { self->append_client_chunk(p, n); });
   }
 }
 
@@ -57,8 +63,12 @@ void Conn::meter_response_head(int status) {
   if (inspect_ == none) return;
   // An early answer (before the request body ended) settles the probe with what it saw.
   meter_request_done();
-  shard_->inspects()[inspect_].start_tail(route_, status, &shard_->piece_parser());
+  Inspect& in = shard_->inspects()[inspect_];
+  in.start_tail(route_, status, &shard_->piece_parser());
   resp_.set_sink(&Conn::on_response_body, this);
+  // The client did not ask for usage: the stream it gets must not carry the usage we added.
+  strip_ = injected_ && status == 200 && resp_.chunked();
+  if (strip_) in.strip.reset();
 }
 
 void Conn::meter_fill(RequestRecord* r) {
@@ -90,6 +100,124 @@ void Conn::meter_fill(RequestRecord* r) {
   in.state.emplace<std::monostate>();
   shard_->inspects().release(inspect_);
   inspect_ = none;
+}
+
+}  // namespace tokentap
+
+namespace tokentap {
+
+// ---- include_usage injection (metrics.md "OpenAI streams and usage") -------------------------
+
+bool Conn::hold_candidate(const HeadFacts& facts) const {
+  // Only the two routes that take stream_options, with a body small enough to hold whole and
+  // framed by Content-Length (chunked request bodies are forwarded untouched).
+  return inspect_ != Slab<int>::none &&
+         (route_ == Route::v1_chat_completions || route_ == Route::v1_completions) &&
+         !facts.content_encoded && !req_.chunked() && req_.has_content_length() &&
+         req_.content_length() > 0 && req_.content_length() <= inject_body_bytes_max;
+}
+
+void Conn::release_held_request() {
+  hold_ = false;
+  BufRing& bufs = shard_->bufs();
+  SegmentPool& segs = shard_->segments();
+  const std::uint64_t body_len = to_upstream_.bytes();
+  InjectEdit edit;
+  RequestProbe* probe = shard_->inspects()[inspect_].probe();
+  injected_ = probe != nullptr &&
+              plan_include_usage(*probe, route_, false, body_len, &edit) == InjectOutcome::injected;
+  const int out = bufs.alloc_spare();
+  if (out < 0) return close_now();
+  const auto out_id = static_cast<std::uint16_t>(out);
+  const Config& cfg = shard_->config();
+  RewriteOptions opts{cfg.upstream_host, cfg.preserve_host};
+  opts.drop_expect = expect_continue_;
+  if (injected_) {
+    opts.content_length =
+        static_cast<std::int64_t>(body_len - edit.remove + edit.insert().size());
+  }
+  HeadFacts facts;
+  std::size_t out_len = 0;
+  const RewriteError err = rewrite_request_head(
+      std::string_view(bufs.data(static_cast<std::uint16_t>(head_buf_)), head_len_), opts,
+      bufs.data(out_id), buf_bytes, &out_len, &facts);
+  bufs.unref(static_cast<std::uint16_t>(head_buf_));
+  head_buf_ = -1;
+  head_len_ = 0;
+  bool ok = err == RewriteError::ok;
+  if (ok && injected_) {
+    const int text = bufs.alloc_spare();
+    ok = text >= 0;
+    if (ok) {
+      const auto text_id = static_cast<std::uint16_t>(text);
+      std::memcpy(bufs.data(text_id), edit.insert().data(), edit.insert().size());
+      ok = to_upstream_.edit(segs, bufs, edit.at, edit.remove, text_id, 0,
+                             static_cast<std::uint32_t>(edit.insert().size()));
+      bufs.unref(text_id);
+    }
+  }
+  ok = ok && to_upstream_.push_front(segs, bufs, out_id, 0, static_cast<std::uint32_t>(out_len));
+  bufs.unref(out_id);
+  if (!ok) return close_now();
+  flush_upstream();
+  update_client_recv();
+}
+
+void Conn::append_client_chunk(const char* data, std::size_t len) {
+  // Layout of a chunk buffer: [size line, right-aligned in chunk_prefix_bytes][data][CRLF].
+  constexpr std::uint32_t chunk_prefix_bytes = 10;  // up to 8 hex digits + CRLF
+  BufRing& bufs = shard_->bufs();
+  while (len > 0 && state_ == State::open) {
+    if (chunk_buf_ < 0) {
+      chunk_buf_ = bufs.alloc_spare();
+      if (chunk_buf_ < 0) return close_now();
+      chunk_len_ = 0;
+    }
+    const std::uint32_t room = buf_bytes - chunk_prefix_bytes - 2 - chunk_len_;
+    const auto n = static_cast<std::uint32_t>(std::min<std::size_t>(len, room));
+    std::memcpy(bufs.data(static_cast<std::uint16_t>(chunk_buf_)) + chunk_prefix_bytes + chunk_len_,
+                data, n);
+    chunk_len_ += n;
+    data += n;
+    len -= n;
+    if (len > 0) flush_client_chunk();
+  }
+}
+
+void Conn::flush_client_chunk() {
+  if (chunk_buf_ < 0) return;
+  constexpr std::uint32_t chunk_prefix_bytes = 10;
+  BufRing& bufs = shard_->bufs();
+  const auto id = static_cast<std::uint16_t>(chunk_buf_);
+  chunk_buf_ = -1;
+  if (chunk_len_ == 0) return bufs.unref(id);
+  char* base = bufs.data(id);
+  char line[chunk_prefix_bytes + 1];
+  const int n = std::snprintf(line, sizeof(line), "%x\r\n", chunk_len_);
+  std::memcpy(base + chunk_prefix_bytes - n, line, static_cast<std::size_t>(n));
+  std::memcpy(base + chunk_prefix_bytes + chunk_len_, "\r\n", 2);
+  const bool ok = to_client_.push(shard_->segments(), bufs, id,
+                                  chunk_prefix_bytes - static_cast<std::uint32_t>(n),
+                                  static_cast<std::uint32_t>(n) + chunk_len_ + 2);
+  bufs.unref(id);
+  if (!ok) close_now();
+}
+
+void Conn::end_stripped_body() {
+  Inspect& in = shard_->inspects()[inspect_];
+  in.strip.finish([this](const char* p, std::size_t n) { append_client_chunk(p, n); });
+  flush_client_chunk();
+  static constexpr std::string_view last_chunk = "0\r\n\r\n";
+  BufRing& bufs = shard_->bufs();
+  const int b = bufs.alloc_spare();
+  if (b < 0) return close_now();
+  const auto id = static_cast<std::uint16_t>(b);
+  std::memcpy(bufs.data(id), last_chunk.data(), last_chunk.size());
+  const bool ok = to_client_.push(shard_->segments(), bufs, id, 0,
+                                  static_cast<std::uint32_t>(last_chunk.size()));
+  bufs.unref(id);
+  strip_ = false;
+  if (!ok) close_now();
 }
 
 }  // namespace tokentap

@@ -63,7 +63,7 @@ void Conn::on_upstream_connect(int res) {
 }
 
 void Conn::flush_upstream() {
-  if (upstream_ == none || to_upstream_.empty()) return;
+  if (upstream_ == none || to_upstream_.empty() || hold_) return;
   UpstreamConn& u = shard_->upstreams().at(upstream_);
   if (u.state != UpstreamConn::State::active || u.send_inflight) return;
   if (send_queue(u.fd, to_upstream_, upstream_msg_, upstream_iov_, upstream_, u.generation,
@@ -150,7 +150,11 @@ void Conn::process_upstream_data(std::uint16_t buf, std::uint32_t len) {
       return respond_error(502, "Bad Gateway", "tokentap: malformed response from upstream");
     }
     if (used > 0) {
-      if (!to_client_.push(shard_->segments(), bufs, buf, off, static_cast<std::uint32_t>(used))) {
+      // A stripped body reaches the client re-framed by the body sink, not as raw bytes.
+      if (strip_) {
+        flush_client_chunk();
+      } else if (!to_client_.push(shard_->segments(), bufs, buf, off,
+                                  static_cast<std::uint32_t>(used))) {
         return close_now();
       }
       response_started_ = true;
@@ -170,6 +174,7 @@ void Conn::process_upstream_data(std::uint16_t buf, std::uint32_t len) {
     } else if (stop == HttpParser::Stop::message_done) {
       const int status = resp_.status();
       if (status < 200 && status != 101) continue;
+      if (strip_) end_stripped_body();
       resp_state_ = Resp::done;
       status_ = static_cast<std::uint16_t>(status);
       if (!resp_.keep_alive()) {

@@ -2,6 +2,7 @@
 #include "tokentap/http1.h"
 
 #include <array>
+#include <cstdio>
 #include <cstring>
 
 #include "tokentap/assert.h"
@@ -234,6 +235,16 @@ RewriteError rewrite_request_head(std::string_view raw, const RewriteOptions& op
         continue;
       }
     } else if (is_hop_by_hop(h.name) || tokens.names_header(h.name)) {
+      continue;
+    } else if (opt.drop_expect && iequals(h.name, "expect")) {
+      continue;
+    } else if (opt.content_length >= 0 && iequals(h.name, "content-length")) {
+      char num[24];
+      const int n = std::snprintf(num, sizeof(num), "%lld",
+                                  static_cast<long long>(opt.content_length));
+      w.put("Content-Length: ");
+      w.put(std::string_view(num, static_cast<std::size_t>(n)));
+      w.put("\r\n");
       continue;
     }
     w.put(h.whole);

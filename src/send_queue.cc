@@ -69,4 +69,70 @@ void SendQueue::consume(SegmentPool& pool, BufRing& bufs, std::uint64_t n) {
   }
 }
 
+bool SendQueue::push_front(SegmentPool& pool, BufRing& bufs, std::uint16_t buf,
+                           std::uint32_t off, std::uint32_t len) {
+  const std::int32_t id = pool.alloc(buf, off, len);
+  if (id < 0) return false;
+  bufs.ref(buf);
+  pool.at(id).next = head_;
+  head_ = id;
+  if (tail_ < 0) tail_ = id;
+  bytes_ += len;
+  return true;
+}
+
+bool SendQueue::edit(SegmentPool& pool, BufRing& bufs, std::uint64_t at, std::uint64_t remove,
+                     std::uint16_t buf, std::uint32_t off, std::uint32_t len) {
+  if (at + remove > bytes_) return false;
+  // Find the segment holding byte `at`; split it so that a segment boundary falls on `at`.
+  std::int32_t prev = -1;
+  std::int32_t cur = head_;
+  std::uint64_t pos = 0;
+  while (cur >= 0 && pos + pool.at(cur).len <= at) {
+    pos += pool.at(cur).len;
+    prev = cur;
+    cur = pool.at(cur).next;
+  }
+  if (cur >= 0 && pos < at) {
+    Segment& s = pool.at(cur);
+    const auto keep = static_cast<std::uint32_t>(at - pos);
+    const std::int32_t rest = pool.alloc(s.buf, s.off + keep, s.len - keep);
+    if (rest < 0) return false;
+    Segment& first = pool.at(cur);  // alloc does not move segments, but re-read for clarity
+    bufs.ref(first.buf);
+    pool.at(rest).next = first.next;
+    first.len = keep;
+    first.next = rest;
+    if (tail_ == cur) tail_ = rest;
+    prev = cur;
+    cur = rest;
+  }
+  // Drop `remove` bytes from the segments after the boundary.
+  for (std::uint64_t left = remove; left > 0;) {
+    Segment& s = pool.at(cur);
+    if (s.len > left) {
+      s.off += static_cast<std::uint32_t>(left);
+      s.len -= static_cast<std::uint32_t>(left);
+      break;
+    }
+    left -= s.len;
+    const std::int32_t next = s.next;
+    bufs.unref(s.buf);
+    pool.release(cur);
+    cur = next;
+    if (prev >= 0) pool.at(prev).next = cur; else head_ = cur;
+    if (cur < 0) tail_ = prev;
+  }
+  bytes_ -= remove;
+  if (len == 0) return true;
+  const std::int32_t ins = pool.alloc(buf, off, len);
+  if (ins < 0) return false;
+  bufs.ref(buf);
+  pool.at(ins).next = cur;
+  if (prev >= 0) pool.at(prev).next = ins; else head_ = ins;
+  if (cur < 0) tail_ = ins;
+  bytes_ += len;
+  return true;
+}
+
 }  // namespace tokentap

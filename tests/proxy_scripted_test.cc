@@ -674,5 +674,94 @@ TEST(ProxyScripted, TruncatedStreamCountsUsageMissing) {
   EXPECT_EQ(sample(m, "tokentap_upstream_errors_total{kind=\"reset\"}"), 1);
 }
 
+
+// The body of a chunked HTTP/1.1 message, de-chunked (framing is not part of what a client reads).
+std::string dechunk(const std::string& message) {
+  std::size_t at = message.find("\r\n\r\n");
+  if (at == std::string::npos) return "";
+  at += 4;
+  std::string body;
+  for (;;) {
+    const std::size_t eol = message.find("\r\n", at);
+    if (eol == std::string::npos) return body;
+    const std::size_t size = std::stoul(message.substr(at, eol - at), nullptr, 16);
+    if (size == 0) return body;
+    body += message.substr(eol + 2, size);
+    at = eol + 2 + size + 2;
+  }
+}
+
+const std::string sse_prefix =
+    "data: {\"id\":\"chatcmpl-318\",\"object\":\"chat.completion.chunk\",\"created\":1787580250,"
+    "\"model\":\"llama3.2\",\"system_fingerprint\":\"fp_ollama\",";
+const std::string sse_first = sse_prefix +
+    "\"choices\":[{\"index\":0,\"delta\":{\"role\":\"assistant\",\"content\":\"The\"},"
+    "\"finish_reason\":null}]}\n\n";
+const std::string sse_second =
+    sse_prefix + "\"choices\":[{\"index\":0,\"delta\":{\"content\":\" sky\"},\"finish_reason\":null}]}\n\n";
+const std::string sse_finish =
+    sse_prefix + "\"choices\":[{\"index\":0,\"delta\":{},\"finish_reason\":\"stop\"}]}\n\n";
+const std::string sse_usage = sse_prefix +
+    "\"choices\":[],\"usage\":{\"prompt_tokens\":32,\"completion_tokens\":34,\"total_tokens\":66}}\n\n";
+const std::string sse_done = "data: [DONE]\n\n";
+
+void serve_openai_stream(int fd, ScriptedUpstream& self) {
+  const std::string req = self.read_request(fd);
+  const bool usage = req.find("\"include_usage\":true") != std::string::npos;
+  send_all(fd, "HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\n"
+               "Date: Mon, 24 Aug 2026 14:00:11 GMT\r\nTransfer-Encoding: chunked\r\n\r\n");
+  send_all(fd, chunk(sse_first));
+  send_all(fd, chunk(sse_second));
+  send_all(fd, chunk(sse_finish + (usage ? sse_usage : "") + sse_done) + "0\r\n\r\n");
+  read_until(fd, [](const std::string&) { return false; }, 500ms);
+}
+
+TEST(ProxyScripted, InjectsIncludeUsageAndStripsItFromTheStream) {
+  ScriptedUpstream up(serve_openai_stream);
+  START_PROXY(proxy, up.port());
+  const int c = connect_loopback(proxy.port());
+  const std::string body =
+      "{\"model\":\"llama3.2\",\"messages\":[{\"role\":\"user\",\"content\":\"Hi\"}],\"stream\":true}";
+  send_all(c, "POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+              "Content-Length: " + std::to_string(body.size()) + "\r\n\r\n" + body);
+  const std::string resp =
+      read_until(c, [](const std::string& d) { return d.find("\r\n0\r\n\r\n") != std::string::npos; });
+  close(c);
+  EXPECT_EQ(dechunk(resp), sse_first + sse_second + sse_finish + sse_done) << resp;
+  EXPECT_EQ(resp.rfind("HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\n", 0), 0u);
+  // The upstream got the same body with include_usage added, and a matching Content-Length.
+  const std::string injected =
+      "{\"stream_options\":{\"include_usage\":true},\"model\":\"llama3.2\",\"messages\":"
+      "[{\"role\":\"user\",\"content\":\"Hi\"}],\"stream\":true}";
+  const auto reqs = up.requests();
+  ASSERT_EQ(reqs.size(), 1u);
+  EXPECT_NE(reqs[0].find("Content-Length: " + std::to_string(injected.size()) + "\r\n"),
+            std::string::npos) << reqs[0];
+  EXPECT_EQ(reqs[0].substr(reqs[0].find("\r\n\r\n") + 4), injected);
+  std::this_thread::sleep_for(50ms);
+  const std::string m = proxy.scrape();
+  const std::string labels = "{endpoint=\"/v1/chat/completions\",model=\"llama3.2\"}";
+  EXPECT_EQ(sample(m, "tokentap_prompt_tokens_total" + labels), 32) << m;
+  EXPECT_EQ(sample(m, "tokentap_completion_tokens_total" + labels), 34);
+  EXPECT_EQ(sample(m, "tokentap_usage_missing_total{endpoint=\"/v1/chat/completions\"}"), -1);
+}
+
+TEST(ProxyScripted, ClientAskedForUsageGetsItUntouched) {
+  ScriptedUpstream up(serve_openai_stream);
+  START_PROXY(proxy, up.port());
+  const int c = connect_loopback(proxy.port());
+  const std::string body = "{\"model\":\"llama3.2\",\"messages\":[],\"stream\":true,"
+                           "\"stream_options\":{\"include_usage\":true}}";
+  send_all(c, "POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Length: " +
+                  std::to_string(body.size()) + "\r\n\r\n" + body);
+  const std::string resp =
+      read_until(c, [](const std::string& d) { return d.find("\r\n0\r\n\r\n") != std::string::npos; });
+  close(c);
+  EXPECT_EQ(dechunk(resp), sse_first + sse_second + sse_finish + sse_usage + sse_done);
+  const auto reqs = up.requests();
+  ASSERT_EQ(reqs.size(), 1u);
+  EXPECT_EQ(reqs[0].substr(reqs[0].find("\r\n\r\n") + 4), body);
+}
+
 }  // namespace
 }  // namespace tokentap

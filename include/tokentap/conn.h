@@ -115,6 +115,11 @@ class Conn {
   void meter_request_done();
   void meter_response_head(int status);
   void meter_fill(struct RequestRecord* r);
+  bool hold_candidate(const HeadFacts& facts) const;
+  void release_held_request();
+  void append_client_chunk(const char* data, std::size_t len);
+  void flush_client_chunk();
+  void end_stripped_body();
   static void on_request_body(void* ctx, const char* data, std::size_t len);
   static void on_response_body(void* ctx, const char* data, std::size_t len);
   void arm_timer(std::uint64_t timeout_ms);
@@ -145,6 +150,12 @@ class Conn {
   bool head_request_ = false;
   bool exchange_open_ = false;   // a request is in progress; request_finished is owed
   bool active_reported_ = false; // request_started was reported (active gauge)
+  bool hold_ = false;            // request held (raw head + body) until include_usage is decided
+  bool injected_ = false;        // include_usage was added: strip its output from the response
+  bool strip_ = false;           // the response body is being re-framed without that output
+  bool expect_continue_ = false; // the held request had Expect: 100-continue (answered by us)
+  std::int32_t chunk_buf_ = -1;  // spare buffer collecting one re-framed response chunk
+  std::uint32_t chunk_len_ = 0;
   bool client_aborted_ = false;  // the client left before the response ended
   bool stream_ = false;
   std::uint16_t status_ = 0;     // status sent (or being sent) to the client

@@ -77,6 +77,8 @@ class HttpParser {
 struct RewriteOptions {
   std::string_view upstream_host;  // "127.0.0.1:11434"
   bool preserve_host = false;
+  std::int64_t content_length = -1;  // >= 0: replace Content-Length (the body was edited)
+  bool drop_expect = false;          // the proxy answered Expect: 100-continue itself
 };
 
 // Facts about a request head that the proxy acts on, read while rewriting it.

@@ -11,11 +11,13 @@
 
 #include "tokentap/llm_tail.h"
 #include "tokentap/request_probe.h"
+#include "tokentap/usage_strip.h"
 
 namespace tokentap {
 
 struct Inspect {
   std::variant<std::monostate, RequestProbe, TailScanner> state;
+  UsageStrip strip;  // live only when the proxy injected include_usage into the request
 
   RequestProbe& start_probe(Route route, bool body_encoded) {
     RequestProbe& p = state.emplace<RequestProbe>();

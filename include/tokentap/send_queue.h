@@ -48,6 +48,15 @@ class SendQueue {
   // Appends a slice of buffer `buf`, taking one reference on it. False if no segment was free.
   [[nodiscard]] bool push(SegmentPool& pool, BufRing& bufs, std::uint16_t buf, std::uint32_t off,
                           std::uint32_t len);
+  // Puts a slice of buffer `buf` in front of everything queued (a head held back while its
+  // body was inspected). False if no segment was free.
+  [[nodiscard]] bool push_front(SegmentPool& pool, BufRing& bufs, std::uint16_t buf,
+                                std::uint32_t off, std::uint32_t len);
+  // Replaces `remove` bytes at byte offset `at` of the queue with a slice of buffer `buf`
+  // (the body edit of include_usage injection). False if a segment was missing or the range
+  // lies outside the queue; the queue is then unchanged or only split, never corrupted.
+  [[nodiscard]] bool edit(SegmentPool& pool, BufRing& bufs, std::uint64_t at, std::uint64_t remove,
+                          std::uint16_t buf, std::uint32_t off, std::uint32_t len);
   // Fills iov with up to max leading segments; returns how many.
   std::uint32_t gather(SegmentPool& pool, BufRing& bufs, iovec* iov, std::uint32_t max);
   // Drops the first n bytes (sent or consumed), releasing finished segments and buffer refs.
