@@ -25,8 +25,9 @@ bool BufRing::init(io_uring* ring, std::uint32_t ring_count, std::uint32_t spare
   br_bytes_ = std::size_t{ring_count} * sizeof(io_uring_buf);
   void* br = mmap(nullptr, br_bytes_, PROT_READ | PROT_WRITE, MAP_ANONYMOUS | MAP_PRIVATE, -1, 0);
   base_bytes_ = std::size_t{ring_count + spare_count} * buf_bytes;
-  void* base =
-      mmap(nullptr, base_bytes_, PROT_READ | PROT_WRITE, MAP_ANONYMOUS | MAP_PRIVATE, -1, 0);
+  // NORESERVE: spare buffers past the busiest moment so far are never touched, never committed.
+  void* base = mmap(nullptr, base_bytes_, PROT_READ | PROT_WRITE,
+                    MAP_ANONYMOUS | MAP_PRIVATE | MAP_NORESERVE, -1, 0);
   if (br == MAP_FAILED || base == MAP_FAILED) {
     *error = "cannot map buffer memory";
     return false;
@@ -81,8 +82,8 @@ void BufRing::unref(std::uint16_t id) {
   }
 }
 
-int BufRing::alloc_spare() {
-  if (spare_free_.empty()) return -1;
+int BufRing::alloc_spare(bool urgent) {
+  if (spare_free_.empty() || (!urgent && spare_free_.size() <= buf_spare_reserve)) return -1;
   const std::uint16_t id = spare_free_.back();
   spare_free_.pop_back();
   TT_ASSERT(refs_[id] == 0);

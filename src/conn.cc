@@ -394,7 +394,7 @@ void Conn::respond_error(int status, const char* reason, const char* message) {
   exchange_open_ = true;  // a request refused before its head was read still counts
   status_ = static_cast<std::uint16_t>(status);
   BufRing& bufs = shard_->bufs();
-  const int b = bufs.alloc_spare();
+  const int b = bufs.alloc_spare(/*urgent=*/true);
   if (b < 0) return close_now();
   const auto id = static_cast<std::uint16_t>(b);
   const std::string_view text = message != nullptr ? message : "error";

@@ -16,6 +16,7 @@
 #include <mutex>
 #include <string>
 #include <thread>
+#include <unordered_map>
 #include <vector>
 
 #include "tokentap/clock.h"
@@ -34,7 +35,7 @@ int listen_loopback(std::uint16_t* port) {
   a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
   const int one = 1;
   setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
-  if (bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof(a)) != 0 || listen(fd, 128) != 0) return -1;
+  if (bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof(a)) != 0 || listen(fd, 4096) != 0) return -1;
   socklen_t len = sizeof(a);
   getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len);
   *port = ntohs(a.sin_port);
@@ -761,6 +762,67 @@ TEST(ProxyScripted, ClientAskedForUsageGetsItUntouched) {
   const auto reqs = up.requests();
   ASSERT_EQ(reqs.size(), 1u);
   EXPECT_EQ(reqs[0].substr(reqs[0].find("\r\n\r\n") + 4), body);
+}
+
+
+TEST(ProxyScripted, ThousandConcurrentStreams) {
+  constexpr int clients = 1000;
+  constexpr int lines = 5;
+  ScriptedUpstream up([](int fd, ScriptedUpstream& self) {
+    const std::string req = self.read_request(fd);
+    const auto at = req.find("\"id\":");
+    const std::string id = at == std::string::npos ? "?" : req.substr(at + 5, req.find('}', at) - at - 5);
+    send_all(fd, "HTTP/1.1 200 OK\r\nContent-Type: application/x-ndjson\r\n"
+                 "Transfer-Encoding: chunked\r\n\r\n");
+    for (int i = 0; i < lines; ++i) {
+      std::this_thread::sleep_for(20ms);
+      send_all(fd, chunk("{\"id\":" + id + ",\"line\":" + std::to_string(i) + "}\n"));
+    }
+    send_all(fd, "0\r\n\r\n");
+    read_until(fd, [](const std::string&) { return false; }, 3000ms);
+  });
+  START_PROXY(proxy, up.port());
+  std::vector<int> fds;
+  std::unordered_map<int, std::string> got;
+  for (int i = 0; i < clients; ++i) {
+    const int c = connect_loopback(proxy.port());
+    ASSERT_GE(c, 0) << "connect " << i;
+    const std::string body = "{\"id\":" + std::to_string(i) + "}";
+    send_all(c, "POST /api/generate HTTP/1.1\r\nHost: x\r\nContent-Length: " +
+                    std::to_string(body.size()) + "\r\n\r\n" + body);
+    fds.push_back(c);
+  }
+  int complete = 0;
+  const auto deadline = std::chrono::steady_clock::now() + 20s;
+  std::vector<pollfd> pfds;
+  for (int c : fds) pfds.push_back({c, POLLIN, 0});
+  while (complete < clients && std::chrono::steady_clock::now() < deadline) {
+    if (poll(pfds.data(), pfds.size(), 1000) <= 0) continue;
+    for (auto& p : pfds) {
+      if ((p.revents & POLLIN) == 0 || p.fd < 0) continue;
+      char buf[8192];
+      const ssize_t n = recv(p.fd, buf, sizeof(buf), 0);
+      if (n <= 0) {
+        p.fd = -p.fd - 1;  // stop polling a closed socket
+        continue;
+      }
+      std::string& g = got[p.fd];
+      g.append(buf, static_cast<std::size_t>(n));
+      if (g.find("\r\n0\r\n\r\n") != std::string::npos) {
+        ++complete;
+        p.fd = -p.fd - 1;
+      }
+    }
+  }
+  EXPECT_EQ(complete, clients);
+  for (int i = 0; i < clients; ++i) {
+    std::string want;
+    for (int l = 0; l < lines; ++l) {
+      want += "{\"id\":" + std::to_string(i) + ",\"line\":" + std::to_string(l) + "}\n";
+    }
+    ASSERT_EQ(dechunk(got[fds[i]]), want) << "client " << i;
+  }
+  for (int c : fds) close(c);
 }
 
 }  // namespace

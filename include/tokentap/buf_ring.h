@@ -22,7 +22,10 @@ namespace tokentap {
 
 constexpr std::uint32_t buf_bytes = 16 * 1024;
 constexpr std::uint32_t buf_ring_count = 1024;  // power of two (kernel requirement)
-constexpr std::uint32_t buf_spare_count = 256;
+// Spare buffers hold rewritten request heads while their upstream connects, so there must be
+// about one per concurrently starting request. Their pages are committed only when first used.
+constexpr std::uint32_t buf_spare_count = 4096;
+constexpr std::uint32_t buf_spare_reserve = 32;  // kept for error responses under exhaustion
 constexpr std::uint16_t buf_group_id = 0;
 static_assert((buf_ring_count & (buf_ring_count - 1)) == 0, "ring entries must be a power of 2");
 static_assert(buf_ring_count + buf_spare_count <= 65535, "buffer ids are 16 bits");
@@ -47,7 +50,9 @@ class BufRing {
   void unref(std::uint16_t id);
 
   // A spare buffer with one reference, or -1 when none is free (callers treat it as overload).
-  [[nodiscard]] int alloc_spare();
+  // Only `urgent` requests (error responses) may take the last buf_spare_reserve buffers, so
+  // an overloaded shard can still tell a client why it refuses.
+  [[nodiscard]] int alloc_spare(bool urgent = false);
 
   // Publishes ring buffers returned since the last flush to the kernel.
   void flush();
