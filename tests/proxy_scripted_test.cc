@@ -768,18 +768,22 @@ TEST(ProxyScripted, ClientAskedForUsageGetsItUntouched) {
 TEST(ProxyScripted, ThousandConcurrentStreams) {
   constexpr int clients = 1000;
   constexpr int lines = 5;
+  // A keep-alive upstream: connections the proxy pooled after one stream carry the next.
   ScriptedUpstream up([](int fd, ScriptedUpstream& self) {
-    const std::string req = self.read_request(fd);
-    const auto at = req.find("\"id\":");
-    const std::string id = at == std::string::npos ? "?" : req.substr(at + 5, req.find('}', at) - at - 5);
-    send_all(fd, "HTTP/1.1 200 OK\r\nContent-Type: application/x-ndjson\r\n"
-                 "Transfer-Encoding: chunked\r\n\r\n");
-    for (int i = 0; i < lines; ++i) {
-      std::this_thread::sleep_for(20ms);
-      send_all(fd, chunk("{\"id\":" + id + ",\"line\":" + std::to_string(i) + "}\n"));
+    for (;;) {
+      const std::string req = self.read_request(fd);
+      if (req.empty()) return;
+      const auto at = req.find("\"id\":");
+      const std::string id =
+          at == std::string::npos ? "?" : req.substr(at + 5, req.find('}', at) - at - 5);
+      send_all(fd, "HTTP/1.1 200 OK\r\nContent-Type: application/x-ndjson\r\n"
+                   "Transfer-Encoding: chunked\r\n\r\n");
+      for (int i = 0; i < lines; ++i) {
+        std::this_thread::sleep_for(20ms);
+        send_all(fd, chunk("{\"id\":" + id + ",\"line\":" + std::to_string(i) + "}\n"));
+      }
+      send_all(fd, "0\r\n\r\n");
     }
-    send_all(fd, "0\r\n\r\n");
-    read_until(fd, [](const std::string&) { return false; }, 3000ms);
   });
   START_PROXY(proxy, up.port());
   std::vector<int> fds;
@@ -814,7 +818,8 @@ TEST(ProxyScripted, ThousandConcurrentStreams) {
       }
     }
   }
-  EXPECT_EQ(complete, clients);
+  EXPECT_EQ(complete, clients) << "upstream accepted " << up.accepted.load() << ", read "
+                               << up.requests().size() << " requests\n" << proxy.scrape();
   for (int i = 0; i < clients; ++i) {
     std::string want;
     for (int l = 0; l < lines; ++l) {
