@@ -137,7 +137,11 @@ void Conn::process_upstream_data(std::uint16_t buf, std::uint32_t len) {
   BufRing& bufs = shard_->bufs();
   const char* data = bufs.data(buf);
   std::uint32_t off = 0;
-  while (off < len && state_ == State::open) {
+  // After a head, llhttp reports the end of a bodyless message (Content-Length: 0, 204, 304)
+  // only on its next feed, so one more (possibly empty) feed always follows a head.
+  bool after_head = false;
+  while ((off < len || after_head) && state_ == State::open) {
+    after_head = false;
     if (resp_state_ != Resp::head && resp_state_ != Resp::body) {
       upstream_dirty_ = true;  // bytes after the response: never reuse this connection
       break;
@@ -161,6 +165,7 @@ void Conn::process_upstream_data(std::uint16_t buf, std::uint32_t len) {
       off += static_cast<std::uint32_t>(used);
     }
     if (stop == HttpParser::Stop::head_done) {
+      after_head = true;
       // 1xx (100 Continue) is forwarded and the final response follows on the same parser.
       const int status = resp_.status();
       if (status >= 200 || status == 101) {

@@ -466,8 +466,10 @@ TEST(ProxyScripted, LargeUploadIsSplicedIntact) {
     h = fnv1a(h, chunk.data(), chunk.size());
     send_all(c, std::string_view(chunk.data(), chunk.size()));
   }
-  const std::string resp = read_until(c, has_head, 20000ms);
-  EXPECT_EQ(resp, "HTTP/1.1 201 Created\r\nContent-Length: 0\r\n\r\n");
+  bool closed = false;
+  const std::string resp = read_until(c, has_head, 20000ms, &closed);
+  EXPECT_EQ(resp, "HTTP/1.1 201 Created\r\nContent-Length: 0\r\n\r\n")
+      << "closed=" << closed << "\n" << proxy.scrape();
   EXPECT_EQ(upstream_bytes.load(), total);
   EXPECT_EQ(upstream_hash.load(), h);
   close(c);
@@ -828,6 +830,27 @@ TEST(ProxyScripted, ThousandConcurrentStreams) {
     ASSERT_EQ(dechunk(got[fds[i]]), want) << "client " << i;
   }
   for (int c : fds) close(c);
+}
+
+
+TEST(ProxyScripted, BodylessResponseEndsWithoutWaitingForMoreBytes) {
+  // The upstream answers with an empty 204, then keeps the connection open and silent: the
+  // proxy must see the response end at the head, deliver it, and reuse the connection.
+  ScriptedUpstream up([](int fd, ScriptedUpstream& self) {
+    for (int i = 0; i < 2; ++i) {
+      if (self.read_request(fd).empty()) return;
+      send_all(fd, "HTTP/1.1 204 No Content\r\nDate: Mon, 24 Aug 2026 14:00:11 GMT\r\n\r\n");
+    }
+  });
+  START_PROXY(proxy, up.port());
+  const int c = connect_loopback(proxy.port());
+  for (int i = 0; i < 2; ++i) {
+    send_all(c, "OPTIONS /api/chat HTTP/1.1\r\nHost: x\r\n\r\n");
+    EXPECT_EQ(read_until(c, has_head),
+              "HTTP/1.1 204 No Content\r\nDate: Mon, 24 Aug 2026 14:00:11 GMT\r\n\r\n");
+  }
+  close(c);
+  EXPECT_EQ(up.accepted.load(), 1);
 }
 
 }  // namespace
