@@ -44,6 +44,14 @@ void Conn::arm_timer(std::uint64_t timeout_ms) {
   shard_->timers().arm(timer_, monotonic_ms() + timeout_ms);
 }
 
+void Conn::drain() {
+  if (state_ != State::open) return;
+  const bool idle = req_state_ == Req::head && head_len_ == 0 && client_in_.empty() &&
+                    resp_state_ == Resp::idle;
+  if (idle) return close_now();
+  close_after_ = true;
+}
+
 void Conn::on_timer() {
   if (state_ == State::lingering) return close_now();
   if (state_ != State::open || req_state_ != Req::head) return;  // exchanges are never cut

@@ -59,6 +59,8 @@ int main(int argc, char** argv) {
     if (sig == SIGHUP) continue;  // nothing to reload: say so by doing nothing, never exit
     break;
   }
-  server.stop();
+  // SIGTERM/SIGINT: stop accepting, let requests and streams in progress finish (bounded by
+  // --drain-timeout), then exit 0.
+  server.stop(parsed.config.drain_timeout_ms);
   return 0;
 }

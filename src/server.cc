@@ -120,13 +120,14 @@ bool Server::start(std::string* error) {
   return true;
 }
 
-void Server::stop() {
-  if (metrics_server_) metrics_server_->stop();
-  for (auto& s : shards_) s->request_stop();
+void Server::stop(std::uint32_t drain_ms) {
+  for (auto& s : shards_) s->request_stop(drain_ms);
+  for (int fd : listen_fds_) shutdown(fd, SHUT_RD);  // refuse new connections during a drain
   for (auto& t : threads_) {
     if (t.joinable()) t.join();
   }
   threads_.clear();
+  if (metrics_server_) metrics_server_->stop();
   shards_.clear();
   metrics_server_.reset();
   metrics_.clear();

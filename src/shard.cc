@@ -63,7 +63,8 @@ bool Shard::init(std::string* error) {
   return true;
 }
 
-void Shard::request_stop() {
+void Shard::request_stop(std::uint32_t drain_ms) {
+  drain_ms_.store(drain_ms, std::memory_order_relaxed);
   stop_.store(true, std::memory_order_release);
   const std::uint64_t one = 1;
   (void)!write(wake_fd_, &one, sizeof(one));
@@ -110,6 +111,8 @@ void Shard::cancel_fd(int fd) {
 
 void Shard::run() {
   std::uint64_t stop_deadline_ms = 0;
+  std::uint64_t drain_deadline_ms = 0;
+  bool hard_stopped = false;
   for (;;) {
     const unsigned wait_ms =
         static_cast<unsigned>(timers_.ms_until_next(monotonic_ms(), loop_wait_ms));
@@ -131,16 +134,37 @@ void Shard::run() {
       maybe_free_conn(slot);
     });
     if (stop_.load(std::memory_order_acquire)) {
+      const std::uint64_t now = monotonic_ms();
       if (stop_deadline_ms == 0) {
-        stop_deadline_ms = monotonic_ms() + stop_grace_ms;
-        shutdown_all();
+        const std::uint32_t drain_ms = drain_ms_.load(std::memory_order_relaxed);
+        drain_deadline_ms = now + drain_ms;
+        stop_deadline_ms = drain_deadline_ms + stop_grace_ms;
+        if (drain_ms > 0) {
+          begin_drain();
+        } else {
+          shutdown_all();
+          hard_stopped = true;
+        }
       }
-      if ((conns_.used() == 0 && upstreams_.used() == 0) || monotonic_ms() > stop_deadline_ms) {
-        break;
+      if (!hard_stopped && (now >= drain_deadline_ms || conns_.used() == 0)) {
+        shutdown_all();  // the drain is over: whatever is left is cut now
+        hard_stopped = true;
       }
+      if ((conns_.used() == 0 && upstreams_.used() == 0) || now > stop_deadline_ms) break;
     }
   }
   io_uring_submit(ring_.raw());
+}
+
+void Shard::begin_drain() {
+  if (accept_armed_) cancel(UserData{shard_slot, 0, Op::accept}.encode());
+  for (std::uint32_t slot = 0; slot < conns_.constructed(); ++slot) {
+    if (conns_[slot].state() != Conn::State::free) {
+      conns_[slot].drain();
+      maybe_free_conn(slot);
+    }
+  }
+  while (upstreams_.idle_count() > 0) retire_upstream(upstreams_.take_idle());
 }
 
 void Shard::shutdown_all() {

@@ -165,6 +165,7 @@ class Proxy {
     if (!started_) error_ = error;
   }
   bool started() const { return started_; }
+  void stop(std::uint32_t drain_ms) { server_->stop(drain_ms); }
   const std::string& error() const { return error_; }
   std::uint16_t port() const { return server_->port(); }
   std::string scrape() const {
@@ -851,6 +852,41 @@ TEST(ProxyScripted, BodylessResponseEndsWithoutWaitingForMoreBytes) {
   }
   close(c);
   EXPECT_EQ(up.accepted.load(), 1);
+}
+
+
+TEST(ProxyScripted, DrainLetsStreamsFinishAndRefusesNewConnections) {
+  ScriptedUpstream up([](int fd, ScriptedUpstream& self) {
+    self.read_request(fd);
+    send_all(fd, "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n");
+    for (int i = 0; i < 4; ++i) {
+      std::this_thread::sleep_for(100ms);
+      send_all(fd, chunk("line\n"));
+    }
+    send_all(fd, "0\r\n\r\n");
+    read_until(fd, [](const std::string&) { return false; }, 2000ms);
+  });
+  START_PROXY(proxy, up.port());
+  const int streaming = connect_loopback(proxy.port());
+  const int idle = connect_loopback(proxy.port());
+  send_all(streaming, "POST /api/generate HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\n\r\n{}");
+  read_until(streaming, [](const std::string& d) { return d.find("line") != std::string::npos; });
+  std::thread stopper([&] { proxy.stop(5000); });
+  std::this_thread::sleep_for(50ms);
+  EXPECT_LT(connect_loopback(proxy.port()), 0) << "new connections must be refused";
+  bool closed = false;
+  const std::string rest = read_until(streaming, [](const std::string&) { return false; }, 3000ms,
+                                      &closed);
+  EXPECT_NE(rest.find("0\r\n\r\n"), std::string::npos) << "the stream was cut: " << rest;
+  EXPECT_TRUE(closed);
+  bool idle_closed = false;
+  read_until(idle, [](const std::string&) { return false; }, 1000ms, &idle_closed);
+  EXPECT_TRUE(idle_closed) << "an idle connection is closed by the drain";
+  close(streaming);
+  close(idle);
+  const auto t0 = std::chrono::steady_clock::now();
+  stopper.join();
+  EXPECT_LT(std::chrono::steady_clock::now() - t0, 2000ms) << "the drain ends when work does";
 }
 
 }  // namespace

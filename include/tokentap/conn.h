@@ -63,6 +63,9 @@ class Conn {
   void release_resources();
   // Shard stop: drop the connection now, whatever it is doing.
   void shutdown() { close_now(); }
+  // Graceful stop: an idle connection closes now; one with a request in progress closes after
+  // its response has been sent.
+  void drain();
 
   std::uint32_t generation() const { return generation_; }
   void bump_generation() { ++generation_; }

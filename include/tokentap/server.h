@@ -31,8 +31,9 @@ class Server {
 
   // Opens the listeners and starts every shard; returns once all are accepting or one failed.
   [[nodiscard]] bool start(std::string* error);
-  // Asks every shard to stop and joins their threads.
-  void stop();
+  // Asks every shard to stop and joins their threads. With drain_ms > 0, requests in progress
+  // get that long to finish first (SIGTERM); new connections are refused at once.
+  void stop(std::uint32_t drain_ms = 0);
   std::uint16_t port() const { return port_; }
   std::uint16_t metrics_port() const;
   const Config& config() const { return config_; }

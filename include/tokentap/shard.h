@@ -52,8 +52,10 @@ class Shard {
   // On the shard's own thread (SINGLE_ISSUER): ring, buffers, slabs, first accept.
   [[nodiscard]] bool init(std::string* error);
   void run();
-  // Any thread: asks the loop to stop; it closes every connection and returns from run().
-  void request_stop();
+  // Any thread: asks the loop to stop. With drain_ms > 0 it first stops accepting, closes idle
+  // connections and lets requests in progress (streams included) finish for up to drain_ms;
+  // then, or at once without a drain, it closes every connection and returns from run().
+  void request_stop(std::uint32_t drain_ms = 0);
 
   // ---- services for Conn ----
   const Config& config() const { return config_; }
@@ -97,6 +99,7 @@ class Shard {
   void maybe_free_upstream(std::uint32_t slot);
   void rearm_starved();
   void shutdown_all();
+  void begin_drain();
 
   const Config& config_;
   MetricsShard& metrics_;
@@ -106,6 +109,7 @@ class Shard {
   int wake_fd_ = -1;
   std::uint64_t wake_value_ = 0;
   std::atomic<bool> stop_{false};
+  std::atomic<std::uint32_t> drain_ms_{0};
   bool accept_armed_ = false;
 
   Ring ring_;
