@@ -174,10 +174,12 @@ void Conn::process_client_input() {
   while (state_ == State::open && req_state_ != Req::done && !client_in_.empty()) {
     const Segment s = segs.at(client_in_.head());
     std::uint32_t used = 0;
+    const std::uint32_t resets = input_resets_;
     const bool ok = req_state_ == Req::head
                         ? feed_head(bufs.data(s.buf) + s.off, s.len, &used)
                         : feed_body(s.buf, s.off, s.len, &used);
-    if (state_ != State::open) return;  // the queue was cleared by the failure path
+    // A failure path (error reply, close) discarded the input: nothing is left to consume.
+    if (state_ != State::open || resets != input_resets_) return;
     client_in_.consume(segs, bufs, used);
     if (!ok) return;
   }
@@ -233,6 +235,12 @@ bool Conn::feed_body(std::uint16_t buf, std::uint32_t off, std::uint32_t len,
   }
   *used = static_cast<std::uint32_t>(n);
   request_bytes_ += n;
+  body_bytes_ += n;
+  if (body_bytes_ > shard_->config().max_body_bytes) {
+    // Only a chunked body gets here (a Content-Length one was refused at its head); its head
+    // is already upstream, so the exchange cannot end with a status: cut both sides.
+    return close_now(), false;
+  }
   if (stop == HttpParser::Stop::message_done) on_request_done();
   return state_ == State::open;
 }
@@ -263,6 +271,11 @@ void Conn::on_request_head() {
   }
   route_ = route_of(facts.target);
   head_request_ = facts.method == "HEAD";
+  if (req_.has_content_length() && req_.content_length() > cfg.max_body_bytes) {
+    bufs.unref(out_id);
+    return respond_error(413, "Request Entity Too Large",
+                         "tokentap: request body larger than --max-body");
+  }
   expect_continue_ = facts.expect_continue;
   shard_->timers().cancel(timer_);  // a request in progress, stream or upload, is never cut
   // The model and stream flag come from the body (request_probe); until it is read the
@@ -390,7 +403,7 @@ void Conn::reset_exchange() {
   exchange_open_ = client_aborted_ = active_reported_ = false;
   hold_ = injected_ = strip_ = expect_continue_ = false;
   status_ = 0;
-  request_bytes_ = response_bytes_ = 0;
+  request_bytes_ = response_bytes_ = body_bytes_ = 0;
   splice_mode_ = Splice::off;
 }
 
@@ -416,6 +429,7 @@ void Conn::respond_error(int status, const char* reason, const char* message) {
   SegmentPool& segs = shard_->segments();
   to_upstream_.clear(segs, bufs);
   client_in_.clear(segs, bufs);
+  ++input_resets_;
   const bool queued = to_client_.push(segs, bufs, id, 0, static_cast<std::uint32_t>(r.size));
   bufs.unref(id);
   if (!queued) return close_now();
@@ -431,6 +445,7 @@ void Conn::close_gracefully() {
   drop_splice();
   arm_timer(linger_timeout_ms);
   client_in_.clear(shard_->segments(), shard_->bufs());
+  ++input_resets_;
   // FIN after the last response byte; keep reading until the client's EOF so unread request
   // bytes never make close() send an RST that could destroy the response in flight.
   ::shutdown(fd_, SHUT_WR);

@@ -889,5 +889,18 @@ TEST(ProxyScripted, DrainLetsStreamsFinishAndRefusesNewConnections) {
   EXPECT_LT(std::chrono::steady_clock::now() - t0, 2000ms) << "the drain ends when work does";
 }
 
+
+TEST(ProxyScripted, BodyLargerThanMaxBodyGets413) {
+  ScriptedUpstream up([](int fd, ScriptedUpstream& self) { self.read_request(fd); });
+  Proxy proxy(up.port(), 1, {"--max-body", "1000"});
+  if (!proxy.started()) GTEST_SKIP() << proxy.error();
+  const int c = connect_loopback(proxy.port());
+  send_all(c, "POST /api/chat HTTP/1.1\r\nHost: x\r\nContent-Length: 1001\r\n\r\n");
+  const std::string resp = read_until(c, has_head);
+  EXPECT_EQ(resp.rfind("HTTP/1.1 413 Request Entity Too Large\r\n", 0), 0u) << resp;
+  close(c);
+  EXPECT_EQ(up.accepted.load(), 0);
+}
+
 }  // namespace
 }  // namespace tokentap
