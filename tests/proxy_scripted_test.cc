@@ -902,5 +902,88 @@ TEST(ProxyScripted, BodyLargerThanMaxBodyGets413) {
   EXPECT_EQ(up.accepted.load(), 0);
 }
 
+
+// Sums of every sample of a family whose labels contain `filter`.
+double family_sum(const std::string& text, const std::string& family, const std::string& filter) {
+  double sum = 0;
+  std::size_t at = 0;
+  while ((at = text.find("\n" + family + "{", at)) != std::string::npos) {
+    const std::size_t eol = text.find('\n', at + 1);
+    const std::string line = text.substr(at + 1, eol - at - 1);
+    if (line.find(filter) != std::string::npos) sum += std::stod(line.substr(line.rfind(' ') + 1));
+    at = eol;
+  }
+  return sum;
+}
+
+TEST(ProxyScripted, TokenSumsAreExactOver100kRequestsOnAllShards) {
+  constexpr int connections = 8;
+  constexpr int per_connection = 12'500;
+  std::atomic<std::uint64_t> prompt_sent{0}, completion_sent{0};
+  ScriptedUpstream up([&](int fd, ScriptedUpstream&) {
+    std::string in;
+    char buf[65536];
+    for (;;) {
+      std::size_t end;
+      while ((end = in.find("}")) == std::string::npos) {
+        const ssize_t n = recv(fd, buf, sizeof(buf), 0);
+        if (n <= 0) return;
+        in.append(buf, static_cast<std::size_t>(n));
+      }
+      const std::size_t at = in.rfind("\"n\":", end);
+      const std::uint64_t n = std::stoull(in.substr(at + 4, end - at - 4));
+      in.erase(0, end + 1);
+      const std::uint64_t p = n % 97 + 1, c = n % 89 + 1;
+      prompt_sent += p;
+      completion_sent += c;
+      const std::string body = "{\"model\":\"m" + std::to_string(n % 3) +
+                               "\",\"response\":\"x\",\"done\":true,\"prompt_eval_count\":" +
+                               std::to_string(p) + ",\"eval_count\":" + std::to_string(c) + "}";
+      send_all(fd, "HTTP/1.1 200 OK\r\nContent-Type: application/json; charset=utf-8\r\n"
+                   "Content-Length: " + std::to_string(body.size()) + "\r\n\r\n" + body);
+    }
+  });
+  START_PROXY(proxy, up.port());
+  std::vector<std::thread> clients;
+  std::atomic<int> ok{0};
+  for (int t = 0; t < connections; ++t) {
+    clients.emplace_back([&, t] {
+      const int c = connect_loopback(proxy.port());
+      std::string in;
+      char buf[65536];
+      for (int i = 0; i < per_connection; ++i) {
+        const std::uint64_t n = static_cast<std::uint64_t>(t) * per_connection + i;
+        const std::string body = "{\"model\":\"m" + std::to_string(n % 3) +
+                                 "\",\"stream\":false,\"n\":" + std::to_string(n) + "}";
+        send_all(c, "POST /api/generate HTTP/1.1\r\nHost: x\r\nContent-Length: " +
+                        std::to_string(body.size()) + "\r\n\r\n" + body);
+        std::size_t end;
+        while ((end = in.find("}")) == std::string::npos) {
+          const ssize_t got = recv(c, buf, sizeof(buf), 0);
+          if (got <= 0) {
+            close(c);
+            return;
+          }
+          in.append(buf, static_cast<std::size_t>(got));
+        }
+        in.erase(0, end + 1);
+        ++ok;
+      }
+      close(c);
+    });
+  }
+  for (auto& t : clients) t.join();
+  ASSERT_EQ(ok.load(), connections * per_connection);
+  std::this_thread::sleep_for(100ms);
+  const std::string m = proxy.scrape();
+  EXPECT_EQ(family_sum(m, "tokentap_requests_total", "endpoint=\"/api/generate\""),
+            connections * per_connection);
+  EXPECT_EQ(family_sum(m, "tokentap_prompt_tokens_total", ""),
+            static_cast<double>(prompt_sent.load()));
+  EXPECT_EQ(family_sum(m, "tokentap_completion_tokens_total", ""),
+            static_cast<double>(completion_sent.load()));
+  EXPECT_GT(family_sum(m, "tokentap_prompt_tokens_total", "model=\"m2\""), 0);
+}
+
 }  // namespace
 }  // namespace tokentap
