@@ -116,13 +116,8 @@ void JsonSkim::init(const SkimSpec& spec, bool multi_document) {
 
 void JsonSkim::reset() {
   TT_ASSERT(spec_ != nullptr);
-  const SkimSpec* spec = spec_;
-  const bool multi = multi_;
-  *this = JsonSkim{};
-  spec_ = spec;
-  multi_ = multi;
-  cand_ = spec->goes_past[0];  // every path starts at the root
-  open_slot_.fill(no_slot);
+  static_cast<skim_detail::SkimCursor&>(*this) = skim_detail::SkimCursor{};
+  cand_ = spec_->goes_past[0];  // every path starts at the root
 }
 
 std::size_t JsonSkim::feed(const char* data, std::size_t size) {
@@ -566,6 +561,14 @@ void JsonSkim::push_codepoint(std::uint32_t cp) {
 void JsonSkim::push_decoded(const char* p, std::size_t n) {
   if (mode_ == Mode::text_string) {
     capture_append(p, n);
+    return;
+  }
+  if (!spec_->fold_keys) {
+    const std::size_t room = skim_key_bytes_max - key_len_;
+    key_long_ = key_long_ || n > room;
+    n = n > room ? room : n;
+    std::memcpy(key_.data() + key_len_, p, n);
+    key_len_ = static_cast<std::uint8_t>(key_len_ + n);
     return;
   }
   for (std::size_t i = 0; i < n; ++i) key_push(static_cast<std::uint8_t>(p[i]));

@@ -241,15 +241,13 @@ void TailScanner::feed_sse(const char* p, const char* end) {
           sse_data("\n", 1);  // SSE joins data lines with a newline
         }
         break;
-      case SseLexer::Run::event_name:
-        for (std::size_t i = 0; i < n; ++i) {
-          if (event_len_ == event_.size()) {
-            event_long_ = true;
-            break;
-          }
-          event_[event_len_++] = p[i];
-        }
+      case SseLexer::Run::event_name: {
+        const std::size_t room = event_.size() - event_len_;
+        event_long_ = event_long_ || n > room;
+        std::memcpy(event_.data() + event_len_, p, n > room ? room : n);
+        event_len_ = static_cast<std::uint8_t>(event_len_ + (n > room ? room : n));
         break;
+      }
       case SseLexer::Run::event_end: dispatch(); break;
       default: break;
     }
