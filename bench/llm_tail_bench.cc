@@ -27,8 +27,9 @@ const std::string metrics =
 std::vector<std::string> native_lines() {
   std::vector<std::string> v;
   for (int i = 0; i + 1 < stream_events; ++i) {
-    v.push_back(R"({"model":"llama3.2",)" + created + R"(,"response":" token)" +
-                std::to_string(i) + R"(","done":false})" "\n");
+    v.push_back(R"({"model":"llama3.2",)" + created + R"(,"response":" token)" + std::to_string(i) +
+                R"(","done":false})"
+                "\n");
   }
   v.push_back(R"({"model":"llama3.2",)" + created +
               R"(,"response":"","done":true,"done_reason":"stop","context":[128000,128006,9125],)" +
@@ -43,9 +44,14 @@ std::vector<std::string> openai_events() {
   std::vector<std::string> v;
   for (int i = 0; i + 2 < stream_events; ++i) {
     v.push_back(head + R"([{"index":0,"delta":{"role":"assistant","content":" token)" +
-                std::to_string(i) + R"("},"finish_reason":null}]})" "\n\n");
+                std::to_string(i) +
+                R"("},"finish_reason":null}]})"
+                "\n\n");
   }
-  v.push_back(head + R"([{"index":0,"delta":{},"finish_reason":"stop"}]})" "\n\n" + head +
+  v.push_back(head +
+              R"([{"index":0,"delta":{},"finish_reason":"stop"}]})"
+              "\n\n" +
+              head +
               R"([],"usage":{"prompt_tokens":32,"completion_tokens":34,"total_tokens":66}})"
               "\n\ndata: [DONE]\n\n");
   return v;
@@ -53,18 +59,21 @@ std::vector<std::string> openai_events() {
 
 std::vector<std::string> anthropic_events() {
   std::vector<std::string> v;
-  v.push_back("event: message_start\ndata: {\"type\":\"message_start\",\"message\":{\"id\":"
-              "\"msg_3c91e0b7a5d24f6e8b17c2a0\",\"type\":\"message\",\"role\":\"assistant\","
-              "\"model\":\"qwen3:8b\",\"content\":[],\"usage\":{\"input_tokens\":16,"
-              "\"output_tokens\":0}}}\n\n");
+  v.push_back(
+      "event: message_start\ndata: {\"type\":\"message_start\",\"message\":{\"id\":"
+      "\"msg_3c91e0b7a5d24f6e8b17c2a0\",\"type\":\"message\",\"role\":\"assistant\","
+      "\"model\":\"qwen3:8b\",\"content\":[],\"usage\":{\"input_tokens\":16,"
+      "\"output_tokens\":0}}}\n\n");
   for (int i = 0; i + 2 < stream_events; ++i) {
-    v.push_back("event: content_block_delta\ndata: {\"type\":\"content_block_delta\",\"index\":0,"
-                "\"delta\":{\"type\":\"text_delta\",\"text\":\" token" +
-                std::to_string(i) + "\"}}\n\n");
+    v.push_back(
+        "event: content_block_delta\ndata: {\"type\":\"content_block_delta\",\"index\":0,"
+        "\"delta\":{\"type\":\"text_delta\",\"text\":\" token" +
+        std::to_string(i) + "\"}}\n\n");
   }
-  v.push_back("event: message_delta\ndata: {\"type\":\"message_delta\",\"delta\":{\"stop_reason\":"
-              "\"end_turn\"},\"usage\":{\"input_tokens\":27,\"output_tokens\":150}}\n\n"
-              "event: message_stop\ndata: {\"type\":\"message_stop\"}\n\n");
+  v.push_back(
+      "event: message_delta\ndata: {\"type\":\"message_delta\",\"delta\":{\"stop_reason\":"
+      "\"end_turn\"},\"usage\":{\"input_tokens\":27,\"output_tokens\":150}}\n\n"
+      "event: message_stop\ndata: {\"type\":\"message_stop\"}\n\n");
   return v;
 }
 
@@ -106,9 +115,9 @@ void run(benchmark::State& state, Route route, const std::vector<std::string>& p
     benchmark::DoNotOptimize(u);
   }
   state.SetBytesProcessed(static_cast<std::int64_t>(state.iterations() * bytes));
-  state.counters["per_byte"] = benchmark::Counter(
-      static_cast<double>(bytes),
-      benchmark::Counter::kIsIterationInvariantRate | benchmark::Counter::kInvert);
+  state.counters["per_byte"] =
+      benchmark::Counter(static_cast<double>(bytes), benchmark::Counter::kIsIterationInvariantRate |
+                                                         benchmark::Counter::kInvert);
   state.counters["body_bytes"] = static_cast<double>(bytes);
 }
 

@@ -45,9 +45,9 @@ void record_environment() {
 
 void set_counters(benchmark::State& state, std::size_t bytes) {
   state.SetBytesProcessed(static_cast<std::int64_t>(state.iterations() * bytes));
-  state.counters["per_byte"] = benchmark::Counter(
-      static_cast<double>(bytes),
-      benchmark::Counter::kIsIterationInvariantRate | benchmark::Counter::kInvert);
+  state.counters["per_byte"] =
+      benchmark::Counter(static_cast<double>(bytes), benchmark::Counter::kIsIterationInvariantRate |
+                                                         benchmark::Counter::kInvert);
   state.counters["body_bytes"] = static_cast<double>(bytes);
 }
 

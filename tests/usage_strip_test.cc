@@ -65,7 +65,8 @@ const std::string done = "data: [DONE]\n\n";
 // Ollama /v1/completions (CompleteWriter): with include_usage every chunk ends with a zero usage.
 std::string cmpl_chunk(const std::string& text, const char* finish, bool usage) {
   return R"(data: {"id":"cmpl-42","object":"text_completion","created":1787580250,)"
-         R"("choices":[{"text":")" + text + R"(","index":0,"finish_reason":)" + finish +
+         R"("choices":[{"text":")" +
+         text + R"(","index":0,"finish_reason":)" + finish +
          R"(}],"model":"llama3.2","system_fingerprint":"fp_ollama")" +
          (usage ? R"(,"usage":{"prompt_tokens":0,"completion_tokens":0,"total_tokens":0})" : "") +
          "}\n\n";
@@ -93,8 +94,7 @@ TEST(UsageStrip, CompletionsErrorChunkLosesItsZeroUsage) {
     return std::string(R"(data: {"id":"cmpl-42","object":"text_completion","created":1,)") +
            R"("choices":[{"text":"","index":0,"finish_reason":null}],"model":"",)" +
            R"("system_fingerprint":"fp_ollama")" +
-           (usage ? R"(,"usage":{"prompt_tokens":0,"completion_tokens":0,"total_tokens":0})"
-                  : "") +
+           (usage ? R"(,"usage":{"prompt_tokens":0,"completion_tokens":0,"total_tokens":0})" : "") +
            "}\n\n";
   };
   expect_strips_to(cmpl_chunk("Hi", "null", true) + error_chunk(true),
@@ -121,10 +121,11 @@ TEST(UsageStrip, ChoicesEmptyWithoutUsageIsKept) {
   // Azure's prompt-filter chunk has "choices":[] and no usage: not the usage chunk.
   const std::string body =
       R"(data: {"choices":[],"prompt_filter_results":[{"prompt_index":0}],"usage":null})"
-      "\n\n" + chat_body + done;
-  const std::string want =
-      R"(data: {"choices":[],"prompt_filter_results":[{"prompt_index":0}]})"
-      "\n\n" + chat_body + done;
+      "\n\n" +
+      chat_body + done;
+  const std::string want = R"(data: {"choices":[],"prompt_filter_results":[{"prompt_index":0}]})"
+                           "\n\n" +
+                           chat_body + done;
   expect_strips_to(body, want);
 }
 

@@ -27,19 +27,16 @@
 #include <bit>
 #include <cstddef>
 #include <cstdint>
-#include <memory>
-#include <optional>
-#include <span>
 #include <string_view>
 
 namespace tokentap {
 
-constexpr std::size_t skim_path_keys_max = 4;        // keys in one path ("choices/*/delta/content")
-constexpr std::size_t skim_paths_max = 32;           // paths in one spec: bits of a uint32 mask
-constexpr std::size_t skim_key_bytes_max = 24;       // decoded key bytes compared; longer never match
-constexpr std::size_t skim_capture_bytes_max = 512;  // one `bytes` capture (model name, usage object)
-constexpr std::uint32_t skim_depth_max = 512;        // open containers; deeper input fails
-constexpr std::size_t piece_bytes_max = skim_capture_bytes_max;  // largest piece PieceParser reads
+constexpr std::size_t skim_path_keys_max = 4;   // keys in one path ("choices/*/delta/content")
+constexpr std::size_t skim_paths_max = 32;      // paths in one spec: bits of a uint32 mask
+constexpr std::size_t skim_key_bytes_max = 24;  // decoded key bytes compared; longer never match
+constexpr std::size_t skim_capture_bytes_max =
+    512;                                       // one `bytes` capture (model name, usage object)
+constexpr std::uint32_t skim_depth_max = 512;  // open containers; deeper input fails
 
 static_assert(skim_paths_max == 32, "path masks are uint32");
 static_assert(skim_depth_max % 64 == 0, "the container-kind bit stack is whole uint64 words");
@@ -145,9 +142,9 @@ constexpr SkimSpec make_skim_spec(const std::array<SkimPath, N>& paths, bool fol
 struct SkimCapture {
   std::uint8_t slot = 0;  // index of the path in the spec
   JsonType type = JsonType::none;
-  bool nonempty = false;   // string of >= 1 byte, container with >= 1 member
-  bool truncated = false;  // bytes kind: the value was longer than the path's cap
-  bool lossy = false;      // string with a lone surrogate escape (Go decodes it as U+FFFD)
+  bool nonempty = false;    // string of >= 1 byte, container with >= 1 member
+  bool truncated = false;   // bytes kind: the value was longer than the path's cap
+  bool lossy = false;       // string with a lone surrogate escape (Go decodes it as U+FFFD)
   std::uint64_t begin = 0;  // offset of the value's first byte
   std::uint64_t end = 0;    // offset one past its last byte
   std::string_view bytes;   // bytes kind: the value (valid until the next feed())
@@ -209,8 +206,8 @@ struct SkimCursor {
   JsonType val_type_ = JsonType::none;
   std::uint8_t val_slot_ = no_slot;  // target of the pending scalar/string/skipped container
   bool doc_started_ = false;
-  bool raw_on_ = false;       // copying raw bytes into buf_
-  bool skip_first_ = false;   // skipped target container: its first non-space byte is next
+  bool raw_on_ = false;      // copying raw bytes into buf_
+  bool skip_first_ = false;  // skipped target container: its first non-space byte is next
   bool skip_nonempty_ = false;
   bool in_str_ = false;       // skip mode: inside a string
   bool esc_pending_ = false;  // skip mode or skip_string: the byte after a backslash is next
@@ -289,7 +286,9 @@ class JsonSkim : private skim_detail::SkimCursor {
   void drop_high_surrogate();
   void key_push(std::uint8_t b);
   void key_flush_fold();
+  void start_capture(std::uint8_t slot);
   void capture_append(const char* p, std::size_t n);
+  void begin_string();
   void emit(std::uint8_t slot, JsonType type, bool nonempty, std::uint64_t begin,
             std::uint64_t end);
 
@@ -302,40 +301,10 @@ class JsonSkim : private skim_detail::SkimCursor {
   const SkimSpec* spec_ = nullptr;
   bool multi_ = false;
   std::array<std::uint64_t, skim_depth_max / 64> kinds_{};  // bit set: object; clear: array
-  std::array<char, skim_key_bytes_max> key_{};                // the key being decoded
+  std::array<char, skim_key_bytes_max> key_{};              // the key being decoded
   std::array<std::uint8_t, 2> fold_pending_{};
   SkimCapture capture_;
   std::array<char, skim_capture_bytes_max> buf_{};  // the bytes capture in progress or last
-};
-
-// Parses a JSON unsigned integer token ("0", "123"; no sign, fraction, exponent or leading zero)
-// that fits in 64 bits. Anything else gives nullopt.
-[[nodiscard]] std::optional<std::uint64_t> json_uint(std::string_view token);
-
-// Reads small captured JSON pieces with simdjson on-demand (error codes, no exceptions) into
-// preallocated buffers: construct one per shard at start-up and share it between connections.
-class PieceParser {
- public:
-  static constexpr std::size_t keys_max = 4;
-  struct Counts {
-    std::array<std::uint64_t, keys_max> value{};
-    std::uint8_t present = 0;  // bit i: keys[i] was a non-negative integer
-  };
-
-  PieceParser();
-  ~PieceParser();
-  PieceParser(const PieceParser&) = delete;
-  PieceParser& operator=(const PieceParser&) = delete;
-
-  // Parses `object` (at most piece_bytes_max bytes) as a JSON object and reads its top-level
-  // members named in `keys` (exact names; a later duplicate wins). Members that are not
-  // non-negative integers are left absent. False if the piece is not one valid JSON object.
-  [[nodiscard]] bool read_counts(std::string_view object, std::span<const std::string_view> keys,
-                                 Counts* out);
-
- private:
-  struct Impl;
-  std::unique_ptr<Impl> impl_;
 };
 
 }  // namespace tokentap

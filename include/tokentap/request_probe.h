@@ -48,7 +48,7 @@ class RequestProbe {
  public:
   // Where a member sits in the body, for the injection (offsets count from the body's start).
   struct Member {
-    std::uint32_t count = 0;  // occurrences
+    std::uint32_t count = 0;         // occurrences
     JsonType type = JsonType::none;  // of the last one
     bool nonempty = false;
     std::uint64_t begin = 0;
@@ -126,7 +126,7 @@ enum class InjectOutcome : std::uint8_t {
 // right after its '{'; an explicit include_usage false/null becomes true; a stream_options null
 // becomes {"include_usage":true}. *out_len is set only for `injected`.
 [[nodiscard]] InjectOutcome inject_include_usage(std::string_view body, Route route,
-                                                 bool body_encoded, char* out,
-                                                 std::size_t out_cap, std::size_t* out_len);
+                                                 bool body_encoded, char* out, std::size_t out_cap,
+                                                 std::size_t* out_len);
 
 }  // namespace tokentap

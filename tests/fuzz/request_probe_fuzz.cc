@@ -33,8 +33,8 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   }
   std::string out(body.size() + tokentap::inject_growth_bytes_max, '\0');
   std::size_t len = 0;
-  const auto chat = (data[0] & 1) != 0 ? tokentap::Route::v1_chat_completions
-                                       : tokentap::Route::v1_completions;
+  const auto chat =
+      (data[0] & 1) != 0 ? tokentap::Route::v1_chat_completions : tokentap::Route::v1_completions;
   if (tokentap::inject_include_usage(body, chat, false, out.data(), out.size(), &len) ==
       tokentap::InjectOutcome::injected) {
     if (len > body.size() + tokentap::inject_growth_bytes_max) std::abort();
