@@ -107,7 +107,7 @@ bool valid_model_name(std::string_view name) {
 void RequestProbe::init(Route route, bool body_encoded) {
   *this = RequestProbe{};
   route_ = route;
-  settled_ = body_encoded || !is_inference(route);
+  settled_ = body_encoded;  // every route is read: /api/pull, /api/show... carry a model too
   if (!settled_) skim_.init(request_spec, false);
 }
 

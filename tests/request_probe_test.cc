@@ -69,6 +69,10 @@ TEST(RequestProbe, StreamDefaultsPerRoute) {
   EXPECT_FALSE(probe(Route::v1_embeddings, streaming).stream);
   EXPECT_EQ(probe(Route::api_embed, streaming).model, "m");
   EXPECT_FALSE(probe(Route::api_generate, R"({"model":"m","stream":false})").stream);
+  // Non-inference paths (/api/pull, /api/show) are read too; they have no stream field here.
+  EXPECT_EQ(probe(Route::other, R"({"model":"llama3.2","stream":true})"),
+            (Facts{"llama3.2", false, false}));
+  EXPECT_EQ(probe(Route::other, std::string("\x89PNG\r\n")), (Facts{"unknown", false, false}));
 }
 
 TEST(RequestProbe, ModelAfterAFiveMebibyteMessagesArrayIn4KiBPieces) {

@@ -11,6 +11,8 @@
 //   - A value of the wrong type for one of these fields makes Go reject the body (400), and so
 //     does anything but an object at the root, or invalid JSON: the facts are then "unparsable".
 //   - The decoder stops after the root value, so trailing bytes are never read.
+// Every route is read (a /api/pull or /api/show body names a model too); a non-JSON body, such
+// as a /api/blobs upload, fails on its first byte and costs nothing more.
 // Facts are final once settled(): when the root value has ended (possibly long before the body
 // ends: nothing after it is scanned), or at finish(). Unparsable bodies and bodies with a
 // Content-Encoding (zstd on /v1 routes; tokentap cannot decode it) give model unknown, the
