@@ -25,6 +25,13 @@ constexpr bool is_scalar_char(char c) {
 }  // namespace
 
 UsageStrip::Step UsageStrip::step(const char* p, std::size_t n) {
+  if (!started_) {
+    // A JSON body (an error answered before any output) is not SSE: pass it through untouched
+    // instead of holding it as one endless event.
+    started_ = true;
+    bypass_ = *p == '{' || *p == '[';
+  }
+  if (bypass_) return Step{n, 0, Disp::pass};
   if (ahead_ == 0) {
     SseLexer::Run run = SseLexer::Run::framing;
     const std::size_t len = lexer_.next(p, n, &run);

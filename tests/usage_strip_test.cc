@@ -194,6 +194,14 @@ TEST(UsageStrip, TruncatedEventIsPassedOnAtFinish) {
   EXPECT_EQ(strip({chat_body + chat_usage.substr(0, chat_usage.size() - 10)}), chat_body);
 }
 
+TEST(UsageStrip, JsonErrorBodyPassesAtOnce) {
+  UsageStrip s;
+  std::string out;
+  const std::string body = R"({"error":{"message":"boom","type":"api_error","usage":null}})";
+  s.feed(body.data(), body.size(), [&out](const char* p, std::size_t n) { out.append(p, n); });
+  EXPECT_EQ(out, body);  // nothing held back until finish()
+}
+
 TEST(UsageStrip, NonJsonAndMalformedEventsPassUnchanged) {
   for (const std::string& body :
        {std::string("data: hello\n\n"), std::string("event: x\ndata: [1,2]\n\n"),

@@ -19,6 +19,8 @@
 // span an SSE line break, the filter gives up on that event and passes it through unchanged
 // (fail open: the client may see an extra usage, never a damaged event). Both are counted.
 //
+// A body that starts with '{' or '[' is not SSE (an error object): it passes through untouched.
+//
 // Interface: feed() calls sink(const char*, std::size_t) with output spans in order; spans may
 // point into the input or into the filter's hold buffer and are valid only during the call.
 // No allocation; no kernel features.
@@ -130,6 +132,8 @@ class UsageStrip {
   Fact usage_ = Fact::unknown;
   Key member_key_ = Key::other;
   Disp last_disp_ = Disp::pass;  // for the LF of a CRLF
+  bool started_ = false;         // the body's first byte was seen
+  bool bypass_ = false;          // the body is JSON, not SSE
   bool in_event_ = false;
   bool member_pending_ = false;
   bool member_due_ = false;     // the next byte in member_start begins a member
