@@ -1,16 +1,12 @@
-// JsonSkim and PieceParser: the incremental skimmer's state machine and simdjson piece reads.
+// JsonSkim: the incremental skimmer's state machine.
 //
 // The skimmer is a pushdown automaton with one mode per grammar position. feed() dispatches on
 // the mode; each run_* handles a stretch of bytes and returns where it stopped. Subtrees that no
 // path enters are skipped with 8-byte SWAR scans for '"', '\\' and brackets (little-endian).
 #include "tokentap/json_skim.h"
 
-#include <simdjson.h>
-
 #include <bit>
-#include <charconv>
 #include <cstring>
-#include <utility>
 
 #include "tokentap/assert.h"
 
@@ -87,23 +83,43 @@ constexpr std::uint8_t num_next(std::uint8_t s, char c) {
   const bool digit = c >= '0' && c <= '9';
   const bool exp = c == 'e' || c == 'E';
   switch (s) {
-    case 0: return c == '-' ? 1 : c == '0' ? 2 : digit ? 3 : num_reject;
-    case 1: return c == '0' ? 2 : digit ? 3 : num_reject;
-    case 2: return c == '.' ? 4 : exp ? 6 : num_reject;
-    case 3: return digit ? 3 : c == '.' ? 4 : exp ? 6 : num_reject;
-    case 4: return digit ? 5 : num_reject;
-    case 5: return digit ? 5 : exp ? 6 : num_reject;
-    case 6: return (c == '+' || c == '-') ? 7 : digit ? 8 : num_reject;
+    case 0:
+      return c == '-' ? 1 : c == '0' ? 2 : digit ? 3 : num_reject;
+    case 1:
+      return c == '0' ? 2 : digit ? 3 : num_reject;
+    case 2:
+      return c == '.' ? 4 : exp ? 6 : num_reject;
+    case 3:
+      return digit ? 3 : c == '.' ? 4 : exp ? 6 : num_reject;
+    case 4:
+      return digit ? 5 : num_reject;
+    case 5:
+      return digit ? 5 : exp ? 6 : num_reject;
+    case 6:
+      return (c == '+' || c == '-') ? 7 : digit ? 8 : num_reject;
     case 7:
-    case 8: return digit ? 8 : num_reject;
-    default: return num_reject;
+    case 8:
+      return digit ? 8 : num_reject;
+    default:
+      return num_reject;
   }
 }
 constexpr bool num_accepts(std::uint8_t s) { return s == 2 || s == 3 || s == 5 || s == 8; }
 
-constexpr std::string_view lit_true = "true";
-constexpr std::string_view lit_false = "false";
-constexpr std::string_view lit_null = "null";
+// The type of the value whose first byte is c (c already known to start a value, or a number).
+constexpr JsonType type_of(char c) {
+  return c == '{'   ? JsonType::object
+         : c == '[' ? JsonType::array
+         : c == '"' ? JsonType::string
+         : c == 't' ? JsonType::true_
+         : c == 'f' ? JsonType::false_
+         : c == 'n' ? JsonType::null
+                    : JsonType::number;
+}
+// The literal a value starting with c must spell; empty for a number.
+constexpr std::string_view literal_of(char c) {
+  return c == 't' ? "true" : c == 'f' ? "false" : c == 'n' ? "null" : "";
+}
 
 }  // namespace
 
@@ -116,13 +132,8 @@ void JsonSkim::init(const SkimSpec& spec, bool multi_document) {
 
 void JsonSkim::reset() {
   TT_ASSERT(spec_ != nullptr);
-  const SkimSpec* spec = spec_;
-  const bool multi = multi_;
-  *this = JsonSkim{};
-  spec_ = spec;
-  multi_ = multi;
-  cand_ = spec->goes_past[0];  // every path starts at the root
-  open_slot_.fill(no_slot);
+  static_cast<skim_detail::SkimCursor&>(*this) = skim_detail::SkimCursor{};
+  cand_ = spec_->goes_past[0];  // every path starts at the root
 }
 
 std::size_t JsonSkim::feed(const char* data, std::size_t size) {
@@ -134,13 +145,25 @@ std::size_t JsonSkim::feed(const char* data, std::size_t size) {
   raw_from_ = data;
   while (p < end && event_ == Event::none) {
     switch (mode_) {
-      case Mode::skip: p = run_skip(p, end); break;
-      case Mode::skip_string: p = run_skip_string(p, end); break;
+      case Mode::skip:
+        p = run_skip(p, end);
+        break;
+      case Mode::skip_string:
+        p = run_skip_string(p, end);
+        break;
       case Mode::key_string:
-      case Mode::text_string: p = run_decoded_string(p, end); break;
-      case Mode::scalar: p = run_scalar(p, end); break;
-      case Mode::failed: p = end; break;  // failed earlier: swallow input until reset()
-      default: p = run_structure(p, end); break;
+      case Mode::text_string:
+        p = run_decoded_string(p, end);
+        break;
+      case Mode::scalar:
+        p = run_scalar(p, end);
+        break;
+      case Mode::failed:
+        p = end;
+        break;  // failed earlier: swallow input until reset()
+      default:
+        p = run_structure(p, end);
+        break;
     }
   }
   if (raw_on_) capture_append(raw_from_, static_cast<std::size_t>(p - raw_from_));
@@ -154,8 +177,10 @@ const char* JsonSkim::run_structure(const char* p, const char* end) {
   if (p == end) return p;
   const char c = *p;
   switch (mode_) {
-    case Mode::value: return begin_value(p);
-    case Mode::first_value: return c == ']' ? close_container(p) : begin_value(p);
+    case Mode::value:
+      return begin_value(p);
+    case Mode::first_value:
+      return c == ']' ? close_container(p) : begin_value(p);
     case Mode::first_key:
       if (c == '}') return close_container(p);
       [[fallthrough]];
@@ -166,9 +191,7 @@ const char* JsonSkim::run_structure(const char* p, const char* end) {
       key_len_ = 0;
       key_long_ = false;
       fold_n_ = 0;
-      esc_ = 0;
-      hi_surrogate_ = 0;
-      str_lossy_ = false;
+      begin_string();
       return p + 1;
     case Mode::colon:
       if (c != ':') break;
@@ -178,7 +201,8 @@ const char* JsonSkim::run_structure(const char* p, const char* end) {
       if (c == ',') return after_separator(p);
       if (c == '}' || c == ']') return close_container(p);
       break;
-    default: break;  // Mode::done: only whitespace may follow a single document
+    default:
+      break;  // Mode::done: only whitespace may follow a single document
   }
   fail(SkimError::syntax);
   return p + 1;
@@ -197,16 +221,8 @@ const char* JsonSkim::after_separator(const char* p) {
 void JsonSkim::start_document(const char* p) {
   doc_started_ = true;
   doc_begin_ = at(p);
+  doc_type_ = type_of(*p);
   filled_ = 0;
-  switch (*p) {
-    case '{': doc_type_ = JsonType::object; break;
-    case '[': doc_type_ = JsonType::array; break;
-    case '"': doc_type_ = JsonType::string; break;
-    case 't': doc_type_ = JsonType::true_; break;
-    case 'f': doc_type_ = JsonType::false_; break;
-    case 'n': doc_type_ = JsonType::null; break;
-    default: doc_type_ = JsonType::number; break;
-  }
 }
 
 // A value starts at p on a matched path: decide its target slot and how to read it.
@@ -226,33 +242,20 @@ const char* JsonSkim::begin_value(const char* p) {
   if (c == '{' || c == '[') return open_container(p, c == '{', slot, deeper);
   val_slot_ = slot;
   val_begin_ = at(p);
-  if (keep) {
-    cap_len_ = 0;
-    cap_limit_ = spec_->paths[slot].cap_bytes;
-    cap_truncated_ = false;
-  }
+  if (keep) start_capture(slot);
   if (c == '"') {
     val_type_ = JsonType::string;
-    esc_ = 0;
-    hi_surrogate_ = 0;
-    str_lossy_ = false;
-    esc_pending_ = false;
+    begin_string();
     mode_ = keep ? Mode::text_string : Mode::skip_string;
     return p + 1;
   }
-  std::string_view lit;
-  switch (c) {
-    case 't': lit = lit_true; val_type_ = JsonType::true_; break;
-    case 'f': lit = lit_false; val_type_ = JsonType::false_; break;
-    case 'n': lit = lit_null; val_type_ = JsonType::null; break;
-    default:
-      if (c != '-' && (c < '0' || c > '9')) {
-        fail(SkimError::syntax);
-        return p + 1;
-      }
-      val_type_ = JsonType::number;
-      break;
+  const bool number = c == '-' || (c >= '0' && c <= '9');
+  const std::string_view lit = literal_of(c);
+  if (lit.empty() && !number) {
+    fail(SkimError::syntax);
+    return p + 1;
   }
+  val_type_ = type_of(c);
   lit_ = lit.data();
   lit_len_ = static_cast<std::uint8_t>(lit.size());
   lit_pos_ = 0;
@@ -278,9 +281,7 @@ const char* JsonSkim::open_container(const char* p, bool object, std::uint8_t sl
     val_begin_ = at(p);
     val_type_ = type;
     if (slot != no_slot && kind_of(slot) == SkimKind::bytes) {
-      cap_len_ = 0;
-      cap_limit_ = spec_->paths[slot].cap_bytes;
-      cap_truncated_ = false;
+      start_capture(slot);
       raw_on_ = true;
       raw_from_ = p;
     }
@@ -486,17 +487,31 @@ const char* JsonSkim::run_escape(const char* p, const char* /*end*/) {
     switch (c) {
       case '"':
       case '\\':
-      case '/': out = c; break;
-      case 'b': out = '\b'; break;
-      case 'f': out = '\f'; break;
-      case 'n': out = '\n'; break;
-      case 'r': out = '\r'; break;
-      case 't': out = '\t'; break;
+      case '/':
+        out = c;
+        break;
+      case 'b':
+        out = '\b';
+        break;
+      case 'f':
+        out = '\f';
+        break;
+      case 'n':
+        out = '\n';
+        break;
+      case 'r':
+        out = '\r';
+        break;
+      case 't':
+        out = '\t';
+        break;
       case 'u':
         esc_ = 2;
         uhex_ = 0;
         return p;
-      default: fail(SkimError::string); return p;
+      default:
+        fail(SkimError::string);
+        return p;
     }
     esc_ = 0;
     drop_high_surrogate();
@@ -514,6 +529,13 @@ const char* JsonSkim::run_escape(const char* p, const char* /*end*/) {
     on_unicode_escape(uhex_);
   }
   return p;
+}
+
+void JsonSkim::begin_string() {
+  esc_ = 0;
+  esc_pending_ = false;
+  hi_surrogate_ = 0;
+  str_lossy_ = false;
 }
 
 // A pending high surrogate not followed by a low one decodes as U+FFFD, as in Go.
@@ -566,6 +588,14 @@ void JsonSkim::push_codepoint(std::uint32_t cp) {
 void JsonSkim::push_decoded(const char* p, std::size_t n) {
   if (mode_ == Mode::text_string) {
     capture_append(p, n);
+    return;
+  }
+  if (!spec_->fold_keys) {
+    const std::size_t room = skim_key_bytes_max - key_len_;
+    key_long_ = key_long_ || n > room;
+    n = n > room ? room : n;
+    std::memcpy(key_.data() + key_len_, p, n);
+    key_len_ = static_cast<std::uint8_t>(key_len_ + n);
     return;
   }
   for (std::size_t i = 0; i < n; ++i) key_push(static_cast<std::uint8_t>(p[i]));
@@ -678,6 +708,12 @@ const char* JsonSkim::run_scalar(const char* p, const char* end) {
   return p;
 }
 
+void JsonSkim::start_capture(std::uint8_t slot) {
+  cap_len_ = 0;
+  cap_limit_ = spec_->paths[slot].cap_bytes;
+  cap_truncated_ = false;
+}
+
 void JsonSkim::capture_append(const char* p, std::size_t n) {
   const std::size_t room = cap_limit_ - cap_len_;
   if (n > room) {
@@ -706,61 +742,6 @@ void JsonSkim::fail(SkimError e) {
   event_ = Event::failed;
   raw_on_ = false;
   doc_started_ = false;
-}
-
-std::optional<std::uint64_t> json_uint(std::string_view token) {
-  if (token.empty() || (token.size() > 1 && token[0] == '0')) return std::nullopt;
-  std::uint64_t value = 0;
-  const char* const end = token.data() + token.size();
-  const auto [ptr, ec] = std::from_chars(token.data(), end, value);
-  if (ec != std::errc{} || ptr != end) return std::nullopt;
-  return value;
-}
-
-struct PieceParser::Impl {
-  simdjson::ondemand::parser parser{piece_bytes_max};
-  std::array<char, piece_bytes_max + simdjson::SIMDJSON_PADDING> scratch{};
-};
-
-PieceParser::PieceParser() : impl_(std::make_unique<Impl>()) {
-  // Size the parser's internal buffers now so that no parse allocates later.
-  const simdjson::error_code rc = impl_->parser.allocate(piece_bytes_max);
-  TT_ASSERT(rc == simdjson::SUCCESS);
-}
-
-PieceParser::~PieceParser() = default;
-
-bool PieceParser::read_counts(std::string_view object, std::span<const std::string_view> keys,
-                              Counts* out) {
-  *out = Counts{};
-  if (object.size() > piece_bytes_max || keys.size() > keys_max) return false;
-  auto& scratch = impl_->scratch;
-  std::memcpy(scratch.data(), object.data(), object.size());
-  std::memset(scratch.data() + object.size(), ' ', simdjson::SIMDJSON_PADDING);
-  simdjson::ondemand::document doc;
-  const simdjson::padded_string_view input(scratch.data(), object.size(), scratch.size());
-  if (impl_->parser.iterate(input).get(doc) != simdjson::SUCCESS) return false;
-  simdjson::ondemand::object obj;
-  if (doc.get_object().get(obj) != simdjson::SUCCESS) return false;
-  for (auto member : obj) {
-    simdjson::ondemand::field field;
-    std::string_view key;
-    if (std::move(member).get(field) != simdjson::SUCCESS) return false;
-    if (field.unescaped_key().get(key) != simdjson::SUCCESS) return false;
-    for (std::size_t i = 0; i < keys.size(); ++i) {
-      if (key != keys[i]) continue;
-      const auto bit = static_cast<std::uint8_t>(1u << i);
-      std::uint64_t v = 0;
-      if (field.value().get_uint64().get(v) == simdjson::SUCCESS) {
-        out->value[i] = v;
-        out->present |= bit;
-      } else {
-        out->present &= static_cast<std::uint8_t>(~bit);
-      }
-      break;
-    }
-  }
-  return true;
 }
 
 }  // namespace tokentap

@@ -4,8 +4,12 @@
 // the document's rules run once it ends (JSON framing) or once its event is dispatched (SSE).
 #include "tokentap/llm_tail.h"
 
+#include <simdjson.h>
+
+#include <charconv>
 #include <cstring>
 #include <string_view>
+#include <utility>
 
 #include "tokentap/assert.h"
 
@@ -29,14 +33,18 @@ constexpr std::array<SkimPath, 8> ollama_paths{{
     {{"total_duration"}, SkimKind::bytes, int_cap_bytes},
 }};
 constexpr std::array<UsageField, 6> ollama_metric_fields{
-    UsageField::prompt_tokens, UsageField::completion_tokens, UsageField::load_ns,
-    UsageField::prompt_eval_ns, UsageField::eval_ns, UsageField::total_ns};
+    UsageField::prompt_tokens,  UsageField::completion_tokens, UsageField::load_ns,
+    UsageField::prompt_eval_ns, UsageField::eval_ns,           UsageField::total_ns};
 constexpr SkimSpec ollama_spec = make_skim_spec(ollama_paths, false);
 static_assert(ollama_spec.valid);
 
 // OpenAI chat, completions, embeddings. Slots from openai_first_output on mark output pieces.
 enum OpenAiSlot : std::uint8_t {
-  openai_choices, openai_usage, openai_error, openai_model, openai_first_output
+  openai_choices,
+  openai_usage,
+  openai_error,
+  openai_model,
+  openai_first_output
 };
 constexpr std::array<SkimPath, 11> openai_paths{{
     {{"choices"}},
@@ -56,7 +64,11 @@ static_assert(openai_spec.valid);
 
 // Responses and Anthropic: events named by "type" (or the SSE event line).
 enum TypedSlot : std::uint8_t {
-  typed_type, typed_usage, typed_response_usage, typed_message_usage, typed_error
+  typed_type,
+  typed_usage,
+  typed_response_usage,
+  typed_message_usage,
+  typed_error
 };
 constexpr std::array<SkimPath, 5> typed_paths{{
     {{"type"}, SkimKind::bytes, type_cap_bytes},
@@ -82,10 +94,13 @@ constexpr std::uint8_t token_bits =
 
 const SkimSpec& spec_for(Dialect d) {
   switch (d) {
-    case Dialect::ollama: return ollama_spec;
+    case Dialect::ollama:
+      return ollama_spec;
     case Dialect::openai_responses:
-    case Dialect::anthropic: return typed_spec;
-    default: return openai_spec;
+    case Dialect::anthropic:
+      return typed_spec;
+    default:
+      return openai_spec;
   }
 }
 
@@ -98,6 +113,63 @@ std::size_t line_length(const char* p, std::size_t n) {
 }
 
 }  // namespace
+
+// ---- json_uint and PieceParser ----------------------------------------------------------------
+
+std::optional<std::uint64_t> json_uint(std::string_view token) {
+  if (token.empty() || (token.size() > 1 && token[0] == '0')) return std::nullopt;
+  std::uint64_t value = 0;
+  const char* const end = token.data() + token.size();
+  const auto [ptr, ec] = std::from_chars(token.data(), end, value);
+  if (ec != std::errc{} || ptr != end) return std::nullopt;
+  return value;
+}
+
+struct PieceParser::Impl {
+  simdjson::ondemand::parser parser{piece_bytes_max};
+  std::array<char, piece_bytes_max + simdjson::SIMDJSON_PADDING> scratch{};
+};
+
+PieceParser::PieceParser() : impl_(std::make_unique<Impl>()) {
+  // Size the parser's internal buffers now so that no parse allocates later.
+  const simdjson::error_code rc = impl_->parser.allocate(piece_bytes_max);
+  TT_ASSERT(rc == simdjson::SUCCESS);
+}
+
+PieceParser::~PieceParser() = default;
+
+bool PieceParser::read_counts(std::string_view object, std::span<const std::string_view> keys,
+                              Counts* out) {
+  *out = Counts{};
+  if (object.size() > piece_bytes_max || keys.size() > keys_max) return false;
+  auto& scratch = impl_->scratch;
+  std::memcpy(scratch.data(), object.data(), object.size());
+  std::memset(scratch.data() + object.size(), ' ', simdjson::SIMDJSON_PADDING);
+  simdjson::ondemand::document doc;
+  const simdjson::padded_string_view input(scratch.data(), object.size(), scratch.size());
+  if (impl_->parser.iterate(input).get(doc) != simdjson::SUCCESS) return false;
+  simdjson::ondemand::object obj;
+  if (doc.get_object().get(obj) != simdjson::SUCCESS) return false;
+  for (auto member : obj) {
+    simdjson::ondemand::field field;
+    std::string_view key;
+    if (std::move(member).get(field) != simdjson::SUCCESS) return false;
+    if (field.unescaped_key().get(key) != simdjson::SUCCESS) return false;
+    for (std::size_t i = 0; i < keys.size(); ++i) {
+      if (key != keys[i]) continue;
+      const auto bit = static_cast<std::uint8_t>(1u << i);
+      std::uint64_t v = 0;
+      if (field.value().get_uint64().get(v) == simdjson::SUCCESS) {
+        out->value[i] = v;
+        out->present |= bit;
+      } else {
+        out->present &= static_cast<std::uint8_t>(~bit);
+      }
+      break;
+    }
+  }
+  return true;
+}
 
 // ---- SseLexer ---------------------------------------------------------------------------------
 
@@ -121,7 +193,8 @@ std::size_t SseLexer::next(const char* p, std::size_t n, Run* run) {
       name_len_ = 0;
       state_ = *p == ':' ? State::ignore : State::name;
       return state_ == State::name ? next_name(p, n, run) : next_value(p, n, run);
-    case State::name: return next_name(p, n, run);
+    case State::name:
+      return next_name(p, n, run);
     case State::after_colon:
       state_ = State::value;
       if (*p == ' ') {
@@ -130,7 +203,8 @@ std::size_t SseLexer::next(const char* p, std::size_t n, Run* run) {
       }
       return next_value(p, n, run);
     case State::value:
-    case State::ignore: return next_value(p, n, run);
+    case State::ignore:
+      return next_value(p, n, run);
   }
   return 0;
 }
@@ -213,7 +287,9 @@ void TailScanner::feed_json(const char* p, const char* end) {
     }
     p += skim_.feed(p, static_cast<std::size_t>(end - p));
     switch (skim_.event()) {
-      case JsonSkim::Event::captured: on_capture(skim_.capture()); break;
+      case JsonSkim::Event::captured:
+        on_capture(skim_.capture());
+        break;
       case JsonSkim::Event::document_end:
         commit(doc_.kind);
         doc_ = Doc{};
@@ -222,7 +298,8 @@ void TailScanner::feed_json(const char* p, const char* end) {
         ++unreadable_;
         resync_ = true;
         break;
-      case JsonSkim::Event::none: break;
+      case JsonSkim::Event::none:
+        break;
     }
   }
 }
@@ -232,7 +309,9 @@ void TailScanner::feed_sse(const char* p, const char* end) {
     SseLexer::Run run = SseLexer::Run::framing;
     const std::size_t n = lexer_.next(p, static_cast<std::size_t>(end - p), &run);
     switch (run) {
-      case SseLexer::Run::data: sse_data(p, n); break;
+      case SseLexer::Run::data:
+        sse_data(p, n);
+        break;
       case SseLexer::Run::value_start:
         if (lexer_.field() == SseLexer::Field::event) {
           event_len_ = 0;
@@ -241,17 +320,18 @@ void TailScanner::feed_sse(const char* p, const char* end) {
           sse_data("\n", 1);  // SSE joins data lines with a newline
         }
         break;
-      case SseLexer::Run::event_name:
-        for (std::size_t i = 0; i < n; ++i) {
-          if (event_len_ == event_.size()) {
-            event_long_ = true;
-            break;
-          }
-          event_[event_len_++] = p[i];
-        }
+      case SseLexer::Run::event_name: {
+        const std::size_t room = event_.size() - event_len_;
+        event_long_ = event_long_ || n > room;
+        std::memcpy(event_.data() + event_len_, p, n > room ? room : n);
+        event_len_ = static_cast<std::uint8_t>(event_len_ + (n > room ? room : n));
         break;
-      case SseLexer::Run::event_end: dispatch(); break;
-      default: break;
+      }
+      case SseLexer::Run::event_end:
+        dispatch();
+        break;
+      default:
+        break;
     }
     p += n;
   }
@@ -283,10 +363,17 @@ void TailScanner::skim(const char* p, std::size_t n) {
     p += used;
     n -= used;
     switch (skim_.event()) {
-      case JsonSkim::Event::captured: on_capture(skim_.capture()); break;
-      case JsonSkim::Event::document_end: doc_complete_ = true; break;
-      case JsonSkim::Event::failed: doc_bad_ = true; break;
-      case JsonSkim::Event::none: break;
+      case JsonSkim::Event::captured:
+        on_capture(skim_.capture());
+        break;
+      case JsonSkim::Event::document_end:
+        doc_complete_ = true;
+        break;
+      case JsonSkim::Event::failed:
+        doc_bad_ = true;
+        break;
+      case JsonSkim::Event::none:
+        break;
     }
   }
 }
@@ -322,13 +409,20 @@ const Usage& TailScanner::finish() {
 
 void TailScanner::on_capture(const SkimCapture& c) {
   switch (dialect_) {
-    case Dialect::ollama: on_capture_ollama(c); break;
+    case Dialect::ollama:
+      on_capture_ollama(c);
+      break;
     case Dialect::openai_chat:
     case Dialect::openai_completions:
-    case Dialect::openai_embeddings: on_capture_openai(c); break;
+    case Dialect::openai_embeddings:
+      on_capture_openai(c);
+      break;
     case Dialect::openai_responses:
-    case Dialect::anthropic: on_capture_typed(c); break;
-    case Dialect::none: break;
+    case Dialect::anthropic:
+      on_capture_typed(c);
+      break;
+    case Dialect::none:
+      break;
   }
 }
 
@@ -343,8 +437,8 @@ void TailScanner::on_capture_ollama(const SkimCapture& c) {
     const std::uint8_t bit = field_bit(f);
     const auto v = c.truncated ? std::nullopt : json_uint(c.bytes);
     doc_.num[static_cast<std::size_t>(f)] = v.value_or(0);
-    doc_.num_present = static_cast<std::uint8_t>(v ? doc_.num_present | bit
-                                                   : doc_.num_present & ~bit);
+    doc_.num_present =
+        static_cast<std::uint8_t>(v ? doc_.num_present | bit : doc_.num_present & ~bit);
   }
 }
 
@@ -354,12 +448,18 @@ void TailScanner::on_capture_openai(const SkimCapture& c) {
       doc_.choices_seen = c.type == JsonType::array;
       doc_.choices_empty = doc_.choices_seen && !c.nonempty;
       break;
-    case openai_usage: read_usage(c, false); break;
-    case openai_error: doc_.error = c.type != JsonType::null; break;
-    case openai_model: doc_.model_empty = c.type == JsonType::string && !c.nonempty; break;
+    case openai_usage:
+      read_usage(c, false);
+      break;
+    case openai_error:
+      doc_.error = c.type != JsonType::null;
+      break;
+    case openai_model:
+      doc_.model_empty = c.type == JsonType::string && !c.nonempty;
+      break;
     default: {
-      const bool text_like = c.type == JsonType::string || c.type == JsonType::array ||
-                             c.type == JsonType::object;
+      const bool text_like =
+          c.type == JsonType::string || c.type == JsonType::array || c.type == JsonType::object;
       if (text_like && c.nonempty) doc_.output = true;
       break;
     }
@@ -372,18 +472,24 @@ void TailScanner::on_capture_typed(const SkimCapture& c) {
       doc_.kind = c.type == JsonType::string && !c.truncated ? classify(c.bytes) : Kind::other;
       break;
     case typed_usage:
-    case typed_response_usage: read_usage(c, false); break;
-    case typed_message_usage: read_usage(c, true); break;
-    case typed_error: doc_.error = c.type != JsonType::null; break;
-    default: break;
+    case typed_response_usage:
+      read_usage(c, false);
+      break;
+    case typed_message_usage:
+      read_usage(c, true);
+      break;
+    case typed_error:
+      doc_.error = c.type != JsonType::null;
+      break;
+    default:
+      break;
   }
 }
 
 // A usage object (start: Anthropic message_start's, kept only for its input_tokens).
 void TailScanner::read_usage(const SkimCapture& c, bool start) {
   if (c.type != JsonType::object) return;  // null or absent usage: nothing reported
-  const bool openai = dialect_ == Dialect::openai_chat ||
-                      dialect_ == Dialect::openai_completions ||
+  const bool openai = dialect_ == Dialect::openai_chat || dialect_ == Dialect::openai_completions ||
                       dialect_ == Dialect::openai_embeddings;
   const std::span<const std::string_view> keys =
       openai ? std::span<const std::string_view>(openai_usage_keys) : typed_usage_keys;
@@ -423,13 +529,20 @@ TailScanner::Kind TailScanner::classify(std::string_view type) const {
 
 void TailScanner::commit(Kind event_kind) {
   switch (dialect_) {
-    case Dialect::ollama: commit_ollama(); break;
+    case Dialect::ollama:
+      commit_ollama();
+      break;
     case Dialect::openai_chat:
     case Dialect::openai_completions:
-    case Dialect::openai_embeddings: commit_openai(); break;
+    case Dialect::openai_embeddings:
+      commit_openai();
+      break;
     case Dialect::openai_responses:
-    case Dialect::anthropic: commit_typed(event_kind); break;
-    case Dialect::none: break;
+    case Dialect::anthropic:
+      commit_typed(event_kind);
+      break;
+    case Dialect::none:
+      break;
   }
 }
 
@@ -447,8 +560,11 @@ void TailScanner::commit_ollama() {
         output();
       }
       break;
-    case Route::api_embed: take_usage(); break;
-    default: break;  // /api/embeddings reports nothing
+    case Route::api_embed:
+      take_usage();
+      break;
+    default:
+      break;  // /api/embeddings reports nothing
   }
 }
 
@@ -470,8 +586,7 @@ void TailScanner::commit_typed(Kind kind) {
     start_input_ = doc_.start_input;
     start_known_ = true;
   }
-  const Kind terminating =
-      dialect_ == Dialect::anthropic ? Kind::message_delta : Kind::completed;
+  const Kind terminating = dialect_ == Dialect::anthropic ? Kind::message_delta : Kind::completed;
   if (doc_.usage_ok && (framing_ == Framing::json || kind == terminating)) take_usage();
 }
 

@@ -29,12 +29,17 @@ struct RouteFields {
 constexpr RouteFields fields_of(Route r) {
   switch (r) {
     case Route::api_generate:
-    case Route::api_chat: return {true, true, false};
+    case Route::api_chat:
+      return {true, true, false};
     case Route::v1_chat_completions:
-    case Route::v1_completions: return {true, false, true};
-    case Route::v1_responses: return {true, true, false};
-    case Route::v1_messages: return {true, false, false};
-    default: return {};  // embed, embeddings: no stream field, Go ignores the key
+    case Route::v1_completions:
+      return {true, false, true};
+    case Route::v1_responses:
+      return {true, true, false};
+    case Route::v1_messages:
+      return {true, false, false};
+    default:
+      return {};  // embed, embeddings: no stream field, Go ignores the key
   }
 }
 
@@ -45,8 +50,8 @@ constexpr std::string_view value_true = "true";
 static_assert(member_at_root.size() + 1 == inject_growth_bytes_max);
 
 // out = body[0, at) + insert + body[at + cut, end).
-std::size_t splice(std::string_view body, std::size_t at, std::size_t cut,
-                   std::string_view insert, std::string_view comma, char* out) {
+std::size_t splice(std::string_view body, std::size_t at, std::size_t cut, std::string_view insert,
+                   std::string_view comma, char* out) {
   char* w = out;
   std::memcpy(w, body.data(), at);
   w += at;
@@ -102,7 +107,7 @@ bool valid_model_name(std::string_view name) {
 void RequestProbe::init(Route route, bool body_encoded) {
   *this = RequestProbe{};
   route_ = route;
-  settled_ = body_encoded || !is_inference(route);
+  settled_ = body_encoded;  // every route is read: /api/pull, /api/show... carry a model too
   if (!settled_) skim_.init(request_spec, false);
 }
 
@@ -112,10 +117,17 @@ void RequestProbe::feed(const char* data, std::size_t size) {
     data += used;
     size -= used;
     switch (skim_.event()) {
-      case JsonSkim::Event::captured: on_capture(skim_.capture()); break;
-      case JsonSkim::Event::document_end: settle(true); break;
-      case JsonSkim::Event::failed: settle(false); break;
-      case JsonSkim::Event::none: break;
+      case JsonSkim::Event::captured:
+        on_capture(skim_.capture());
+        break;
+      case JsonSkim::Event::document_end:
+        settle(true);
+        break;
+      case JsonSkim::Event::failed:
+        settle(false);
+        break;
+      case JsonSkim::Event::none:
+        break;
     }
   }
 }
@@ -147,7 +159,9 @@ bool RequestProbe::stream() const {
 void RequestProbe::on_capture(const SkimCapture& c) {
   const RouteFields f = fields_of(route_);
   switch (c.slot) {
-    case slot_model: on_model(c); break;
+    case slot_model:
+      on_model(c);
+      break;
     case slot_stream:
       if (f.has_stream) on_stream(c);
       break;
@@ -169,7 +183,8 @@ void RequestProbe::on_capture(const SkimCapture& c) {
         type_error_ = true;
       }
       break;
-    default: break;
+    default:
+      break;
   }
 }
 
@@ -209,17 +224,28 @@ void RequestProbe::record(Member* m, const SkimCapture& c) {
 
 std::string_view inject_outcome_name(InjectOutcome o) {
   switch (o) {
-    case InjectOutcome::injected: return "injected";
-    case InjectOutcome::client_asked: return "client_asked";
-    case InjectOutcome::not_streaming: return "not_streaming";
-    case InjectOutcome::wrong_route: return "wrong_route";
-    case InjectOutcome::encoded: return "encoded";
-    case InjectOutcome::too_large: return "too_large";
-    case InjectOutcome::out_too_small: return "out_too_small";
-    case InjectOutcome::not_json: return "not_json";
-    case InjectOutcome::not_object: return "not_object";
-    case InjectOutcome::rejected: return "rejected";
-    case InjectOutcome::ambiguous: return "ambiguous";
+    case InjectOutcome::injected:
+      return "injected";
+    case InjectOutcome::client_asked:
+      return "client_asked";
+    case InjectOutcome::not_streaming:
+      return "not_streaming";
+    case InjectOutcome::wrong_route:
+      return "wrong_route";
+    case InjectOutcome::encoded:
+      return "encoded";
+    case InjectOutcome::too_large:
+      return "too_large";
+    case InjectOutcome::out_too_small:
+      return "out_too_small";
+    case InjectOutcome::not_json:
+      return "not_json";
+    case InjectOutcome::not_object:
+      return "not_object";
+    case InjectOutcome::rejected:
+      return "rejected";
+    case InjectOutcome::ambiguous:
+      return "ambiguous";
   }
   return "?";
 }

@@ -25,6 +25,13 @@ constexpr bool is_scalar_char(char c) {
 }  // namespace
 
 UsageStrip::Step UsageStrip::step(const char* p, std::size_t n) {
+  if (!started_) {
+    // A JSON body (an error answered before any output) is not SSE: pass it through untouched
+    // instead of holding it as one endless event.
+    started_ = true;
+    bypass_ = *p == '{' || *p == '[';
+  }
+  if (bypass_) return Step{n, 0, Disp::pass};
   if (ahead_ == 0) {
     SseLexer::Run run = SseLexer::Run::framing;
     const std::size_t len = lexer_.next(p, n, &run);
@@ -62,7 +69,8 @@ UsageStrip::Step UsageStrip::frame_step(SseLexer::Run run, std::size_t len) {
         decide();
       }
       break;
-    default: break;
+    default:
+      break;
   }
   if (!in_event_) begin_event();
   s.disp = disp_now();
@@ -144,8 +152,11 @@ std::size_t UsageStrip::quiet_run(const char* p, std::size_t n) {
       while (i < n && is_ws(p[i])) ++i;
       break;
     case Js::done:
-    case Js::off: i = n; break;
-    default: break;
+    case Js::off:
+      i = n;
+      break;
+    default:
+      break;
   }
   return i;
 }
@@ -158,61 +169,89 @@ void UsageStrip::on_byte(char c) {
       member_first_ = true;
       return;
     case Js::member_start:
-      if (member_due_) {
-        member_due_ = false;
-        begin_member();
-      }
-      if (is_ws(c)) return;
-      if (c == '"') {
-        js_ = Js::key;
-        key_len_ = 0;
-        key_long_ = false;
-        return;
-      }
-      member_pending_ = false;  // '}' of an empty object, or not JSON
-      js_ = c == '}' ? Js::done : Js::off;
+      on_member_start(c);
       return;
     case Js::key:
-      if (c == '\\') {
-        key_long_ = true;  // an escaped key is never "choices" or "usage" as Go writes them
-        js_ = Js::key_escape;
-        return;
-      }
-      {
-        const std::string_view key(key_.data(), key_long_ ? 0 : key_len_);
-        member_key_ = key == "choices" ? Key::choices : key == "usage" ? Key::usage : Key::other;
-      }
-      if (member_key_ != Key::usage) member_pending_ = false;
-      js_ = Js::colon;
+      on_key_byte(c);
       return;
-    case Js::key_escape: js_ = Js::key; return;
-    case Js::colon: js_ = c == ':' ? Js::value_start : Js::off; return;
-    case Js::value_start: on_value_start(c); return;
-    case Js::string: js_ = c == '"' ? Js::after_value : Js::string_escape; return;
-    case Js::string_escape: js_ = Js::string; return;
+    case Js::key_escape:
+      js_ = Js::key;
+      return;
+    case Js::colon:
+      js_ = c == ':' ? Js::value_start : Js::off;
+      return;
+    case Js::value_start:
+      on_value_start(c);
+      return;
+    case Js::string:
+      js_ = c == '"' ? Js::after_value : Js::string_escape;
+      return;
+    case Js::string_escape:
+      js_ = Js::string;
+      return;
     case Js::nested:
-      if (choices_probe_) {
-        if (is_ws(c)) return;
-        choices_probe_ = false;
-        choices_ = c == ']' ? Fact::empty : Fact::other;
-      }
-      if (c == '"') {
-        js_ = Js::nested_string;
-      } else if (c == '{' || c == '[') {
-        ++vdepth_;
-      } else if (c == '}' || c == ']') {
-        if (--vdepth_ == 0) js_ = Js::after_value;
-      }
+      on_nested(c);
       return;
-    case Js::nested_string: js_ = c == '"' ? Js::nested : Js::nested_escape; return;
-    case Js::nested_escape: js_ = Js::nested_string; return;
+    case Js::nested_string:
+      js_ = c == '"' ? Js::nested : Js::nested_escape;
+      return;
+    case Js::nested_escape:
+      js_ = Js::nested_string;
+      return;
     case Js::scalar:
       js_ = Js::after_value;
       on_after_value(c);
       return;
-    case Js::after_value: on_after_value(c); return;
+    case Js::after_value:
+      on_after_value(c);
+      return;
     case Js::done:
-    case Js::off: return;
+    case Js::off:
+      return;
+  }
+}
+
+void UsageStrip::on_member_start(char c) {
+  if (member_due_) {
+    member_due_ = false;
+    begin_member();
+  }
+  if (is_ws(c)) return;
+  if (c == '"') {
+    js_ = Js::key;
+    key_len_ = 0;
+    key_long_ = false;
+    return;
+  }
+  member_pending_ = false;  // '}' of an empty object, or not JSON
+  js_ = c == '}' ? Js::done : Js::off;
+}
+
+// A '"' ending the key, or a '\\' inside it.
+void UsageStrip::on_key_byte(char c) {
+  if (c == '\\') {
+    key_long_ = true;  // an escaped key is never "choices" or "usage" as Go writes them
+    js_ = Js::key_escape;
+    return;
+  }
+  const std::string_view key(key_.data(), key_long_ ? 0 : key_len_);
+  member_key_ = key == "choices" ? Key::choices : key == "usage" ? Key::usage : Key::other;
+  if (member_key_ != Key::usage) member_pending_ = false;
+  js_ = Js::colon;
+}
+
+void UsageStrip::on_nested(char c) {
+  if (choices_probe_) {
+    if (is_ws(c)) return;
+    choices_probe_ = false;
+    choices_ = c == ']' ? Fact::empty : Fact::other;
+  }
+  if (c == '"') {
+    js_ = Js::nested_string;
+  } else if (c == '{' || c == '[') {
+    ++vdepth_;
+  } else if ((c == '}' || c == ']') && --vdepth_ == 0) {
+    js_ = Js::after_value;
   }
 }
 

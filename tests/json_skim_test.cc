@@ -33,14 +33,22 @@ static_assert(!make_skim_spec(no_cap, false).valid, "bytes paths need a cap");
 
 const char* type_name(JsonType t) {
   switch (t) {
-    case JsonType::none: return "none";
-    case JsonType::object: return "obj";
-    case JsonType::array: return "arr";
-    case JsonType::string: return "str";
-    case JsonType::number: return "num";
-    case JsonType::true_: return "true";
-    case JsonType::false_: return "false";
-    case JsonType::null: return "null";
+    case JsonType::none:
+      return "none";
+    case JsonType::object:
+      return "obj";
+    case JsonType::array:
+      return "arr";
+    case JsonType::string:
+      return "str";
+    case JsonType::number:
+      return "num";
+    case JsonType::true_:
+      return "true";
+    case JsonType::false_:
+      return "false";
+    case JsonType::null:
+      return "null";
   }
   return "?";
 }
@@ -55,12 +63,13 @@ std::string run(const SkimSpec& spec, bool multi, const std::vector<std::string>
     while (at < piece.size()) {
       at += skim.feed(piece.data() + at, piece.size() - at);
       switch (skim.event()) {
-        case JsonSkim::Event::none: break;
+        case JsonSkim::Event::none:
+          break;
         case JsonSkim::Event::captured: {
           const SkimCapture& c = skim.capture();
           log += std::to_string(c.slot) + ":" + type_name(c.type) + (c.nonempty ? "+" : "-") +
-                 (c.truncated ? "T" : "") + (c.lossy ? "L" : "") + "@" +
-                 std::to_string(c.begin) + "-" + std::to_string(c.end);
+                 (c.truncated ? "T" : "") + (c.lossy ? "L" : "") + "@" + std::to_string(c.begin) +
+                 "-" + std::to_string(c.end);
           if (!c.bytes.empty()) log += "=" + std::string(c.bytes);
           log += " ";
           break;
@@ -148,9 +157,11 @@ TEST(JsonSkim, EscapesAreDecodedInKeysAndCapturedStrings) {
 
 TEST(JsonSkim, LoneSurrogatesDecodeAsReplacementAndMarkLossy) {
   EXPECT_EQ(run_whole(test_spec, false, R"({"model":"a\ud800b"})"),
-            "0:str+L@9-19=a\xEF\xBF\xBD" "b END(obj@0) ");
+            "0:str+L@9-19=a\xEF\xBF\xBD"
+            "b END(obj@0) ");
   EXPECT_EQ(run_whole(test_spec, false, R"({"model":"\udc00\ud800\u0041"})"),
-            "0:str+L@9-29=\xEF\xBF\xBD\xEF\xBF\xBD" "A END(obj@0) ");
+            "0:str+L@9-29=\xEF\xBF\xBD\xEF\xBF\xBD"
+            "A END(obj@0) ");
 }
 
 TEST(JsonSkim, GoKeyFoldingOnlyWhenAsked) {
@@ -162,7 +173,8 @@ TEST(JsonSkim, GoKeyFoldingOnlyWhenAsked) {
   // The Kelvin sign folds to 'k' and a lone lead byte is kept as is.
   static constexpr std::array<SkimPath, 1> k_paths{{{{"ok"}, SkimKind::flag, 0}}};
   static constexpr SkimSpec k_spec = make_skim_spec(k_paths, true);
-  EXPECT_EQ(run_whole(k_spec, false, "{\"O\xE2\x84\xAA\":1,\"o\xE2\x84\":2}"), "0:num+@8-9 END(obj@0) ");
+  EXPECT_EQ(run_whole(k_spec, false, "{\"O\xE2\x84\xAA\":1,\"o\xE2\x84\":2}"),
+            "0:num+@8-9 END(obj@0) ");
 }
 
 TEST(JsonSkim, MultiDocumentStreams) {
@@ -173,11 +185,11 @@ TEST(JsonSkim, MultiDocumentStreams) {
 }
 
 TEST(JsonSkim, GrammarErrorsOnMatchedPaths) {
-  for (const char* bad : {R"({"model" "x"})", R"({"model":"x" "n":1})", R"({"n":01})",
-                          R"({"n":1.})", R"({"n":-})", R"({"stream":tru})", R"({"stream":nul})",
-                          R"({,})", R"({"n":1,})", R"({"n":1])", R"([1,2})", R"({"a":1}})",
-                          R"({"n":+1})", R"({"model":"a\x"})", "{\"model\":\"a\nb\"}",
-                          R"({"model":"\u12G4"})", R"({"opts":{"include":truex}})", "x"}) {
+  for (const char* bad :
+       {R"({"model" "x"})", R"({"model":"x" "n":1})", R"({"n":01})", R"({"n":1.})", R"({"n":-})",
+        R"({"stream":tru})", R"({"stream":nul})", R"({,})", R"({"n":1,})", R"({"n":1])", R"([1,2})",
+        R"({"a":1}})", R"({"n":+1})", R"({"model":"a\x"})", "{\"model\":\"a\nb\"}",
+        R"({"model":"\u12G4"})", R"({"opts":{"include":truex}})", "x"}) {
     const std::string log = run_whole(test_spec, false, bad);
     EXPECT_NE(log.find("FAIL"), std::string::npos) << bad << " -> " << log;
   }
@@ -235,35 +247,6 @@ TEST(JsonSkim, EverySplitGivesTheSameEvents) {
     expect_split_invariant(test_spec, true, doc);
     expect_split_invariant(folded_spec, false, doc);
   }
-}
-
-TEST(JsonUint, AcceptsOnlyPlainUnsignedIntegers) {
-  EXPECT_EQ(json_uint("0"), 0u);
-  EXPECT_EQ(json_uint("18446744073709551615"), 18446744073709551615ull);
-  for (const char* bad : {"", "-1", "01", "1.0", "1e3", "18446744073709551616", " 1", "x"}) {
-    EXPECT_FALSE(json_uint(bad).has_value()) << bad;
-  }
-}
-
-TEST(PieceParser, ReadsCountsFromAnObject) {
-  PieceParser parser;
-  constexpr std::array<std::string_view, 3> keys{"prompt_tokens", "completion_tokens", "x"};
-  PieceParser::Counts counts;
-  ASSERT_TRUE(parser.read_counts(
-      R"({"prompt_tokens":32,"completion_tokens":34,"total_tokens":66,"d":{"x":1}})", keys,
-      &counts));
-  EXPECT_EQ(counts.present, 0b011);
-  EXPECT_EQ(counts.value[0], 32u);
-  EXPECT_EQ(counts.value[1], 34u);
-  ASSERT_TRUE(parser.read_counts(R"({"prompt_tokens":-1,"x":"7","completion_tokens":1.5})", keys,
-                                 &counts));
-  EXPECT_EQ(counts.present, 0);
-  ASSERT_TRUE(parser.read_counts(R"({"x":1,"x":2})", keys, &counts));
-  EXPECT_EQ(counts.present, 0b100);
-  EXPECT_EQ(counts.value[2], 2u);
-  EXPECT_FALSE(parser.read_counts(R"({"prompt_tokens":1)", keys, &counts));
-  EXPECT_FALSE(parser.read_counts("[1]", keys, &counts));
-  EXPECT_FALSE(parser.read_counts(std::string(piece_bytes_max + 1, ' '), keys, &counts));
 }
 
 }  // namespace

@@ -45,8 +45,8 @@ std::string describe(const Usage& u) {
 
 std::string describe(const Expect& e) {
   Usage u;
-  const Opt* fields[] = {&e.prompt, &e.completion, &e.load_ns, &e.prompt_eval_ns, &e.eval_ns,
-                         &e.total_ns};
+  const Opt* fields[] = {&e.prompt,         &e.completion, &e.load_ns,
+                         &e.prompt_eval_ns, &e.eval_ns,    &e.total_ns};
   for (std::size_t i = 0; i < usage_field_count; ++i) {
     if (*fields[i]) u.set(static_cast<UsageField>(i), **fields[i]);
   }
@@ -73,8 +73,7 @@ Usage scan(Route route, int status, const std::vector<std::string>& pieces, std:
 void expect_split_invariant(const Scenario& s) {
   const std::string whole = describe(scan(s.route, s.status, {s.body}));
   for (std::size_t cut = 0; cut <= s.body.size(); ++cut) {
-    ASSERT_EQ(describe(scan(s.route, s.status, {s.body.substr(0, cut), s.body.substr(cut)})),
-              whole)
+    ASSERT_EQ(describe(scan(s.route, s.status, {s.body.substr(0, cut), s.body.substr(cut)})), whole)
         << "cut " << cut;
   }
   std::vector<std::string> bytes;
@@ -129,8 +128,8 @@ const std::string chat_stream =
 
 std::string oa_chunk(const std::string& choices, const std::string& model = "llama3.2") {
   return R"(data: {"id":"chatcmpl-318","object":"chat.completion.chunk","created":1787580250,)"
-         R"("model":")" + model + R"(","system_fingerprint":"fp_ollama","choices":)" + choices +
-         "}\n\n";
+         R"("model":")" +
+         model + R"(","system_fingerprint":"fp_ollama","choices":)" + choices + "}\n\n";
 }
 std::string oa_delta(const std::string& delta, const char* finish = "null") {
   return oa_chunk(R"([{"index":0,"delta":)" + delta + R"(,"finish_reason":)" + finish + "}]");
@@ -140,10 +139,9 @@ const std::string oa_usage_chunk =
     R"("model":"llama3.2","system_fingerprint":"fp_ollama","choices":[],)"
     R"("usage":{"prompt_tokens":32,"completion_tokens":34,"total_tokens":66}})"
     "\n\n";
-const std::string oa_chat_body = oa_delta(R"({"role":"assistant","content":"The"})") +
-                                 oa_delta(R"({"content":" three"})") +
-                                 oa_delta(R"({"content":" primary"})") +
-                                 oa_delta("{}", R"("stop")");
+const std::string oa_chat_body =
+    oa_delta(R"({"role":"assistant","content":"The"})") + oa_delta(R"({"content":" three"})") +
+    oa_delta(R"({"content":" primary"})") + oa_delta("{}", R"("stop")");
 const std::string done_event = "data: [DONE]\n\n";
 
 std::string cmpl_chunk(const std::string& choices, const std::string& usage) {
@@ -189,9 +187,8 @@ const std::string resp_stream_tail =
     event("response.output_text.done",
           R"({"content_index":0,"item_id":"msg_1","output_index":0,"sequence_number":5,)"
           R"("text":"Hello world","type":"response.output_text.done"})") +
-    event("response.completed", R"({"response":{"completed_at":1787580251,)" +
-                                    resp_head.substr(1) + resp_output +
-                                    R"("status":"completed",)" + resp_usage +
+    event("response.completed", R"({"response":{"completed_at":1787580251,)" + resp_head.substr(1) +
+                                    resp_output + R"("status":"completed",)" + resp_usage +
                                     R"(},"sequence_number":6,"type":"response.completed"})");
 
 const std::string ant_start = event(
@@ -200,12 +197,10 @@ const std::string ant_start = event(
     R"("role":"assistant","model":"qwen3:8b","content":[],)"
     R"("usage":{"input_tokens":16,"output_tokens":0}}})");
 const std::string ant_blocks =
-    event("content_block_start",
-          R"({"type":"content_block_start","index":0,)"
-          R"("content_block":{"type":"thinking","thinking":""}})") +
-    event("content_block_delta",
-          R"({"type":"content_block_delta","index":0,)"
-          R"("delta":{"type":"thinking_delta","thinking":"Hmm"}})") +
+    event("content_block_start", R"({"type":"content_block_start","index":0,)"
+                                 R"("content_block":{"type":"thinking","thinking":""}})") +
+    event("content_block_delta", R"({"type":"content_block_delta","index":0,)"
+                                 R"("delta":{"type":"thinking_delta","thinking":"Hmm"}})") +
     event("content_block_stop", R"({"type":"content_block_stop","index":0})") +
     event("content_block_start",
           R"({"type":"content_block_start","index":1,"content_block":{"type":"text","text":""}})") +
@@ -215,71 +210,119 @@ const std::string ant_blocks =
                                  R"("delta":{"type":"text_delta","text":" there"}})");
 const std::string ant_end =
     event("content_block_stop", R"({"type":"content_block_stop","index":1})") +
-    event("message_delta",
-          R"({"type":"message_delta","delta":{"stop_reason":"end_turn"},)"
-          R"("usage":{"input_tokens":27,"output_tokens":150}})") +
+    event("message_delta", R"({"type":"message_delta","delta":{"stop_reason":"end_turn"},)"
+                           R"("usage":{"input_tokens":27,"output_tokens":150}})") +
     event("message_stop", R"({"type":"message_stop"})");
 
-std::vector<Scenario> scenarios() {
-  const Opt n;
-  std::vector<Scenario> v;
-  v.push_back({"generate_stream", Route::api_generate, 200,
+const Opt n;  // an absent field
+
+void add_native(std::vector<Scenario>& v) {
+  v.push_back({"generate_stream",
+               Route::api_generate,
+               200,
                gen_line("The") + gen_line(" sky") + gen_line(" is") + gen_done,
                {46, 75, 14213406, 21418000, 519493000, 557637585, 3, true}});
-  v.push_back({"generate_nonstream_no_trailing_newline", Route::api_generate, 200,
+  v.push_back({"generate_nonstream_no_trailing_newline",
+               Route::api_generate,
+               200,
                gen_done.substr(0, gen_done.size() - 1),
                {46, 75, 14213406, 21418000, 519493000, 557637585, 0, true}});
-  v.push_back({"generate_raw_no_context", Route::api_generate, 200,
+  v.push_back({"generate_raw_no_context",
+               Route::api_generate,
+               200,
                gen_line("x") + R"({"model":"llama3.2",)" + created +
                    R"(,"response":"","done":true,"done_reason":"length",)" + gen_metrics + "}\n",
                {46, 75, 14213406, 21418000, 519493000, 557637585, 1, true}});
-  v.push_back({"chat_stream_thinking_tools", Route::api_chat, 200, chat_stream,
+  v.push_back({"chat_stream_thinking_tools",
+               Route::api_chat,
+               200,
+               chat_stream,
                {208, 80, 1334875, 130000000, 4710000000, 4883583458, 3, true}});
-  v.push_back({"generate_load", Route::api_generate, 200,
-               R"({"model":"llama3.2",)" + created +
-                   R"(,"response":"","done":true,"done_reason":"load"})",
-               {n, n, n, n, n, n, 0, true}});
-  v.push_back({"generate_unload", Route::api_generate, 200,
+  v.push_back(
+      {"generate_load",
+       Route::api_generate,
+       200,
+       R"({"model":"llama3.2",)" + created + R"(,"response":"","done":true,"done_reason":"load"})",
+       {n, n, n, n, n, n, 0, true}});
+  v.push_back({"generate_unload",
+               Route::api_generate,
+               200,
                R"({"model":"llama3.2",)" + created +
                    R"(,"response":"","done":true,"done_reason":"unload"})",
                {n, n, n, n, n, n, 0, true}});
-  v.push_back({"chat_load", Route::api_chat, 200,
+  v.push_back({"chat_load",
+               Route::api_chat,
+               200,
                R"({"model":"qwen3:8b",)" + created +
                    R"(,"message":{"role":"assistant","content":""},"done":true,)"
                    R"("done_reason":"load"})",
                {n, n, n, n, n, n, 0, true}});
-  v.push_back({"embed", Route::api_embed, 200,
+  v.push_back({"embed",
+               Route::api_embed,
+               200,
                R"({"model":"all-minilm","embeddings":[[0.104775704,-0.0109453,0.04],)"
                R"([0.1,-2.5e-05,0.3]],"total_duration":34551431,"load_duration":10432901,)"
                R"("prompt_eval_count":22})",
                {22, n, 10432901, n, n, 34551431, 0, true}});
-  v.push_back({"embed_empty_input", Route::api_embed, 200,
-               R"({"model":"all-minilm","embeddings":[]})", {n, n, n, n, n, n, 0, true}});
-  v.push_back({"embeddings_legacy", Route::api_embeddings, 200,
-               R"({"embedding":[0.2520108222961426,-0.5,1e-7]})", {n, n, n, n, n, n, 0, false}});
-  v.push_back({"native_error_mid_stream", Route::api_generate, 200,
+  v.push_back({"embed_empty_input",
+               Route::api_embed,
+               200,
+               R"({"model":"all-minilm","embeddings":[]})",
+               {n, n, n, n, n, n, 0, true}});
+  v.push_back({"embeddings_legacy",
+               Route::api_embeddings,
+               200,
+               R"({"embedding":[0.2520108222961426,-0.5,1e-7]})",
+               {n, n, n, n, n, n, 0, false}});
+}
+
+void add_native_errors(std::vector<Scenario>& v) {
+  v.push_back({"native_error_mid_stream",
+               Route::api_generate,
+               200,
                gen_line("The") + gen_line(" sky") +
                    R"({"error":"an error was encountered while running the model: )"
-                   R"(unexpected EOF"})" "\n",
+                   R"(unexpected EOF"})"
+                   "\n",
                {n, n, n, n, n, n, 2, false, true, true}});
-  v.push_back({"native_error_before_output", Route::api_chat, 500,
+  v.push_back({"native_error_before_output",
+               Route::api_chat,
+               500,
                R"({"error":"model runner has unexpectedly stopped, this may be due to )"
                R"(resource limitations or an internal error, check ollama server logs for )"
                R"(details"})",
                {n, n, n, n, n, n, 0, false, false, true}});
-  v.push_back({"native_not_found", Route::api_generate, 404,
-               R"({"error":"model 'llama9' not found"})", {n, n, n, n, n, n, 0, false, false, true}});
-  v.push_back({"native_truncated", Route::api_generate, 200,
+  v.push_back({"native_not_found",
+               Route::api_generate,
+               404,
+               R"({"error":"model 'llama9' not found"})",
+               {n, n, n, n, n, n, 0, false, false, true}});
+  v.push_back({"native_truncated",
+               Route::api_generate,
+               200,
                gen_line("The") + gen_done.substr(0, gen_done.size() / 2),
                {n, n, n, n, n, n, 1, false, true}});
-  v.push_back({"native_bad_line_then_done", Route::api_generate, 200,
+  v.push_back({"native_bad_line_then_done",
+               Route::api_generate,
+               200,
                gen_line("a") + "{\"model\":oops}\n" + gen_done,
                {46, 75, 14213406, 21418000, 519493000, 557637585, 1, true}});
-  v.push_back({"oa_chat_stream_no_usage", Route::v1_chat_completions, 200,
-               oa_chat_body + done_event, {n, n, n, n, n, n, 3, false, true}});
-  v.push_back({"oa_chat_stream_usage", Route::v1_chat_completions, 200,
-               oa_chat_body + oa_usage_chunk + done_event, {32, 34, n, n, n, n, 3, true}});
-  v.push_back({"oa_chat_stream_reasoning_tools", Route::v1_chat_completions, 200,
+}
+
+void add_openai(std::vector<Scenario>& v) {
+  v.push_back({"oa_chat_stream_no_usage",
+               Route::v1_chat_completions,
+               200,
+               oa_chat_body + done_event,
+               {n, n, n, n, n, n, 3, false, true}});
+  v.push_back({"oa_chat_stream_usage",
+               Route::v1_chat_completions,
+               200,
+               oa_chat_body + oa_usage_chunk + done_event,
+               {32, 34, n, n, n, n, 3, true}});
+  v.push_back({"oa_chat_stream_reasoning_tools",
+               Route::v1_chat_completions,
+               200,
                oa_delta(R"({"role":"assistant","content":"","reasoning":"Let me think"})") +
                    oa_delta(R"({"content":"","tool_calls":[{"id":"call_k7m2x9qa","index":0,)"
                             R"("type":"function","function":{"name":"get_weather",)"
@@ -287,82 +330,144 @@ std::vector<Scenario> scenarios() {
                    oa_delta(R"({"content":""})") + oa_delta("{}", R"("tool_calls")") +
                    oa_usage_chunk + done_event,
                {32, 34, n, n, n, n, 2, true}});
-  v.push_back({"oa_chat_error_mid_stream", Route::v1_chat_completions, 200,
+  v.push_back({"oa_chat_error_mid_stream",
+               Route::v1_chat_completions,
+               200,
                oa_delta(R"({"role":"assistant","content":"The"})") +
                    oa_delta(R"({"role":"assistant","content":""})") +
                    oa_chunk(R"([{"index":0,"delta":{"content":""},"finish_reason":null}])", ""),
                {n, n, n, n, n, n, 1, false, true, true}});
-  v.push_back({"oa_chat_error_before_output", Route::v1_chat_completions, 500,
+  v.push_back({"oa_chat_error_before_output",
+               Route::v1_chat_completions,
+               500,
                R"({"error":{"message":"model runner has unexpectedly stopped","type":"api_error",)"
-               R"("param":null,"code":null}})" "\n",
+               R"("param":null,"code":null}})"
+               "\n",
                {n, n, n, n, n, n, 0, false, false, true}});
-  v.push_back({"oa_chat_nonstream", Route::v1_chat_completions, 200,
+  v.push_back({"oa_chat_nonstream",
+               Route::v1_chat_completions,
+               200,
                R"({"id":"chatcmpl-547","object":"chat.completion","created":1787580260,)"
                R"("model":"llama3.2","system_fingerprint":"fp_ollama","choices":[{"index":0,)"
                R"("message":{"role":"assistant","content":"Blue."},"finish_reason":"stop"}],)"
-               R"("usage":{"prompt_tokens":41,"completion_tokens":14,"total_tokens":55}})" "\n",
+               R"("usage":{"prompt_tokens":41,"completion_tokens":14,"total_tokens":55}})"
+               "\n",
                {41, 14, n, n, n, n, 0, true}});
-  v.push_back({"oa_chat_truncated_after_usage", Route::v1_chat_completions, 200,
+  v.push_back({"oa_chat_truncated_after_usage",
+               Route::v1_chat_completions,
+               200,
                oa_chat_body + oa_usage_chunk.substr(0, oa_usage_chunk.size() - 1),
                {32, 34, n, n, n, n, 3, true}});
-  v.push_back({"oa_completions_stream_usage", Route::v1_completions, 200,
+}
+
+void add_openai_completions(std::vector<Scenario>& v) {
+  v.push_back({"oa_completions_stream_usage",
+               Route::v1_completions,
+               200,
                cmpl_text("Hello", "null", zero_usage) + cmpl_text(" there", "null", zero_usage) +
                    cmpl_text("", R"("stop")", zero_usage) +
                    cmpl_chunk("[]", R"(,"usage":{"prompt_tokens":12,"completion_tokens":5,)"
                                     R"("total_tokens":17})") +
                    done_event,
                {12, 5, n, n, n, n, 2, true}});
-  v.push_back({"oa_completions_stream_cut_before_usage", Route::v1_completions, 200,
+  v.push_back({"oa_completions_stream_cut_before_usage",
+               Route::v1_completions,
+               200,
                cmpl_text("Hello", "null", zero_usage) + cmpl_text("", R"("stop")", zero_usage),
                {n, n, n, n, n, n, 1, false, true}});
-  v.push_back({"oa_completions_error_mid_stream", Route::v1_completions, 200,
+  v.push_back({"oa_completions_error_mid_stream",
+               Route::v1_completions,
+               200,
                cmpl_text("Hello", "null", "") +
                    R"(data: {"id":"cmpl-42","object":"text_completion","created":1787580251,)"
                    R"("choices":[{"text":"","index":0,"finish_reason":null}],"model":"",)"
-                   R"("system_fingerprint":"fp_ollama"})" "\n\n",
+                   R"("system_fingerprint":"fp_ollama"})"
+                   "\n\n",
                {n, n, n, n, n, n, 1, false, true, true}});
-  v.push_back({"oa_completions_nonstream", Route::v1_completions, 200,
+  v.push_back({"oa_completions_nonstream",
+               Route::v1_completions,
+               200,
                R"({"id":"cmpl-7","object":"text_completion","created":1787580260,)"
                R"("model":"llama3.2","system_fingerprint":"fp_ollama","choices":[{"text":"Hi",)"
                R"("index":0,"finish_reason":"stop"}],"usage":{"prompt_tokens":9,)"
-               R"("completion_tokens":2,"total_tokens":11}})" "\n",
+               R"("completion_tokens":2,"total_tokens":11}})"
+               "\n",
                {9, 2, n, n, n, n, 0, true}});
-  v.push_back({"oa_embeddings", Route::v1_embeddings, 200,
+  v.push_back({"oa_embeddings",
+               Route::v1_embeddings,
+               200,
                R"({"object":"list","data":[{"object":"embedding","embedding":[0.1,-0.2,0.3],)"
                R"("index":0}],"model":"all-minilm","usage":{"prompt_tokens":13,)"
-               R"("total_tokens":13}})" "\n",
+               R"("total_tokens":13}})"
+               "\n",
                {13, n, n, n, n, n, 0, true}});
-  v.push_back({"responses_stream", Route::v1_responses, 200, resp_stream_head + resp_stream_tail,
+}
+
+void add_typed(std::vector<Scenario>& v) {
+  v.push_back({"responses_stream",
+               Route::v1_responses,
+               200,
+               resp_stream_head + resp_stream_tail,
                {10, 3, n, n, n, n, 2, true}});
-  v.push_back({"responses_error_mid_stream", Route::v1_responses, 200, resp_stream_head,
+  v.push_back({"responses_error_mid_stream",
+               Route::v1_responses,
+               200,
+               resp_stream_head,
                {n, n, n, n, n, n, 2, false, true}});
-  v.push_back({"responses_nonstream", Route::v1_responses, 200,
+  v.push_back({"responses_nonstream",
+               Route::v1_responses,
+               200,
                R"({"completed_at":1787580251,)" + resp_head.substr(1) + resp_output +
                    R"("status":"completed",)" + resp_usage + "}\n",
                {10, 3, n, n, n, n, 0, true}});
-  v.push_back({"anthropic_stream", Route::v1_messages, 200, ant_start + ant_blocks + ant_end,
+  v.push_back({"anthropic_stream",
+               Route::v1_messages,
+               200,
+               ant_start + ant_blocks + ant_end,
                {27, 150, n, n, n, n, 3, true}});
-  v.push_back({"anthropic_error_mid_stream", Route::v1_messages, 200, ant_start + ant_blocks,
+  v.push_back({"anthropic_error_mid_stream",
+               Route::v1_messages,
+               200,
+               ant_start + ant_blocks,
                {n, n, n, n, n, n, 3, false, true}});
-  v.push_back({"anthropic_nonstream", Route::v1_messages, 200,
+  v.push_back({"anthropic_nonstream",
+               Route::v1_messages,
+               200,
                R"({"id":"msg_3c91e0b7a5d24f6e8b17c2a0","type":"message","role":"assistant",)"
                R"("model":"qwen3:8b","content":[{"type":"thinking","thinking":"Hmm"},)"
                R"({"type":"text","text":"Hi"}],"stop_reason":"end_turn",)"
-               R"("usage":{"input_tokens":196,"output_tokens":80}})" "\n",
+               R"("usage":{"input_tokens":196,"output_tokens":80}})"
+               "\n",
                {196, 80, n, n, n, n, 0, true}});
-  v.push_back({"anthropic_error_before_output", Route::v1_messages, 404,
+  v.push_back({"anthropic_error_before_output",
+               Route::v1_messages,
+               404,
                R"({"type":"error","error":{"type":"not_found_error","message":"model 'llama9' )"
-               R"(not found"},"request_id":"req_3c91e0b7a5d24f6e8b17c2a0"})" "\n",
+               R"(not found"},"request_id":"req_3c91e0b7a5d24f6e8b17c2a0"})"
+               "\n",
                {n, n, n, n, n, n, 0, false, false, true}});
-  v.push_back({"anthropic_real_usage_split", Route::v1_messages, 200,
+  v.push_back({"anthropic_real_usage_split",
+               Route::v1_messages,
+               200,
                ant_start + ant_blocks +
                    event("message_delta", R"({"type":"message_delta","delta":{"stop_reason":)"
                                           R"("end_turn"},"usage":{"output_tokens":15}})"),
                {16, 15, n, n, n, n, 3, true}});
-  v.push_back({"anthropic_error_event", Route::v1_messages, 200,
+  v.push_back({"anthropic_error_event",
+               Route::v1_messages,
+               200,
                ant_start + event("error", R"({"type":"error","error":{"type":"overloaded_error",)"
                                           R"("message":"Overloaded"}})"),
                {n, n, n, n, n, n, 0, false, true, true}});
+}
+
+std::vector<Scenario> scenarios() {
+  std::vector<Scenario> v;
+  add_native(v);
+  add_native_errors(v);
+  add_openai(v);
+  add_openai_completions(v);
+  add_typed(v);
   v.push_back({"other_route", Route::other, 200, R"({"models":[]})", {}});
   return v;
 }
@@ -399,7 +504,8 @@ TEST(TailScanner, SseVariantsReadTheSame) {
       oa_chat_body +
           "data: {\"id\":\"x\",\"choices\":[],\n"
           "data: \"usage\":{\"prompt_tokens\":32,\n"
-          "data:\"completion_tokens\":34}}\n\n" + done_event,
+          "data:\"completion_tokens\":34}}\n\n" +
+          done_event,
   };
   for (const std::string& v : variants) {
     Scenario s{"variant", Route::v1_chat_completions, 200, v, {}};
@@ -464,12 +570,42 @@ TEST(TailScanner, LastUsageWinsAndReplacesEarlierCounts) {
 TEST(TailScanner, UnusableUsageIsMissing) {
   // A usage object without integers, and one that is not valid JSON inside.
   for (const char* usage : {R"({"prompt_tokens":"x"})", R"({"prompt_tokens":1,,})"}) {
-    const std::string body = oa_chat_body + oa_chunk("[]").insert(oa_chunk("[]").size() - 3,
-                                                                  std::string(",\"usage\":") + usage);
+    const std::string body =
+        oa_chat_body +
+        oa_chunk("[]").insert(oa_chunk("[]").size() - 3, std::string(",\"usage\":") + usage);
     const Usage u = scan(Route::v1_chat_completions, 200, {body});
     EXPECT_FALSE(u.usage_found) << usage;
     EXPECT_TRUE(u.usage_missing) << usage;
   }
+}
+
+TEST(JsonUint, AcceptsOnlyPlainUnsignedIntegers) {
+  EXPECT_EQ(json_uint("0"), 0u);
+  EXPECT_EQ(json_uint("18446744073709551615"), 18446744073709551615ull);
+  for (const char* bad : {"", "-1", "01", "1.0", "1e3", "18446744073709551616", " 1", "x"}) {
+    EXPECT_FALSE(json_uint(bad).has_value()) << bad;
+  }
+}
+
+TEST(PieceParser, ReadsCountsFromAnObject) {
+  PieceParser parser;
+  constexpr std::array<std::string_view, 3> keys{"prompt_tokens", "completion_tokens", "x"};
+  PieceParser::Counts counts;
+  ASSERT_TRUE(parser.read_counts(
+      R"({"prompt_tokens":32,"completion_tokens":34,"total_tokens":66,"d":{"x":1}})", keys,
+      &counts));
+  EXPECT_EQ(counts.present, 0b011);
+  EXPECT_EQ(counts.value[0], 32u);
+  EXPECT_EQ(counts.value[1], 34u);
+  ASSERT_TRUE(
+      parser.read_counts(R"({"prompt_tokens":-1,"x":"7","completion_tokens":1.5})", keys, &counts));
+  EXPECT_EQ(counts.present, 0);
+  ASSERT_TRUE(parser.read_counts(R"({"x":1,"x":2})", keys, &counts));
+  EXPECT_EQ(counts.present, 0b100);
+  EXPECT_EQ(counts.value[2], 2u);
+  EXPECT_FALSE(parser.read_counts(R"({"prompt_tokens":1)", keys, &counts));
+  EXPECT_FALSE(parser.read_counts("[1]", keys, &counts));
+  EXPECT_FALSE(parser.read_counts(std::string(piece_bytes_max + 1, ' '), keys, &counts));
 }
 
 TEST(SseLexer, ClassifiesRuns) {

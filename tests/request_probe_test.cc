@@ -69,6 +69,10 @@ TEST(RequestProbe, StreamDefaultsPerRoute) {
   EXPECT_FALSE(probe(Route::v1_embeddings, streaming).stream);
   EXPECT_EQ(probe(Route::api_embed, streaming).model, "m");
   EXPECT_FALSE(probe(Route::api_generate, R"({"model":"m","stream":false})").stream);
+  // Non-inference paths (/api/pull, /api/show) are read too; they have no stream field here.
+  EXPECT_EQ(probe(Route::other, R"({"model":"llama3.2","stream":true})"),
+            (Facts{"llama3.2", false, false}));
+  EXPECT_EQ(probe(Route::other, std::string("\x89PNG\r\n")), (Facts{"unknown", false, false}));
 }
 
 TEST(RequestProbe, ModelAfterAFiveMebibyteMessagesArrayIn4KiBPieces) {
@@ -109,9 +113,9 @@ TEST(RequestProbe, DuplicateKeysFollowGoDecoding) {
   // encoding/json decodes every occurrence in order: the last one wins...
   EXPECT_EQ(probe(Route::api_chat, R"({"model":"a","model":"b"})").model, "b");
   EXPECT_EQ(probe(Route::api_chat, R"({"model":"a","MODEL":"b","Model":"c"})").model, "c");
-  EXPECT_EQ(probe(Route::api_chat, R"({"model":"a","model":")" + std::string(300, 'x') + "\"}")
-                .model,
-            "unknown");
+  EXPECT_EQ(
+      probe(Route::api_chat, R"({"model":"a","model":")" + std::string(300, 'x') + "\"}").model,
+      "unknown");
   // ...null is a no-op for a string field and for a plain bool...
   EXPECT_EQ(probe(Route::api_chat, R"({"model":"a","model":null})").model, "a");
   EXPECT_TRUE(probe(Route::v1_chat_completions, R"({"stream":true,"stream":null})").stream);
@@ -188,10 +192,10 @@ TEST(ValidModelName, Utf8AndControlCharacters) {
   EXPECT_TRUE(valid_model_name("\xC2\xA0\xF4\x8F\xBF\xBF"));  // U+00A0, U+10FFFF
   for (const std::string_view bad :
        {std::string_view(""), std::string_view("a\tb"), std::string_view("\x7f"),
-        std::string_view("\xC2\x85"), std::string_view("\xC0\xAF"), std::string_view("\xE0\x80\xAF"),
-        std::string_view("\xED\xA0\x80"), std::string_view("\xF4\x90\x80\x80"),
-        std::string_view("\xF8\x88\x80\x80\x80"), std::string_view("\x80"),
-        std::string_view("\xE6\xA8"), std::string_view("a\0b", 3)}) {
+        std::string_view("\xC2\x85"), std::string_view("\xC0\xAF"),
+        std::string_view("\xE0\x80\xAF"), std::string_view("\xED\xA0\x80"),
+        std::string_view("\xF4\x90\x80\x80"), std::string_view("\xF8\x88\x80\x80\x80"),
+        std::string_view("\x80"), std::string_view("\xE6\xA8"), std::string_view("a\0b", 3)}) {
     EXPECT_FALSE(valid_model_name(bad)) << testing::PrintToString(std::string(bad));
   }
 }
@@ -280,11 +284,11 @@ TEST(InjectIncludeUsage, ClearOutcomesWhenItDoesNotInject) {
   EXPECT_EQ(inject_include_usage(streaming, Route::v1_chat_completions, false, out.data(),
                                  streaming.size() + inject_growth_bytes_max - 1, &len),
             InjectOutcome::out_too_small);
-  const std::string big = R"({"stream":true,"x":")" +
-                          std::string(inject_body_bytes_max, 'a') + "\"}";
-  EXPECT_EQ(inject_include_usage(big, Route::v1_chat_completions, false, out.data(), out.size(),
-                                 &len),
-            InjectOutcome::too_large);
+  const std::string big =
+      R"({"stream":true,"x":")" + std::string(inject_body_bytes_max, 'a') + "\"}";
+  EXPECT_EQ(
+      inject_include_usage(big, Route::v1_chat_completions, false, out.data(), out.size(), &len),
+      InjectOutcome::too_large);
 }
 
 }  // namespace

@@ -65,7 +65,8 @@ const std::string done = "data: [DONE]\n\n";
 // Ollama /v1/completions (CompleteWriter): with include_usage every chunk ends with a zero usage.
 std::string cmpl_chunk(const std::string& text, const char* finish, bool usage) {
   return R"(data: {"id":"cmpl-42","object":"text_completion","created":1787580250,)"
-         R"("choices":[{"text":")" + text + R"(","index":0,"finish_reason":)" + finish +
+         R"("choices":[{"text":")" +
+         text + R"(","index":0,"finish_reason":)" + finish +
          R"(}],"model":"llama3.2","system_fingerprint":"fp_ollama")" +
          (usage ? R"(,"usage":{"prompt_tokens":0,"completion_tokens":0,"total_tokens":0})" : "") +
          "}\n\n";
@@ -93,8 +94,7 @@ TEST(UsageStrip, CompletionsErrorChunkLosesItsZeroUsage) {
     return std::string(R"(data: {"id":"cmpl-42","object":"text_completion","created":1,)") +
            R"("choices":[{"text":"","index":0,"finish_reason":null}],"model":"",)" +
            R"("system_fingerprint":"fp_ollama")" +
-           (usage ? R"(,"usage":{"prompt_tokens":0,"completion_tokens":0,"total_tokens":0})"
-                  : "") +
+           (usage ? R"(,"usage":{"prompt_tokens":0,"completion_tokens":0,"total_tokens":0})" : "") +
            "}\n\n";
   };
   expect_strips_to(cmpl_chunk("Hi", "null", true) + error_chunk(true),
@@ -121,10 +121,11 @@ TEST(UsageStrip, ChoicesEmptyWithoutUsageIsKept) {
   // Azure's prompt-filter chunk has "choices":[] and no usage: not the usage chunk.
   const std::string body =
       R"(data: {"choices":[],"prompt_filter_results":[{"prompt_index":0}],"usage":null})"
-      "\n\n" + chat_body + done;
-  const std::string want =
-      R"(data: {"choices":[],"prompt_filter_results":[{"prompt_index":0}]})"
-      "\n\n" + chat_body + done;
+      "\n\n" +
+      chat_body + done;
+  const std::string want = R"(data: {"choices":[],"prompt_filter_results":[{"prompt_index":0}]})"
+                           "\n\n" +
+                           chat_body + done;
   expect_strips_to(body, want);
 }
 
@@ -191,6 +192,14 @@ TEST(UsageStrip, TruncatedEventIsPassedOnAtFinish) {
   EXPECT_EQ(strip({chat_body + cut}), chat_body + cut);
   // Once known to be the usage event, a truncated one is dropped.
   EXPECT_EQ(strip({chat_body + chat_usage.substr(0, chat_usage.size() - 10)}), chat_body);
+}
+
+TEST(UsageStrip, JsonErrorBodyPassesAtOnce) {
+  UsageStrip s;
+  std::string out;
+  const std::string body = R"({"error":{"message":"boom","type":"api_error","usage":null}})";
+  s.feed(body.data(), body.size(), [&out](const char* p, std::size_t n) { out.append(p, n); });
+  EXPECT_EQ(out, body);  // nothing held back until finish()
 }
 
 TEST(UsageStrip, NonJsonAndMalformedEventsPassUnchanged) {

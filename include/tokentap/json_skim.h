@@ -27,19 +27,16 @@
 #include <bit>
 #include <cstddef>
 #include <cstdint>
-#include <memory>
-#include <optional>
-#include <span>
 #include <string_view>
 
 namespace tokentap {
 
-constexpr std::size_t skim_path_keys_max = 4;        // keys in one path ("choices/*/delta/content")
-constexpr std::size_t skim_paths_max = 32;           // paths in one spec: bits of a uint32 mask
-constexpr std::size_t skim_key_bytes_max = 24;       // decoded key bytes compared; longer never match
-constexpr std::size_t skim_capture_bytes_max = 512;  // one `bytes` capture (model name, usage object)
-constexpr std::uint32_t skim_depth_max = 512;        // open containers; deeper input fails
-constexpr std::size_t piece_bytes_max = skim_capture_bytes_max;  // largest piece PieceParser reads
+constexpr std::size_t skim_path_keys_max = 4;   // keys in one path ("choices/*/delta/content")
+constexpr std::size_t skim_paths_max = 32;      // paths in one spec: bits of a uint32 mask
+constexpr std::size_t skim_key_bytes_max = 24;  // decoded key bytes compared; longer never match
+constexpr std::size_t skim_capture_bytes_max =
+    512;                                       // one `bytes` capture (model name, usage object)
+constexpr std::uint32_t skim_depth_max = 512;  // open containers; deeper input fails
 
 static_assert(skim_paths_max == 32, "path masks are uint32");
 static_assert(skim_depth_max % 64 == 0, "the container-kind bit stack is whole uint64 words");
@@ -145,12 +142,19 @@ constexpr SkimSpec make_skim_spec(const std::array<SkimPath, N>& paths, bool fol
 struct SkimCapture {
   std::uint8_t slot = 0;  // index of the path in the spec
   JsonType type = JsonType::none;
-  bool nonempty = false;   // string of >= 1 byte, container with >= 1 member
-  bool truncated = false;  // bytes kind: the value was longer than the path's cap
-  bool lossy = false;      // string with a lone surrogate escape (Go decodes it as U+FFFD)
+  bool nonempty = false;    // string of >= 1 byte, container with >= 1 member
+  bool truncated = false;   // bytes kind: the value was longer than the path's cap
+  bool lossy = false;       // string with a lone surrogate escape (Go decodes it as U+FFFD)
   std::uint64_t begin = 0;  // offset of the value's first byte
   std::uint64_t end = 0;    // offset one past its last byte
   std::string_view bytes;   // bytes kind: the value (valid until the next feed())
+};
+
+enum class SkimEvent : std::uint8_t {
+  none,          // feed() consumed everything it was given
+  captured,      // capture() holds a completed value
+  document_end,  // the root value closed
+  failed,        // error() says why; later bytes are ignored until reset()
 };
 
 enum class SkimError : std::uint8_t {
@@ -160,14 +164,76 @@ enum class SkimError : std::uint8_t {
   string,  // raw control character or bad escape in a decoded string
 };
 
-class JsonSkim {
+namespace skim_detail {
+enum class SkimMode : std::uint8_t {
+  value,        // a value must start (root, after ':' or after ',' in an array)
+  first_value,  // after '[': a value or ']'
+  first_key,    // after '{': '"' or '}'
+  key,          // after ',' in an object: '"'
+  colon,        // after a key
+  after_value,  // ',' or a closer
+  key_string,   // inside a key, decoding into key_
+  text_string,  // inside a captured string, decoding into buf_
+  skip_string,  // inside a string value nobody reads
+  scalar,       // inside a number or literal on a matched path
+  skip,         // inside a subtree no path enters
+  done,         // single document: the root ended, only whitespace may follow
+  failed,
+};
+inline constexpr std::uint8_t no_slot = 0xff;
+
+// JsonSkim's per-document scalars, kept apart so that reset() is one small assignment rather
+// than a rewrite of the capture buffer (the SSE path resets once per event).
+struct SkimCursor {
+  const char* base_ = nullptr;      // data pointer of the current feed()
+  const char* raw_from_ = nullptr;  // raw capture: first byte not yet copied in this feed()
+  std::uint64_t base_offset_ = 0;
+  std::uint64_t offset_ = 0;
+  std::uint64_t doc_begin_ = 0;
+  std::uint64_t val_begin_ = 0;  // offset of the pending scalar/string/skipped container
+  std::array<std::uint64_t, skim_path_keys_max + 1> open_begin_{};  // strict containers' starts
+  std::array<std::uint32_t, skim_path_keys_max + 1> mask_{};  // paths still matching at depth d
+  std::uint32_t cand_ = 0;  // paths matching the value about to start
+  std::uint32_t depth_ = 0;
+  std::uint32_t skip_floor_ = 0;  // skip mode ends when depth_ returns here
+  std::array<std::uint8_t, skim_path_keys_max + 1> open_slot_{
+      no_slot, no_slot, no_slot, no_slot, no_slot};  // target slot of a strict container
+  std::uint8_t filled_ = 0;  // bit d: strict container at depth d has a member
+  SkimMode mode_ = SkimMode::value;
+  SkimEvent event_ = SkimEvent::none;
+  SkimError error_ = SkimError::none;
+  JsonType doc_type_ = JsonType::none;
+  JsonType val_type_ = JsonType::none;
+  std::uint8_t val_slot_ = no_slot;  // target of the pending scalar/string/skipped container
+  bool doc_started_ = false;
+  bool raw_on_ = false;      // copying raw bytes into buf_
+  bool skip_first_ = false;  // skipped target container: its first non-space byte is next
+  bool skip_nonempty_ = false;
+  bool in_str_ = false;       // skip mode: inside a string
+  bool esc_pending_ = false;  // skip mode or skip_string: the byte after a backslash is next
+  // Decoded strings (keys and text captures).
+  std::uint8_t esc_ = 0;  // 0: none, 1: after '\', 2..5: hex digits read + 2
+  std::uint16_t uhex_ = 0;
+  std::uint16_t hi_surrogate_ = 0;
+  bool str_lossy_ = false;
+  // Scalar validation: a literal's expected text, or the JSON number automaton state.
+  const char* lit_ = nullptr;
+  std::uint8_t lit_len_ = 0;
+  std::uint8_t lit_pos_ = 0;
+  std::uint8_t num_state_ = 0;
+  std::uint8_t key_len_ = 0;
+  bool key_long_ = false;
+  std::uint8_t fold_n_ = 0;
+  // The bytes capture in progress.
+  std::uint16_t cap_len_ = 0;
+  std::uint16_t cap_limit_ = 0;
+  bool cap_truncated_ = false;
+};
+}  // namespace skim_detail
+
+class JsonSkim : private skim_detail::SkimCursor {
  public:
-  enum class Event : std::uint8_t {
-    none,          // feed() consumed everything it was given
-    captured,      // capture() holds a completed value
-    document_end,  // the root value closed
-    failed,        // error() says why; later bytes are ignored until reset()
-  };
+  using Event = SkimEvent;
 
   // multi_document: after a root value, whitespace and then another document may follow
   // (NDJSON, json.Decoder streams). Otherwise any non-whitespace after the root fails.
@@ -191,22 +257,8 @@ class JsonSkim {
   [[nodiscard]] std::uint64_t document_begin() const { return doc_begin_; }
 
  private:
-  enum class Mode : std::uint8_t {
-    value,        // a value must start (root, after ':' or after ',' in an array)
-    first_value,  // after '[': a value or ']'
-    first_key,    // after '{': '"' or '}'
-    key,          // after ',' in an object: '"'
-    colon,        // after a key
-    after_value,  // ',' or a closer
-    key_string,   // inside a key, decoding into key_
-    text_string,  // inside a captured string, decoding into buf_
-    skip_string,  // inside a string value nobody reads
-    scalar,       // inside a number or literal on a matched path
-    skip,         // inside a subtree no path enters
-    done,         // single document: the root ended, only whitespace may follow
-    failed,
-  };
-  static constexpr std::uint8_t no_slot = 0xff;
+  using Mode = skim_detail::SkimMode;
+  static constexpr std::uint8_t no_slot = skim_detail::no_slot;
 
   const char* run_structure(const char* p, const char* end);
   const char* run_skip(const char* p, const char* end);
@@ -234,7 +286,9 @@ class JsonSkim {
   void drop_high_surrogate();
   void key_push(std::uint8_t b);
   void key_flush_fold();
+  void start_capture(std::uint8_t slot);
   void capture_append(const char* p, std::size_t n);
+  void begin_string();
   void emit(std::uint8_t slot, JsonType type, bool nonempty, std::uint64_t begin,
             std::uint64_t end);
 
@@ -243,86 +297,14 @@ class JsonSkim {
   }
   [[nodiscard]] SkimKind kind_of(std::uint8_t slot) const { return spec_->paths[slot].kind; }
 
+  // Everything else lives in SkimCursor, which reset() re-initializes in one assignment.
   const SkimSpec* spec_ = nullptr;
-  const char* base_ = nullptr;  // data pointer of the current feed()
-  const char* raw_from_ = nullptr;  // raw capture: first byte not yet copied in this feed()
-  std::uint64_t base_offset_ = 0;
-  std::uint64_t offset_ = 0;
-  std::uint64_t doc_begin_ = 0;
-  std::uint64_t val_begin_ = 0;  // offset of the pending scalar/string/skipped container
-  std::array<std::uint64_t, skim_path_keys_max + 1> open_begin_{};  // strict containers' starts
-  std::array<std::uint32_t, skim_path_keys_max + 1> mask_{};  // paths still matching at depth d
-  std::array<std::uint64_t, skim_depth_max / 64> kinds_{};    // bit set: object; clear: array
-  std::uint32_t cand_ = 0;  // paths matching the value about to start
-  std::uint32_t depth_ = 0;
-  std::uint32_t skip_floor_ = 0;  // skip mode ends when depth_ returns here
-  std::array<std::uint8_t, skim_path_keys_max + 1> open_slot_{};  // target slot of a container
-  std::uint8_t filled_ = 0;  // bit d: strict container at depth d has a member
-  Mode mode_ = Mode::value;
-  Event event_ = Event::none;
-  SkimError error_ = SkimError::none;
-  JsonType doc_type_ = JsonType::none;
-  JsonType val_type_ = JsonType::none;
-  std::uint8_t val_slot_ = no_slot;  // target of the pending scalar/string/skipped container
   bool multi_ = false;
-  bool doc_started_ = false;
-  bool raw_on_ = false;      // copying raw bytes into buf_
-  bool skip_first_ = false;  // skipped target container: its first non-space byte is next
-  bool skip_nonempty_ = false;
-  bool in_str_ = false;      // skip mode: inside a string
-  bool esc_pending_ = false; // skip mode or skip_string: the byte after a backslash is next
-  // Decoded strings (keys and text captures).
-  std::uint8_t esc_ = 0;     // 0: none, 1: after '\', 2..5: hex digits read + 2
-  std::uint16_t uhex_ = 0;
-  std::uint16_t hi_surrogate_ = 0;
-  bool str_lossy_ = false;
-  // Scalar validation: a literal's expected text, or the JSON number automaton state.
-  const char* lit_ = nullptr;
-  std::uint8_t lit_len_ = 0;
-  std::uint8_t lit_pos_ = 0;
-  std::uint8_t num_state_ = 0;
-  // Key being decoded (folded when the spec asks).
-  std::array<char, skim_key_bytes_max> key_{};
-  std::uint8_t key_len_ = 0;
-  bool key_long_ = false;
+  std::array<std::uint64_t, skim_depth_max / 64> kinds_{};  // bit set: object; clear: array
+  std::array<char, skim_key_bytes_max> key_{};              // the key being decoded
   std::array<std::uint8_t, 2> fold_pending_{};
-  std::uint8_t fold_n_ = 0;
-  // The bytes capture in progress and the last completed capture.
-  std::uint16_t cap_len_ = 0;
-  std::uint16_t cap_limit_ = 0;
-  bool cap_truncated_ = false;
   SkimCapture capture_;
-  std::array<char, skim_capture_bytes_max> buf_{};
-};
-
-// Parses a JSON unsigned integer token ("0", "123"; no sign, fraction, exponent or leading zero)
-// that fits in 64 bits. Anything else gives nullopt.
-[[nodiscard]] std::optional<std::uint64_t> json_uint(std::string_view token);
-
-// Reads small captured JSON pieces with simdjson on-demand (error codes, no exceptions) into
-// preallocated buffers: construct one per shard at start-up and share it between connections.
-class PieceParser {
- public:
-  static constexpr std::size_t keys_max = 4;
-  struct Counts {
-    std::array<std::uint64_t, keys_max> value{};
-    std::uint8_t present = 0;  // bit i: keys[i] was a non-negative integer
-  };
-
-  PieceParser();
-  ~PieceParser();
-  PieceParser(const PieceParser&) = delete;
-  PieceParser& operator=(const PieceParser&) = delete;
-
-  // Parses `object` (at most piece_bytes_max bytes) as a JSON object and reads its top-level
-  // members named in `keys` (exact names; a later duplicate wins). Members that are not
-  // non-negative integers are left absent. False if the piece is not one valid JSON object.
-  [[nodiscard]] bool read_counts(std::string_view object, std::span<const std::string_view> keys,
-                                 Counts* out);
-
- private:
-  struct Impl;
-  std::unique_ptr<Impl> impl_;
+  std::array<char, skim_capture_bytes_max> buf_{};  // the bytes capture in progress or last
 };
 
 }  // namespace tokentap

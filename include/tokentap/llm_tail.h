@@ -42,15 +42,49 @@
 #include <array>
 #include <cstddef>
 #include <cstdint>
+#include <memory>
 #include <optional>
+#include <span>
+#include <string_view>
 
 #include "tokentap/json_skim.h"
 #include "tokentap/route.h"
 
 namespace tokentap {
 
-constexpr std::size_t sse_field_name_bytes_max = 8;  // longer field names are ignored fields
-constexpr std::size_t sse_event_name_bytes_max = 48; // longer `event:` values classify as other
+constexpr std::size_t piece_bytes_max = skim_capture_bytes_max;  // largest piece PieceParser reads
+constexpr std::size_t sse_field_name_bytes_max = 8;   // longer field names are ignored fields
+constexpr std::size_t sse_event_name_bytes_max = 48;  // longer `event:` values classify as other
+
+// Parses a JSON unsigned integer token ("0", "123"; no sign, fraction, exponent or leading zero)
+// that fits in 64 bits. Anything else gives nullopt.
+[[nodiscard]] std::optional<std::uint64_t> json_uint(std::string_view token);
+
+// Reads small captured JSON pieces with simdjson on-demand (error codes, no exceptions) into
+// preallocated buffers: construct one per shard at start-up and share it between connections.
+class PieceParser {
+ public:
+  static constexpr std::size_t keys_max = 4;
+  struct Counts {
+    std::array<std::uint64_t, keys_max> value{};
+    std::uint8_t present = 0;  // bit i: keys[i] was a non-negative integer
+  };
+
+  PieceParser();
+  ~PieceParser();
+  PieceParser(const PieceParser&) = delete;
+  PieceParser& operator=(const PieceParser&) = delete;
+
+  // Parses `object` (at most piece_bytes_max bytes) as a JSON object and reads its top-level
+  // members named in `keys` (exact names; a later duplicate wins). Members that are not
+  // non-negative integers are left absent. False if the piece is not one valid JSON object.
+  [[nodiscard]] bool read_counts(std::string_view object, std::span<const std::string_view> keys,
+                                 Counts* out);
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+};
 
 // SseLexer: splits a text/event-stream body into runs of one meaning, across any split.
 // Lines without a colon are ignored (the SSE rule would make "data" alone an empty data line;
@@ -98,7 +132,7 @@ constexpr std::size_t usage_field_count = static_cast<std::size_t>(UsageField::c
 
 struct Usage {
   std::array<std::uint64_t, usage_field_count> value{};
-  std::uint8_t present = 0;  // bit per UsageField
+  std::uint8_t present = 0;           // bit per UsageField
   std::uint64_t first_output_ns = 0;  // valid when output_events > 0
   std::uint64_t last_output_ns = 0;
   std::uint32_t output_events = 0;
@@ -135,7 +169,12 @@ class TailScanner {
   enum class Framing : std::uint8_t { off, undecided, json, sse };
   // What a Responses/Anthropic event is, from its `event:` line or its JSON "type".
   enum class Kind : std::uint8_t {
-    other, output, completed, failed, message_start, message_delta,
+    other,
+    output,
+    completed,
+    failed,
+    message_start,
+    message_delta,
   };
   // Values read from the current document, committed when it ends.
   struct Doc {
@@ -184,7 +223,7 @@ class TailScanner {
   Dialect dialect_ = Dialect::none;
   Framing framing_ = Framing::off;
   bool status_ok_ = false;
-  bool resync_ = false;        // json: skipping to the next '\n' after a malformed document
+  bool resync_ = false;  // json: skipping to the next '\n' after a malformed document
   bool start_known_ = false;
   // The SSE event being read.
   bool doc_complete_ = false;  // its JSON document ended

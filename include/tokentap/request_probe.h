@@ -11,6 +11,8 @@
 //   - A value of the wrong type for one of these fields makes Go reject the body (400), and so
 //     does anything but an object at the root, or invalid JSON: the facts are then "unparsable".
 //   - The decoder stops after the root value, so trailing bytes are never read.
+// Every route is read (a /api/pull or /api/show body names a model too); a non-JSON body, such
+// as a /api/blobs upload, fails on its first byte and costs nothing more.
 // Facts are final once settled(): when the root value has ended (possibly long before the body
 // ends: nothing after it is scanned), or at finish(). Unparsable bodies and bodies with a
 // Content-Encoding (zstd on /v1 routes; tokentap cannot decode it) give model unknown, the
@@ -48,7 +50,7 @@ class RequestProbe {
  public:
   // Where a member sits in the body, for the injection (offsets count from the body's start).
   struct Member {
-    std::uint32_t count = 0;  // occurrences
+    std::uint32_t count = 0;         // occurrences
     JsonType type = JsonType::none;  // of the last one
     bool nonempty = false;
     std::uint64_t begin = 0;
@@ -142,7 +144,7 @@ struct InjectEdit {
                                                InjectEdit* edit);
 
 [[nodiscard]] InjectOutcome inject_include_usage(std::string_view body, Route route,
-                                                 bool body_encoded, char* out,
-                                                 std::size_t out_cap, std::size_t* out_len);
+                                                 bool body_encoded, char* out, std::size_t out_cap,
+                                                 std::size_t* out_len);
 
 }  // namespace tokentap

@@ -2,7 +2,8 @@
 // added, for requests where the proxy injected it, so the client receives exactly the body bytes
 // it would have received without tokentap (metrics.md, "OpenAI streams and usage").
 //
-// What include_usage adds (Ollama middleware/openai.go, wire-format §7.2-7.3; OpenAI does the same):
+// What include_usage adds (Ollama middleware/openai.go, wire-format §7.2-7.3; OpenAI does the
+// same):
 //   - one extra event `data: {...,"choices":[],"usage":{...}}\n\n` before `data: [DONE]`;
 //   - /v1/completions: a `"usage":{"prompt_tokens":0,...}` member at the end of every chunk
 //     (Go's omitempty *Usage is nil without include_usage); OpenAI adds `"usage":null` instead.
@@ -17,6 +18,8 @@
 // current event are ever held, at most strip_hold_bytes_max; past that, or when a member would
 // span an SSE line break, the filter gives up on that event and passes it through unchanged
 // (fail open: the client may see an extra usage, never a damaged event). Both are counted.
+//
+// A body that starts with '{' or '[' is not SSE (an error object): it passes through untouched.
 //
 // Interface: feed() calls sink(const char*, std::size_t) with output spans in order; spans may
 // point into the input or into the filter's hold buffer and are valid only during the call.
@@ -74,8 +77,21 @@ class UsageStrip {
   enum class Key : std::uint8_t { other, choices, usage };
   // Position in the event's JSON, root level only; values are opaque.
   enum class Js : std::uint8_t {
-    before, member_start, key, key_escape, colon, value_start, string, string_escape,
-    nested, nested_string, nested_escape, scalar, after_value, done, off,
+    before,
+    member_start,
+    key,
+    key_escape,
+    colon,
+    value_start,
+    string,
+    string_escape,
+    nested,
+    nested_string,
+    nested_escape,
+    scalar,
+    after_value,
+    done,
+    off,
   };
   struct Step {
     std::size_t consumed = 0;
@@ -89,6 +105,9 @@ class UsageStrip {
   Step finalize(Step s);
   [[nodiscard]] std::size_t quiet_run(const char* p, std::size_t n);
   void on_byte(char c);
+  void on_member_start(char c);
+  void on_key_byte(char c);
+  void on_nested(char c);
   void on_value_start(char c);
   void on_after_value(char c);
   void begin_event();
@@ -104,7 +123,7 @@ class UsageStrip {
   std::uint32_t events_dropped_ = 0;
   std::uint32_t members_removed_ = 0;
   std::uint32_t gave_up_ = 0;
-  std::uint32_t vdepth_ = 0;   // nesting inside a root member's value
+  std::uint32_t vdepth_ = 0;  // nesting inside a root member's value
   std::uint16_t hold_len_ = 0;
   std::uint16_t member_mark_ = 0;  // hold_ offset where the pending member starts
   Verdict verdict_ = Verdict::pass;
@@ -113,12 +132,14 @@ class UsageStrip {
   Fact usage_ = Fact::unknown;
   Key member_key_ = Key::other;
   Disp last_disp_ = Disp::pass;  // for the LF of a CRLF
+  bool started_ = false;         // the body's first byte was seen
+  bool bypass_ = false;          // the body is JSON, not SSE
   bool in_event_ = false;
   bool member_pending_ = false;
-  bool member_due_ = false;    // the next byte in member_start begins a member
-  bool member_first_ = false;  // the pending member is the object's first
-  bool choices_probe_ = false; // inside choices' '[': the next non-space byte tells emptiness
-  bool eat_ = false;           // drop the byte just processed (a comma after a removed member)
+  bool member_due_ = false;     // the next byte in member_start begins a member
+  bool member_first_ = false;   // the pending member is the object's first
+  bool choices_probe_ = false;  // inside choices' '[': the next non-space byte tells emptiness
+  bool eat_ = false;            // drop the byte just processed (a comma after a removed member)
   bool end_event_ = false;
   std::uint8_t key_len_ = 0;
   bool key_long_ = false;
