@@ -14,24 +14,15 @@ namespace {
 
 constexpr std::uint32_t none = Slab<Conn>::none;
 
-// True when the peer has already closed an idle pooled connection (its FIN is queued).
-bool peer_closed(int fd) {
-  char probe;
-  const ssize_t n = recv(fd, &probe, 1, MSG_PEEK | MSG_DONTWAIT);
-  return n == 0 || (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK);
-}
-
 }  // namespace
 
 void Conn::attach_upstream() {
   UpstreamPool& pool = shard_->upstreams();
-  for (std::uint32_t s = pool.take_idle(); s != none; s = pool.take_idle()) {
+  // No liveness probe here: an idle connection keeps a multishot recv armed, so a FIN from the
+  // upstream retires it on the loop turn it arrives. A syscall per reuse to close the remaining
+  // window would cost every request; that window is covered by the stale-connection retry.
+  if (const std::uint32_t s = pool.take_idle(); s != none) {
     UpstreamConn& u = pool.at(s);
-    // The idle recv normally reports a FIN at once; this catches one that arrived since.
-    if (peer_closed(u.fd)) {
-      shard_->retire_upstream(s);
-      continue;
-    }
     u.state = UpstreamConn::State::active;
     u.owner = slot_;
     u.reused = true;
