@@ -196,7 +196,7 @@ bool Conn::feed_head(const char* data, std::uint32_t len, std::uint32_t* used) {
   std::size_t n = 0;
   const HttpParser::Stop stop = req_.feed(data, len, &n);
   if (stop == HttpParser::Stop::error) {
-    respond_error(400, "Bad Request", req_.error_reason());
+    respond_parse_error();
     return false;
   }
   BufRing& bufs = shard_->bufs();
@@ -246,6 +246,13 @@ bool Conn::feed_body(std::uint16_t buf, std::uint32_t off, std::uint32_t len,
 }
 
 void Conn::on_request_head() {
+  // llhttp checks the framing headers (Transfer-Encoding codings…) only after the head pause,
+  // and reports a bodyless request's end only on its next feed: an empty feed does both,
+  // before anything is forwarded.
+  static const char nothing = 0;
+  std::size_t unused = 0;
+  const HttpParser::Stop head_end = req_.feed(&nothing, 0, &unused);
+  if (head_end == HttpParser::Stop::error) return respond_parse_error();
   BufRing& bufs = shard_->bufs();
   const int out = bufs.alloc_spare();
   if (out < 0) {
@@ -319,10 +326,15 @@ void Conn::on_request_head() {
   if (splice_candidate(req_)) splice_mode_ = Splice::pending_request;
   attach_upstream();
   if (state_ != State::open) return;
-  // A request without a body completes right after its head: llhttp reports it on an empty feed.
-  static const char nothing = 0;
-  std::size_t n = 0;
-  if (req_.feed(&nothing, 0, &n) == HttpParser::Stop::message_done) on_request_done();
+  if (head_end == HttpParser::Stop::message_done) on_request_done();
+}
+
+void Conn::respond_parse_error() {
+  if (req_.error_code() == HPE_INVALID_TRANSFER_ENCODING) {
+    // RFC 9112 §6.1: a transfer coding the proxy does not understand is 501, not 400.
+    return respond_error(501, "Not Implemented", "tokentap: unsupported Transfer-Encoding");
+  }
+  respond_error(400, "Bad Request", req_.error_reason());
 }
 
 void Conn::on_request_done() {
@@ -418,7 +430,15 @@ void Conn::respond_error(int status, const char* reason, const char* message) {
   const int b = bufs.alloc_spare(/*urgent=*/true);
   if (b < 0) return close_now();
   const auto id = static_cast<std::uint16_t>(b);
-  const std::string_view text = message != nullptr ? message : "error";
+  // The message goes inside a JSON string: keep it to characters that need no escaping.
+  char text_buf[256];
+  std::size_t text_len = 0;
+  for (const char* p = message != nullptr ? message : "error";
+       *p != '\0' && text_len < sizeof(text_buf); ++p) {
+    const auto u = static_cast<unsigned char>(*p);
+    text_buf[text_len++] = (u < 0x20 || *p == '"' || *p == '\\') ? ' ' : *p;
+  }
+  const std::string_view text(text_buf, text_len);
   // Ollama's own error shape (wire-format §5), so clients parse it as they would Ollama's.
   const std::size_t body_len = text.size() + 12;  // {"error":"…"}
   const auto r = fmt::format_to_n(

@@ -121,12 +121,35 @@ bool next_line(std::string_view* rest, std::string_view* line) {
   return true;
 }
 
+// RFC 9110 §5.6.2 token characters: what a field name may contain.
+bool is_tchar(char c) {
+  if ((c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z')) return true;
+  switch (c) {
+    case '!': case '#': case '$': case '%': case '&': case '\'': case '*': case '+': case '-':
+    case '.': case '^': case '_': case '`': case '|': case '~':
+      return true;
+    default:
+      return false;
+  }
+}
+
+// Splits "Name: value\r\n". Rejects what request smuggling relies on: a name that is not a token
+// (whitespace before the colon, obs-fold continuation lines) and control characters (NUL…)
+// in the value, which upstream parsers may read differently from llhttp.
 bool split_header(std::string_view line, Line* out) {
   const auto colon = line.find(':');
   if (colon == std::string_view::npos || colon == 0) return false;
+  for (std::size_t i = 0; i < colon; ++i) {
+    if (!is_tchar(line[i])) return false;
+  }
+  const std::string_view raw_value = line.substr(colon + 1, line.size() - colon - 3);
+  for (const char c : raw_value) {
+    const auto u = static_cast<unsigned char>(c);
+    if ((u < 0x20 && c != '\t') || u == 0x7f) return false;
+  }
   out->whole = line;
   out->name = line.substr(0, colon);
-  out->value = trim(line.substr(colon + 1, line.size() - colon - 3));
+  out->value = trim(raw_value);
   return true;
 }
 
@@ -208,6 +231,13 @@ RewriteError rewrite_request_head(std::string_view raw, const RewriteOptions& op
   if (sp1 == std::string_view::npos || sp2 == std::string_view::npos) return RewriteError::bad_head;
   facts->method = request_line.substr(0, sp1);
   facts->target = request_line.substr(sp1 + 1, sp2 - sp1 - 1);
+  // Origin-form only ("/path"), or "*" for OPTIONS: an absolute-form target could name
+  // another host, and the proxy only ever talks to its one upstream.
+  const bool origin_form = !facts->target.empty() && facts->target.front() == '/';
+  const bool asterisk = facts->target == "*" && facts->method == "OPTIONS";
+  if ((!origin_form && !asterisk) || facts->target.size() > target_bytes_max) {
+    return RewriteError::bad_head;
+  }
 
   // Pass 1: the Connection header's tokens decide which other headers are hop-by-hop.
   ConnectionTokens tokens;

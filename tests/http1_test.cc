@@ -176,5 +176,29 @@ TEST(HttpParser, GarbageIsAnError) {
   EXPECT_EQ(p.feed(junk.data(), junk.size(), &used), HttpParser::Stop::error);
 }
 
+TEST(Http1Rewrite, RejectsSmugglingShapes) {
+  const char* bad[] = {
+      "GET http://evil.example/ HTTP/1.1\r\nHost: x\r\n\r\n",   // absolute-form
+      "GET evil HTTP/1.1\r\nHost: x\r\n\r\n",                   // not origin-form
+      "GET / HTTP/1.1\r\nHost : x\r\n\r\n",                     // space before the colon
+      "GET / HTTP/1.1\r\nHost: x\r\nX-A: a\r\n b\r\n\r\n",      // obs-fold
+      "GET / HTTP/1.1\r\nHost: x\r\n\tX-A: a\r\n\r\n",          // folded name
+      "GET / HTTP/1.1\r\nHost: x\r\nX-A: a\x01" "b\r\n\r\n",    // control character
+  };
+  for (const char* raw : bad) {
+    RewriteError err;
+    rewrite(raw, false, nullptr, &err);
+    EXPECT_EQ(err, RewriteError::bad_head) << raw;
+  }
+  RewriteError err;
+  rewrite(std::string_view("GET / HTTP/1.1\r\nX-A: a\0b\r\n\r\n", 29), false, nullptr, &err);
+  EXPECT_EQ(err, RewriteError::bad_head) << "NUL in a value";
+  const std::string long_target = "GET /" + std::string(target_bytes_max, 'a') + " HTTP/1.1\r\n\r\n";
+  rewrite(long_target, false, nullptr, &err);
+  EXPECT_EQ(err, RewriteError::bad_head);
+  EXPECT_EQ(rewrite("OPTIONS * HTTP/1.1\r\nHost: x\r\n\r\n"),
+            "OPTIONS * HTTP/1.1\r\nHost: 127.0.0.1:11434\r\n\r\n");
+}
+
 }  // namespace
 }  // namespace tokentap

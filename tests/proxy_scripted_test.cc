@@ -985,5 +985,41 @@ TEST(ProxyScripted, TokenSumsAreExactOver100kRequestsOnAllShards) {
   EXPECT_GT(family_sum(m, "tokentap_prompt_tokens_total", "model=\"m2\""), 0);
 }
 
+
+TEST(ProxyScripted, SmugglingCorpusIsRefusedAndNeverReachesTheUpstream) {
+  struct Case {
+    std::string raw;
+    const char* status;
+  };
+  const std::vector<Case> cases = {
+      {"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n"
+       "0\r\n\r\n", "400"},
+      {"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\nContent-Length: 6\r\n\r\nhello", "400"},
+      {"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: gzip\r\n\r\n", "501"},
+      {"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked, gzip\r\n\r\n", "501"},
+      {"GET / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n"
+       "Transfer-Encoding: chunked\r\n\r\n0\r\n\r\n", "501"},
+      {"GET / HTTP/1.1\nHost: x\n\n", "400"},
+      {"GET / HTTP/1.1\r\nHost: x\r\nX: a\r\n b\r\n\r\n", "400"},
+      {std::string("GET / HTTP/1.1\r\nHost: x\r\nX: a\0b\r\n\r\n", 32), "400"},
+      {"GET http://evil.example/ HTTP/1.1\r\nHost: x\r\n\r\n", "400"},
+      {"GET / HTTP/1.1\r\nHost : x\r\n\r\n", "400"},
+      {"GET /" + std::string(9000, 'a') + " HTTP/1.1\r\nHost: x\r\n\r\n", "400"},
+  };
+  ScriptedUpstream up([](int fd, ScriptedUpstream& self) { self.read_request(fd); });
+  START_PROXY(proxy, up.port());
+  for (const Case& c : cases) {
+    const int fd = connect_loopback(proxy.port());
+    send_all(fd, c.raw);
+    bool closed = false;
+    const std::string resp = read_until(fd, [](const std::string&) { return false; }, 3000ms,
+                                        &closed);
+    EXPECT_EQ(resp.substr(0, 12), std::string("HTTP/1.1 ") + c.status) << c.raw;
+    EXPECT_TRUE(closed) << c.raw;
+    close(fd);
+  }
+  EXPECT_EQ(up.accepted.load(), 0) << "a refused request must not reach the upstream";
+}
+
 }  // namespace
 }  // namespace tokentap

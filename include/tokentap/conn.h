@@ -110,6 +110,7 @@ class Conn {
   void maybe_finish_exchange();
   void reset_exchange();
   void respond_error(int status, const char* reason, const char* message);
+  void respond_parse_error();
   void close_now();
   void close_gracefully();
   void record_exchange();
