@@ -3,7 +3,9 @@
 #include "conn.h"
 
 #include <errno.h>
+#include <linux/sockios.h>
 #include <sys/epoll.h>
+#include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <sys/uio.h>
 #include <unistd.h>
@@ -21,6 +23,7 @@ namespace {
 // GET /fake/blob sends from this buffer: byte i = (i*31+7) & 0xff repeats every 256 bytes, so
 // any offset modulo 256 starts a valid slice of up to blob_slice_bytes.
 constexpr std::size_t blob_slice_bytes = 1024 * 1024;
+constexpr std::uint64_t reset_poll_ms = 1;
 
 const char* blob_pattern() {
   static const auto* pattern = [] {
@@ -297,6 +300,12 @@ bool Conn::finish_response(Worker& w) {
   }
   if (!out_.empty()) return false;
   if (after_ == After::reset) {
+    // An RST discards what the kernel has not delivered yet; wait until the peer has it all.
+    int unsent = 0;
+    if (ioctl(fd_, SIOCOUTQ, &unsent) == 0 && unsent > 0) {
+      arm_timer(w, reset_poll_ms);
+      return false;
+    }
     close_now(true);
   } else {
     begin_linger(w);
@@ -307,7 +316,10 @@ bool Conn::finish_response(Worker& w) {
 bool Conn::read_more(Worker& w) {
   if (!readable_ || peer_gone_ || phase_ == Phase::respond) return false;
   if (phase_ == Phase::head && out_.size() >= output_high_water_bytes) return false;
-  char* dst = in_.reserve_tail(input_read_bytes);
+  // Large bodies (blob uploads) are read in big slices; heads in small ones, so thousands of
+  // idle connections stay cheap.
+  const bool big = phase_ == Phase::body && (req_.chunked || body_left_ > 64 * 1024);
+  char* dst = in_.reserve_tail(big ? input_body_read_bytes : input_read_bytes);
   const std::size_t room = in_.tail_room();
   const ssize_t n = recv(fd_, dst, room, 0);
   if (n > 0) {

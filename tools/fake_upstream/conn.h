@@ -29,7 +29,8 @@ namespace tokentap::fake {
 class Worker;
 
 constexpr std::size_t output_high_water_bytes = 256 * 1024;
-constexpr std::size_t input_read_bytes = 64 * 1024;       // per recv()
+constexpr std::size_t input_read_bytes = 16 * 1024;       // per recv() for heads
+constexpr std::size_t input_body_read_bytes = 256 * 1024; // per recv() inside a large body
 constexpr std::size_t json_body_bytes_max = 64 * 1024 * 1024;
 constexpr std::uint32_t linger_ms = 1000;                 // wait for EOF after our FIN
 constexpr std::size_t blob_pattern_period = 256;          // byte i = (i*31+7) & 0xff

@@ -117,7 +117,11 @@ Plan build_plan(Endpoint endpoint, const Controls& c, const RequestFields& f,
   p.error_at = p.tokens == 0 ? 0 : (p.tokens / 2 > 0 ? p.tokens / 2 : 1);
   p.status = 200;
   if (c.status != 0 && !p.stream) p.status = c.status;
-  if (p.error != FakeError::none) p.status = c.status >= 400 ? c.status : 500;
+  // A failure before the first token (or any failure without streaming) replaces the answer;
+  // a midstream failure keeps the 200 that was already sent.
+  if (p.error == FakeError::before || (p.error == FakeError::midstream && !p.stream)) {
+    p.status = c.status >= 400 ? c.status : 500;
+  }
   return p;
 }
 

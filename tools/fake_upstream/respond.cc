@@ -79,6 +79,7 @@ std::string make_tags_body() {
       {"gemma3:4b", "gemma3", "3338801804", "4.3B", "Q4_K_M"},
       {"mistral:7b", "llama", "4113301824", "7.2B", "Q4_0"},
       {"deepseek-r1:8b", "qwen3", "5225376047", "8.2B", "Q4_K_M"},
+      {"phi4:latest", "phi3", "9053116391", "14.7B", "Q4_K_M"},
   };
   std::string s = R"({"models":[)";
   int i = 0;
@@ -237,7 +238,8 @@ void Conn::respond_inference(Worker& w) {
     reply_single(w, 400, typed(error_content_type(plan_)), s.view(), delay);
     return;
   }
-  if (plan_.error != FakeError::none) {
+  // A midstream error on a stream is part of the stream (Script); everything else fails first.
+  if (plan_.error == FakeError::before || (plan_.error == FakeError::midstream && !plan_.stream)) {
     const bool before = plan_.error == FakeError::before;
     render_error(plan_, plan_.status, before ? runner_stopped_message : midstream_message, s);
     const HandlerHeaders h = error_headers(plan_);
