@@ -183,7 +183,8 @@ bool HttpClient::fill(Clock::time_point deadline) {
 std::chrono::nanoseconds HttpClient::since_send(std::size_t buf_offset) const {
   const std::uint64_t offset = consumed_ + buf_offset;
   for (const Arrival& a : arrivals_) {
-    if (a.end > offset) return std::chrono::duration_cast<std::chrono::nanoseconds>(a.at - sent_at_);
+    if (a.end > offset)
+      return std::chrono::duration_cast<std::chrono::nanoseconds>(a.at - sent_at_);
   }
   return std::chrono::nanoseconds(-1);
 }
@@ -264,7 +265,8 @@ Response HttpClient::read_response(const ReadOptions& options) {
   if (!done) return fail(r, "connection closed before the body ended");
   r.complete = true;
   r.close = closed_;
-  r.time_to_complete = std::chrono::duration_cast<std::chrono::nanoseconds>(Clock::now() - sent_at_);
+  r.time_to_complete =
+      std::chrono::duration_cast<std::chrono::nanoseconds>(Clock::now() - sent_at_);
   return r;
 }
 
@@ -362,12 +364,13 @@ std::string request(std::string_view method, std::string_view path, std::string_
   out.reserve(128 + body.size());
   out.append(method).append(" ").append(path).append(" HTTP/1.1\r\n");
   if (!has_host) out.append("Host: 127.0.0.1:").append(std::to_string(port)).append("\r\n");
-  const bool wants_length = !body.empty() || method == "POST" || method == "PUT" ||
-                            method == "PATCH";
+  const bool wants_length =
+      !body.empty() || method == "POST" || method == "PUT" || method == "PATCH";
   if (!has_length && wants_length) {
     out.append("Content-Length: ").append(std::to_string(body.size())).append("\r\n");
   }
-  for (const Header& h : extra_headers) out.append(h.name).append(": ").append(h.value).append("\r\n");
+  for (const Header& h : extra_headers)
+    out.append(h.name).append(": ").append(h.value).append("\r\n");
   out.append("\r\n");
   out.append(body);
   return out;

@@ -28,18 +28,18 @@ enum class CloseKind : std::uint8_t { none, eof, reset };
 struct Response {
   int status = 0;
   std::string reason;
-  std::string head;                 // status line through the empty line, as received
-  std::vector<Header> headers;      // in order, duplicates kept
-  std::string body;                 // de-chunked
-  std::string raw;                  // every byte of this response (interim 1xx heads included)
-  std::vector<std::size_t> chunks;  // data chunk sizes as framed, without the final 0
-  std::vector<std::string> interim; // raw heads of 1xx responses skipped before this one
+  std::string head;                  // status line through the empty line, as received
+  std::vector<Header> headers;       // in order, duplicates kept
+  std::string body;                  // de-chunked
+  std::string raw;                   // every byte of this response (interim 1xx heads included)
+  std::vector<std::size_t> chunks;   // data chunk sizes as framed, without the final 0
+  std::vector<std::string> interim;  // raw heads of 1xx responses skipped before this one
   bool chunked = false;
   std::int64_t content_length = -1;
-  bool complete = false;            // the framing said where the body ends, and it arrived
-  bool terminator_seen = false;     // chunked: the last chunk and the empty trailer arrived
+  bool complete = false;              // the framing said where the body ends, and it arrived
+  bool terminator_seen = false;       // chunked: the last chunk and the empty trailer arrived
   CloseKind close = CloseKind::none;  // set if the connection ended during this read
-  std::string error;                // empty, or what went wrong ("timeout", "connection reset"…)
+  std::string error;  // empty, or what went wrong ("timeout", "connection reset"…)
   // Since the last send() on this client; -1 if it did not happen.
   std::chrono::nanoseconds time_to_head{-1};
   std::chrono::nanoseconds time_to_first_body_byte{-1};

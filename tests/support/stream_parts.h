@@ -21,8 +21,7 @@ struct SseEvent {
 
 // Events of a text/event-stream body ("\n\n"-separated). A final event without its blank line
 // is returned too, and *unterminated says so.
-[[nodiscard]] std::vector<SseEvent> sse_events(std::string_view body,
-                                               bool* unterminated = nullptr);
+[[nodiscard]] std::vector<SseEvent> sse_events(std::string_view body, bool* unterminated = nullptr);
 
 // FNV-1a 64, the checksum the fake upstream reports for uploads (X-Fake-Checksum).
 [[nodiscard]] std::uint64_t fnv1a64(std::string_view bytes,

@@ -36,10 +36,14 @@ const char* blob_pattern() {
 
 std::string_view go_error_text(HeadStatus status) {
   switch (status) {
-    case HeadStatus::missing_host: return "400 Bad Request: missing required Host header";
-    case HeadStatus::bad_version: return "505 HTTP Version Not Supported: unsupported protocol version";
-    case HeadStatus::unsupported_te: return "501 Not Implemented: unsupported transfer encoding";
-    default: return "400 Bad Request";
+    case HeadStatus::missing_host:
+      return "400 Bad Request: missing required Host header";
+    case HeadStatus::bad_version:
+      return "505 HTTP Version Not Supported: unsupported protocol version";
+    case HeadStatus::unsupported_te:
+      return "501 Not Implemented: unsupported transfer encoding";
+    default:
+      return "400 Bad Request";
   }
 }
 

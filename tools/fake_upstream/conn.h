@@ -29,11 +29,11 @@ namespace tokentap::fake {
 class Worker;
 
 constexpr std::size_t output_high_water_bytes = 256 * 1024;
-constexpr std::size_t input_read_bytes = 16 * 1024;       // per recv() for heads
-constexpr std::size_t input_body_read_bytes = 256 * 1024; // per recv() inside a large body
+constexpr std::size_t input_read_bytes = 16 * 1024;        // per recv() for heads
+constexpr std::size_t input_body_read_bytes = 256 * 1024;  // per recv() inside a large body
 constexpr std::size_t json_body_bytes_max = 64 * 1024 * 1024;
-constexpr std::uint32_t linger_ms = 1000;                 // wait for EOF after our FIN
-constexpr std::size_t blob_pattern_period = 256;          // byte i = (i*31+7) & 0xff
+constexpr std::uint32_t linger_ms = 1000;         // wait for EOF after our FIN
+constexpr std::size_t blob_pattern_period = 256;  // byte i = (i*31+7) & 0xff
 
 class Conn {
  public:
@@ -74,10 +74,10 @@ class Conn {
   void respond_blob_upload(Worker& w);
   void respond_fake_blob(Worker& w);
   void respond_echo(Worker& w);
-  void reply_single(Worker& w, int status, const HandlerHeaders& headers,
-                    std::string_view body, std::uint64_t hold_ms);
-  void reply_flushed(Worker& w, int status, const HandlerHeaders& headers,
-                     std::string_view body, std::uint64_t hold_ms);
+  void reply_single(Worker& w, int status, const HandlerHeaders& headers, std::string_view body,
+                    std::uint64_t hold_ms);
+  void reply_flushed(Worker& w, int status, const HandlerHeaders& headers, std::string_view body,
+                     std::uint64_t hold_ms);
   void start_stream(Worker& w);
   void write_stream_head(Worker& w);
   void apply_abort(std::size_t head_start, std::size_t head_bytes);
@@ -108,8 +108,8 @@ class Conn {
   // Answer in progress.
   bool streaming_ = false;
   bool head_sent_ = false;
-  bool held_ = false;            // a complete answer waits in out_ for its delay
-  bool waiting_timer_ = false;   // a stream waits for its next chunk's delay
+  bool held_ = false;           // a complete answer waits in out_ for its delay
+  bool waiting_timer_ = false;  // a stream waits for its next chunk's delay
   Framing framing_ = Framing::chunked;
   std::uint64_t chunks_sent_ = 0;
   std::uint64_t blob_left_ = 0;  // GET /fake/blob bytes still to send
@@ -120,8 +120,8 @@ class Conn {
   Script script_;
   Script::Cursor cursor_;
 
-  bool peer_gone_ = false;       // EOF or RST seen
-  bool readable_ = true;         // input may be waiting (edge seen, no short read since)
+  bool peer_gone_ = false;  // EOF or RST seen
+  bool readable_ = true;    // input may be waiting (edge seen, no short read since)
 };
 
 }  // namespace tokentap::fake

@@ -48,8 +48,8 @@ bool resolve(const std::string& host, std::uint16_t port, sockaddr_storage* addr
   hints.ai_flags = AI_PASSIVE | AI_NUMERICSERV;
   addrinfo* result = nullptr;
   const std::string service = std::to_string(port);
-  const int rc = getaddrinfo(host.empty() ? nullptr : host.c_str(), service.c_str(), &hints,
-                             &result);
+  const int rc =
+      getaddrinfo(host.empty() ? nullptr : host.c_str(), service.c_str(), &hints, &result);
   if (rc != 0 || result == nullptr) {
     *error = "cannot resolve '" + host + "': " + gai_strerror(rc);
     return false;
@@ -127,9 +127,8 @@ bool FakeUpstream::start(std::string* error) {
   }
   m.port = bound_port(fds[0]);
   for (int i = 0; i < threads; ++i) {
-    auto worker = std::make_unique<Worker>(m.options, fds[static_cast<std::size_t>(i)],
-                                           host_check, &m.stats[static_cast<std::size_t>(i)],
-                                           &m.shared);
+    auto worker = std::make_unique<Worker>(m.options, fds[static_cast<std::size_t>(i)], host_check,
+                                           &m.stats[static_cast<std::size_t>(i)], &m.shared);
     fds[static_cast<std::size_t>(i)] = -1;  // owned by the worker now
     if (!worker->init(error)) {
       for (const int fd : fds) {

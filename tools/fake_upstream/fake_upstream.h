@@ -28,7 +28,7 @@ struct Options {
 
 // Counters summed over the workers. Each worker writes its own block; reads are relaxed.
 struct Stats {
-  std::uint64_t requests = 0;                    // complete request heads parsed
+  std::uint64_t requests = 0;  // complete request heads parsed
   std::uint64_t connections_accepted = 0;
   std::uint64_t connections_closed_by_peer = 0;  // EOF or RST seen from a client
   std::uint64_t last_peer_close_ns = 0;          // CLOCK_MONOTONIC of the latest such EOF/RST

@@ -31,7 +31,7 @@ constexpr std::array<RouteEntry, 15> routes{{
     {"/v1/responses", "POST", Endpoint::v1_responses},
     {"/v1/messages", "POST", Endpoint::v1_messages},
     {"/fake/blob", "HEAD, GET", Endpoint::fake_blob},
-    {"/fake/echo", "", Endpoint::fake_echo},  // any method
+    {"/fake/echo", "", Endpoint::fake_echo},               // any method
     {"/api/blobs/", "HEAD, POST", Endpoint::blob_upload},  // prefix: /api/blobs/:digest
 }};
 
@@ -54,8 +54,7 @@ bool stream_default(Endpoint e) { return e == Endpoint::generate || e == Endpoin
 
 bool streamable(Endpoint e) {
   return e == Endpoint::generate || e == Endpoint::chat || e == Endpoint::v1_chat ||
-         e == Endpoint::v1_completions || e == Endpoint::v1_responses ||
-         e == Endpoint::v1_messages;
+         e == Endpoint::v1_completions || e == Endpoint::v1_responses || e == Endpoint::v1_messages;
 }
 
 Special special_of(Endpoint e, const RequestFields& f) {
@@ -71,9 +70,9 @@ Special special_of(Endpoint e, const RequestFields& f) {
 RouteMatch match_route(std::string_view method, std::string_view path) {
   for (const RouteEntry& r : routes) {
     const bool prefix = r.path.back() == '/' && r.path.size() > 1;
-    const bool hit = prefix ? (path.size() > r.path.size() && path.substr(0, r.path.size()) ==
-                                                                    r.path)
-                            : path == r.path;
+    const bool hit = prefix
+                         ? (path.size() > r.path.size() && path.substr(0, r.path.size()) == r.path)
+                         : path == r.path;
     if (!hit) continue;
     if (r.methods.empty() || method_listed(r.methods, method)) {
       if (r.endpoint == Endpoint::blob_upload && method == "HEAD") return {Endpoint::blob_head, {}};

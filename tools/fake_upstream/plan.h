@@ -21,11 +21,24 @@
 namespace tokentap::fake {
 
 enum class Endpoint : std::uint8_t {
-  root, version, tags,
-  generate, chat, embed, embeddings,
-  v1_chat, v1_completions, v1_embeddings, v1_responses, v1_messages,
-  blob_upload, blob_head, fake_blob, fake_echo,
-  not_found, method_not_allowed,
+  root,
+  version,
+  tags,
+  generate,
+  chat,
+  embed,
+  embeddings,
+  v1_chat,
+  v1_completions,
+  v1_embeddings,
+  v1_responses,
+  v1_messages,
+  blob_upload,
+  blob_head,
+  fake_blob,
+  fake_echo,
+  not_found,
+  method_not_allowed,
 };
 
 struct RouteMatch {
@@ -72,20 +85,44 @@ struct Plan {
 // One HTTP chunk of a stream.
 enum class Ev : std::uint8_t {
   // native NDJSON (generate, chat)
-  ol_piece, ol_final, ol_error,
+  ol_piece,
+  ol_final,
+  ol_error,
   // /v1/chat/completions and /v1/completions
-  oa_piece, oa_final, oa_error,
+  oa_piece,
+  oa_final,
+  oa_error,
   // /v1/responses
-  rs_created, rs_in_progress,
-  rs_reason_added, rs_reason_delta, rs_reason_done, rs_reason_item_done,
-  rs_msg_added, rs_part_added, rs_text_delta, rs_text_done, rs_part_done, rs_msg_item_done,
-  rs_fc_added, rs_fc_args_delta, rs_fc_args_done, rs_fc_item_done, rs_completed,
+  rs_created,
+  rs_in_progress,
+  rs_reason_added,
+  rs_reason_delta,
+  rs_reason_done,
+  rs_reason_item_done,
+  rs_msg_added,
+  rs_part_added,
+  rs_text_delta,
+  rs_text_done,
+  rs_part_done,
+  rs_msg_item_done,
+  rs_fc_added,
+  rs_fc_args_delta,
+  rs_fc_args_done,
+  rs_fc_item_done,
+  rs_completed,
   // /v1/messages
   an_message_start,
-  an_think_start, an_think_delta, an_think_stop,
-  an_text_start, an_text_delta, an_text_stop,
-  an_tool_start, an_tool_delta, an_tool_stop,
-  an_message_delta, an_message_stop,
+  an_think_start,
+  an_think_delta,
+  an_think_stop,
+  an_text_start,
+  an_text_delta,
+  an_text_stop,
+  an_tool_start,
+  an_tool_delta,
+  an_tool_stop,
+  an_message_delta,
+  an_message_stop,
 };
 
 class Script {
@@ -96,8 +133,8 @@ class Script {
   };
   struct Event {
     Ev ev;
-    std::uint32_t piece;   // piece index for piece events
-    std::uint32_t seq;     // /v1/responses sequence_number
+    std::uint32_t piece;  // piece index for piece events
+    std::uint32_t seq;    // /v1/responses sequence_number
   };
 
   void build(const Plan& plan);
@@ -123,10 +160,10 @@ class Script {
   std::array<Segment, segments_max> segments_{};
   std::uint8_t count_ = 0;
   std::uint32_t seq_ = 0;
-  std::uint32_t pieces_ = 0;   // pieces added so far
-  std::uint32_t budget_ = 0;   // pieces allowed before the cut
-  bool cut_ = false;           // a midstream error stopped the stream here
-  bool cutting_ = false;       // midstream error mode
+  std::uint32_t pieces_ = 0;  // pieces added so far
+  std::uint32_t budget_ = 0;  // pieces allowed before the cut
+  bool cut_ = false;          // a midstream error stopped the stream here
+  bool cutting_ = false;      // midstream error mode
 };
 
 }  // namespace tokentap::fake

@@ -13,10 +13,12 @@ namespace {
 constexpr std::size_t embedding_dims = 384;  // all-minilm: far above 2048 bytes, so chunked
 
 constexpr std::array<std::string_view, 32> words{{
-    "The", " sky", " is", " blue", " because", " molecules", " in", " the",
-    " air", " scatter", " short", " wavelengths", " of", " sunlight", " more", " than",
-    " long", " ones", ",", " an", " effect", " called", " Rayleigh", " scattering",
-    ".", " At", " sunset", " light", " travels", " farther", " and", " reddens",
+    "The",  " sky",      " is",     " blue",    " because",  " molecules",
+    " in",  " the",      " air",    " scatter", " short",    " wavelengths",
+    " of",  " sunlight", " more",   " than",    " long",     " ones",
+    ",",    " an",       " effect", " called",  " Rayleigh", " scattering",
+    ".",    " At",       " sunset", " light",   " travels",  " farther",
+    " and", " reddens",
 }};
 
 std::string make_embedding(bool widen) {
@@ -103,14 +105,21 @@ std::string_view openai_error_type(int status) {
 // Anthropic error `type` by status (anthropic/anthropic.go).
 std::string_view anthropic_error_type(int status) {
   switch (status) {
-    case 400: return "invalid_request_error";
-    case 401: return "authentication_error";
-    case 403: return "permission_error";
-    case 404: return "not_found_error";
-    case 429: return "rate_limit_error";
+    case 400:
+      return "invalid_request_error";
+    case 401:
+      return "authentication_error";
+    case 403:
+      return "permission_error";
+    case 404:
+      return "not_found_error";
+    case 429:
+      return "rate_limit_error";
     case 503:
-    case 529: return "overloaded_error";
-    default: return "api_error";
+    case 529:
+      return "overloaded_error";
+    default:
+      return "api_error";
   }
 }
 
@@ -118,20 +127,28 @@ std::string_view anthropic_error_type(int status) {
 
 Usage render_body(const Plan& plan, ByteBuf& out) {
   switch (family_of(plan.endpoint)) {
-    case Family::native: return render_native_body(plan, out);
-    case Family::openai: return render_openai_body(plan, out);
-    case Family::responses: return render_responses_body(plan, out);
-    case Family::anthropic: return render_anthropic_body(plan, out);
+    case Family::native:
+      return render_native_body(plan, out);
+    case Family::openai:
+      return render_openai_body(plan, out);
+    case Family::responses:
+      return render_responses_body(plan, out);
+    case Family::anthropic:
+      return render_anthropic_body(plan, out);
   }
   return {};
 }
 
 Usage render_event(const Plan& plan, const Script::Event& event, ByteBuf& out) {
   switch (family_of(plan.endpoint)) {
-    case Family::native: return render_native_event(plan, event, out);
-    case Family::openai: return render_openai_event(plan, event, out);
-    case Family::responses: return render_responses_event(plan, event, out);
-    case Family::anthropic: return render_anthropic_event(plan, event, out);
+    case Family::native:
+      return render_native_event(plan, event, out);
+    case Family::openai:
+      return render_openai_event(plan, event, out);
+    case Family::responses:
+      return render_responses_event(plan, event, out);
+    case Family::anthropic:
+      return render_anthropic_event(plan, event, out);
   }
   return {};
 }

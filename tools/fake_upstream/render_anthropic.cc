@@ -25,18 +25,24 @@ void put_usage(ByteBuf& out, std::uint64_t input, std::uint64_t output) {
 
 std::string_view event_name(Ev ev) {
   switch (ev) {
-    case Ev::an_message_start: return "message_start";
+    case Ev::an_message_start:
+      return "message_start";
     case Ev::an_think_start:
     case Ev::an_text_start:
-    case Ev::an_tool_start: return "content_block_start";
+    case Ev::an_tool_start:
+      return "content_block_start";
     case Ev::an_think_delta:
     case Ev::an_text_delta:
-    case Ev::an_tool_delta: return "content_block_delta";
+    case Ev::an_tool_delta:
+      return "content_block_delta";
     case Ev::an_think_stop:
     case Ev::an_text_stop:
-    case Ev::an_tool_stop: return "content_block_stop";
-    case Ev::an_message_delta: return "message_delta";
-    default: return "message_stop";
+    case Ev::an_tool_stop:
+      return "content_block_stop";
+    case Ev::an_message_delta:
+      return "message_delta";
+    default:
+      return "message_stop";
   }
 }
 
@@ -44,11 +50,14 @@ std::uint32_t block_index(const Plan& plan, Ev ev) {
   switch (ev) {
     case Ev::an_think_start:
     case Ev::an_think_delta:
-    case Ev::an_think_stop: return 0;
+    case Ev::an_think_stop:
+      return 0;
     case Ev::an_text_start:
     case Ev::an_text_delta:
-    case Ev::an_text_stop: return text_index(plan);
-    default: return tool_index(plan);
+    case Ev::an_text_stop:
+      return text_index(plan);
+    default:
+      return tool_index(plan);
   }
 }
 

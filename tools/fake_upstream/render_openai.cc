@@ -118,8 +118,9 @@ void completion_chunk(ByteBuf& out, const Plan& plan, std::string_view text,
     out.append(R"(}],"model":)");
     put_string(out, model);
     out.append(R"(,"system_fingerprint":"fp_ollama")");
-    if (plan.include_usage) out.append(R"(,"usage":{"prompt_tokens":0,"completion_tokens":0,)"
-                                       R"("total_tokens":0})");
+    if (plan.include_usage)
+      out.append(R"(,"usage":{"prompt_tokens":0,"completion_tokens":0,)"
+                 R"("total_tokens":0})");
     out.append('}');
   });
 }
@@ -127,9 +128,8 @@ void completion_chunk(ByteBuf& out, const Plan& plan, std::string_view text,
 Usage completion_event(const Plan& plan, const Script::Event& e, ByteBuf& out) {
   switch (e.ev) {
     case Ev::oa_piece:  // thinking pieces have no text in a completion
-      completion_chunk(out, plan,
-                       plan.kind(e.piece) == PieceKind::text ? piece_word(e.piece) : "", "null",
-                       plan.model);
+      completion_chunk(out, plan, plan.kind(e.piece) == PieceKind::text ? piece_word(e.piece) : "",
+                       "null", plan.model);
       return {};
     case Ev::oa_error:
       completion_chunk(out, plan, "", "null", {});

@@ -139,10 +139,10 @@ std::string_view open_event(ByteBuf& out, std::string_view type) {
 
 // response.output_item.added / done: item, output_index, sequence_number, type.
 void item_event(ByteBuf& out, const Plan& plan, const Script::Event& e) {
-  const bool added = e.ev == Ev::rs_reason_added || e.ev == Ev::rs_msg_added ||
-                     e.ev == Ev::rs_fc_added;
-  const auto type = open_event(out, added ? "response.output_item.added"
-                                          : "response.output_item.done");
+  const bool added =
+      e.ev == Ev::rs_reason_added || e.ev == Ev::rs_msg_added || e.ev == Ev::rs_fc_added;
+  const auto type =
+      open_event(out, added ? "response.output_item.added" : "response.output_item.done");
   out.append(R"("item":)");
   std::uint32_t index = message_index(plan);
   switch (e.ev) {
@@ -195,10 +195,18 @@ void text_event(ByteBuf& out, const Plan& plan, const Script::Event& e) {
   const bool part = e.ev == Ev::rs_part_added || e.ev == Ev::rs_part_done;
   std::string_view type;
   switch (e.ev) {
-    case Ev::rs_part_added: type = "response.content_part.added"; break;
-    case Ev::rs_part_done: type = "response.content_part.done"; break;
-    case Ev::rs_text_delta: type = "response.output_text.delta"; break;
-    default: type = "response.output_text.done"; break;
+    case Ev::rs_part_added:
+      type = "response.content_part.added";
+      break;
+    case Ev::rs_part_done:
+      type = "response.content_part.done";
+      break;
+    case Ev::rs_text_delta:
+      type = "response.output_text.delta";
+      break;
+    default:
+      type = "response.output_text.done";
+      break;
   }
   open_event(out, type);
   out.append(R"("content_index":0,)");

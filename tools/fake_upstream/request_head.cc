@@ -14,8 +14,21 @@ bool is_token_char(char c) {
   if (c >= 'A' && c <= 'Z') return true;
   if (c >= '0' && c <= '9') return true;
   switch (c) {
-    case '!': case '#': case '$': case '%': case '&': case '\'': case '*': case '+':
-    case '-': case '.': case '^': case '_': case '`': case '|': case '~':
+    case '!':
+    case '#':
+    case '$':
+    case '%':
+    case '&':
+    case '\'':
+    case '*':
+    case '+':
+    case '-':
+    case '.':
+    case '^':
+    case '_':
+    case '`':
+    case '|':
+    case '~':
       return true;
     default:
       return false;
@@ -179,7 +192,8 @@ HeadStatus parse_request_head(std::string_view head, RequestHead* out) {
       if (!is_token_char(c)) return HeadStatus::bad_request;  // also rejects obs-fold
     }
     std::string_view value = line.substr(colon + 1);
-    while (!value.empty() && (value.front() == ' ' || value.front() == '\t')) value.remove_prefix(1);
+    while (!value.empty() && (value.front() == ' ' || value.front() == '\t'))
+      value.remove_prefix(1);
     while (!value.empty() && (value.back() == ' ' || value.back() == '\t')) value.remove_suffix(1);
     if (!apply_header(name, value, out, &status)) {
       return status == HeadStatus::ok ? HeadStatus::bad_request : status;
@@ -287,8 +301,7 @@ ChunkedDecoder::Step ChunkedDecoder::step(std::string_view in) {
     case State::trailer_lf:
     case State::final_lf:
       return step_trailer(in);
-    case State::done:
-    {
+    case State::done: {
       Step s;
       s.done = true;
       return s;

@@ -41,11 +41,11 @@ struct RequestHead {
   int minor_version = 1;    // HTTP/1.<minor>
   std::string_view host;
   bool has_host = false;
-  bool chunked = false;            // Transfer-Encoding: chunked
+  bool chunked = false;  // Transfer-Encoding: chunked
   std::int64_t content_length = -1;
-  bool connection_close = false;   // a `close` token in Connection
-  bool expect_continue = false;    // Expect: 100-continue
-  std::string_view header_block;   // the header lines (after the request line), for /fake/echo
+  bool connection_close = false;  // a `close` token in Connection
+  bool expect_continue = false;   // Expect: 100-continue
+  std::string_view header_block;  // the header lines (after the request line), for /fake/echo
   Controls controls;
 
   [[nodiscard]] bool http10() const { return minor_version == 0; }
@@ -54,10 +54,10 @@ struct RequestHead {
 
 enum class HeadStatus : std::uint8_t {
   ok,
-  bad_request,        // malformed: Go answers "400 Bad Request" and closes
-  missing_host,       // HTTP/1.1 without Host: "400 Bad Request: missing required Host header"
-  bad_version,        // not HTTP/1.0 or HTTP/1.1: "505 HTTP Version Not Supported"
-  unsupported_te,     // Transfer-Encoding other than chunked: "501 Not Implemented"
+  bad_request,     // malformed: Go answers "400 Bad Request" and closes
+  missing_host,    // HTTP/1.1 without Host: "400 Bad Request: missing required Host header"
+  bad_version,     // not HTTP/1.0 or HTTP/1.1: "505 HTTP Version Not Supported"
+  unsupported_te,  // Transfer-Encoding other than chunked: "501 Not Implemented"
 };
 
 // Finds the end of a head ("\r\n\r\n"); returns its length including that terminator, or 0.
@@ -76,7 +76,8 @@ void for_each_header(std::string_view block, Fn&& fn) {
     const std::size_t colon = line.find(':');
     if (colon == std::string_view::npos || colon == 0) continue;
     std::string_view value = line.substr(colon + 1);
-    while (!value.empty() && (value.front() == ' ' || value.front() == '\t')) value.remove_prefix(1);
+    while (!value.empty() && (value.front() == ' ' || value.front() == '\t'))
+      value.remove_prefix(1);
     while (!value.empty() && (value.back() == ' ' || value.back() == '\t')) value.remove_suffix(1);
     fn(line.substr(0, colon), value);
   }
@@ -98,8 +99,19 @@ class ChunkedDecoder {
   [[nodiscard]] Step step(std::string_view in);
 
  private:
-  enum class State : std::uint8_t { size, size_ext, size_lf, data, data_cr, data_lf, trailer,
-                                    trailer_text, trailer_lf, final_lf, done };
+  enum class State : std::uint8_t {
+    size,
+    size_ext,
+    size_lf,
+    data,
+    data_cr,
+    data_lf,
+    trailer,
+    trailer_text,
+    trailer_lf,
+    final_lf,
+    done
+  };
   [[nodiscard]] Step step_size(std::string_view in);
   [[nodiscard]] Step step_trailer(std::string_view in);
 

@@ -142,19 +142,23 @@ std::uint64_t query_u64(std::string_view query, std::string_view key) {
 
 std::string status_message(const Plan& plan) {
   switch (plan.status) {
-    case 400: return "invalid request";
-    case 404: return "model '" + std::string(plan.model) + "' not found";
+    case 400:
+      return "invalid request";
+    case 404:
+      return "model '" + std::string(plan.model) + "' not found";
     case 429:
-    case 503: return "server busy, please try again.  maximum pending requests exceeded";
-    case 499: return "request canceled";
-    default: return "fake status " + std::to_string(plan.status);
+    case 503:
+      return "server busy, please try again.  maximum pending requests exceeded";
+    case 499:
+      return "request canceled";
+    default:
+      return "fake status " + std::to_string(plan.status);
   }
 }
 
 bool generates(Endpoint e) {
   return e == Endpoint::generate || e == Endpoint::chat || e == Endpoint::v1_chat ||
-         e == Endpoint::v1_completions || e == Endpoint::v1_responses ||
-         e == Endpoint::v1_messages;
+         e == Endpoint::v1_completions || e == Endpoint::v1_responses || e == Endpoint::v1_messages;
 }
 
 HandlerHeaders typed(std::string_view content_type) {
@@ -173,7 +177,8 @@ HandlerHeaders error_headers(const Plan& plan) {
 }  // namespace
 
 void Conn::respond(Worker& w) {
-  meta_ = ReplyMeta{.http10 = req_.http10(), .head_method = req_.method == "HEAD",
+  meta_ = ReplyMeta{.http10 = req_.http10(),
+                    .head_method = req_.method == "HEAD",
                     .close = req_.connection_close || req_.http10()};
   after_ = meta_.close || req_.controls.close_after ? After::close : After::keep_alive;
   const std::uint64_t delay = req_.controls.delay_ms;
@@ -331,8 +336,8 @@ void Conn::respond_echo(Worker& w) {
   reply_single(w, 200, typed("application/json"), s.view(), req_.controls.delay_ms);
 }
 
-void Conn::reply_single(Worker& w, int status, const HandlerHeaders& headers,
-                        std::string_view body, std::uint64_t hold_ms) {
+void Conn::reply_single(Worker& w, int status, const HandlerHeaders& headers, std::string_view body,
+                        std::uint64_t hold_ms) {
   const Framing framing = single_write_framing(meta_, body.size());
   if (framing == Framing::close_delimited && after_ == After::keep_alive) after_ = After::close;
   const std::size_t start = out_.size();

@@ -30,11 +30,11 @@ struct ReplyMeta {
 // What the handler set through w.Header(); written sorted by key. Only the headers Ollama (and
 // the fake's own endpoints) ever set are representable, in their sorted order.
 struct HandlerHeaders {
-  std::string_view allow;             // 405 answers (gin)
-  bool stream_headers = false;        // Cache-Control: no-cache + Connection: keep-alive
-  std::int64_t content_length = -1;   // set by the handler itself (GET /fake/blob)
-  std::string_view content_type;      // empty: none
-  std::int64_t fake_bytes = -1;       // POST /api/blobs answers
+  std::string_view allow;            // 405 answers (gin)
+  bool stream_headers = false;       // Cache-Control: no-cache + Connection: keep-alive
+  std::int64_t content_length = -1;  // set by the handler itself (GET /fake/blob)
+  std::string_view content_type;     // empty: none
+  std::int64_t fake_bytes = -1;      // POST /api/blobs answers
   bool has_fake_checksum = false;
   std::uint64_t fake_checksum = 0;
 };

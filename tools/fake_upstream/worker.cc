@@ -173,8 +173,8 @@ void Worker::note_peer_close() {
   WorkerStats::add(stats_->connections_closed_by_peer, 1);
   const std::uint64_t now = monotonic_ns();
   std::uint64_t seen = shared_->last_peer_close_ns.load(std::memory_order_relaxed);
-  while (seen < now && !shared_->last_peer_close_ns.compare_exchange_weak(
-                           seen, now, std::memory_order_relaxed)) {
+  while (seen < now &&
+         !shared_->last_peer_close_ns.compare_exchange_weak(seen, now, std::memory_order_relaxed)) {
   }
 }
 
