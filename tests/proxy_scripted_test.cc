@@ -21,6 +21,7 @@
 
 #include "tokentap/clock.h"
 #include "tokentap/config.h"
+#include "support/proxy_fixture.h"
 #include "tokentap/server.h"
 
 namespace tokentap {
@@ -145,46 +146,9 @@ class ScriptedUpstream {
   std::vector<std::string> requests_;
 };
 
-class Proxy {
- public:
-  explicit Proxy(std::uint16_t upstream_port, int threads = 2,
-                 std::vector<std::string> extra = {}) {
-    std::vector<std::string> args = {"tokentap", "--listen", "127.0.0.1:0",
-                                     "--metrics-listen", "127.0.0.1:0", "--upstream",
-                                     "http://127.0.0.1:" + std::to_string(upstream_port),
-                                     "--threads", std::to_string(threads)};
-    args.insert(args.end(), extra.begin(), extra.end());
-    std::vector<const char*> argv;
-    for (auto& a : args) argv.push_back(a.c_str());
-    auto parsed = parse_config(static_cast<int>(argv.size()), argv.data(),
-                               [](const char*) -> const char* { return nullptr; });
-    EXPECT_EQ(parsed.kind, ParseOutcome::Kind::run) << parsed.error;
-    server_ = std::make_unique<Server>(parsed.config);
-    std::string error;
-    started_ = server_->start(&error);
-    if (!started_) error_ = error;
-  }
-  bool started() const { return started_; }
-  void stop(std::uint32_t drain_ms) { server_->stop(drain_ms); }
-  const std::string& error() const { return error_; }
-  std::uint16_t port() const { return server_->port(); }
-  std::string scrape() const {
-    const int c = connect_loopback(server_->metrics_port());
-    send_all(c, "GET /metrics HTTP/1.0\r\n\r\n");
-    std::string out = read_until(c, [](const std::string&) { return false; }, 3000ms);
-    close(c);
-    return out;
-  }
+using Proxy = test::TestProxy;
 
- private:
-  std::unique_ptr<Server> server_;
-  bool started_ = false;
-  std::string error_;
-};
-
-#define START_PROXY(name, upstream_port)                                              \
-  Proxy name(upstream_port);                                                          \
-  if (!name.started()) GTEST_SKIP() << "io_uring unavailable: " << name.error();
+#define START_PROXY(name, upstream_port) TT_START_PROXY(name, upstream_port)
 
 constexpr const char* ok_body = "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\n"
                                 "Content-Length: 5\r\n\r\nhello";
@@ -515,12 +479,8 @@ TEST(ProxyScripted, LargeDownloadIsSplicedIntact) {
 }
 
 
-// The value of the sample whose line starts with `series` (name and labels), or -1.
-double sample(const std::string& text, const std::string& series) {
-  const auto at = text.find("\n" + series + " ");
-  if (at == std::string::npos) return -1;
-  return std::stod(text.substr(at + series.size() + 2));
-}
+using test::metric;
+using test::metric_sum;
 
 TEST(ProxyScripted, MetricsCountRequestsBytesAndFailures) {
   ScriptedUpstream up([](int fd, ScriptedUpstream& self) {
@@ -539,13 +499,13 @@ TEST(ProxyScripted, MetricsCountRequestsBytesAndFailures) {
   close(c);
   std::this_thread::sleep_for(50ms);
   const std::string m = proxy.scrape();
-  EXPECT_EQ(sample(m, "tokentap_requests_total{endpoint=\"other\",model=\"unknown\",status=\"200\","
+  EXPECT_EQ(metric(m, "tokentap_requests_total{endpoint=\"other\",model=\"unknown\",status=\"200\","
                       "stream=\"false\"}"), 3) << m;
-  EXPECT_EQ(sample(m, "tokentap_request_bytes_total{endpoint=\"other\"}"), 3.0 * req.size());
-  EXPECT_EQ(sample(m, "tokentap_response_bytes_total{endpoint=\"other\"}"),
+  EXPECT_EQ(metric(m, "tokentap_request_bytes_total{endpoint=\"other\"}"), 3.0 * req.size());
+  EXPECT_EQ(metric(m, "tokentap_response_bytes_total{endpoint=\"other\"}"),
             3.0 * std::strlen(ok_body));
-  EXPECT_EQ(sample(m, "tokentap_connections_total"), 1);
-  EXPECT_EQ(sample(m, "tokentap_connections_open"), 0);
+  EXPECT_EQ(metric(m, "tokentap_connections_total"), 1);
+  EXPECT_EQ(metric(m, "tokentap_connections_open"), 0);
 }
 
 TEST(ProxyScripted, MetricsCountUpstreamConnectErrorsAnd502) {
@@ -557,17 +517,16 @@ TEST(ProxyScripted, MetricsCountUpstreamConnectErrorsAnd502) {
   read_until(c, [](const std::string&) { return false; }, 3000ms);
   close(c);
   const std::string m = proxy.scrape();
-  EXPECT_EQ(sample(m, "tokentap_upstream_errors_total{kind=\"connect\"}"), 1) << m;
-  EXPECT_EQ(sample(m, "tokentap_requests_total{endpoint=\"/api/generate\",model=\"unknown\","
+  EXPECT_EQ(metric(m, "tokentap_upstream_errors_total{kind=\"connect\"}"), 1) << m;
+  EXPECT_EQ(metric(m, "tokentap_requests_total{endpoint=\"/api/generate\",model=\"unknown\","
                       "status=\"502\",stream=\"true\"}"), 1) << m;
-  EXPECT_EQ(sample(m, "tokentap_active_requests{endpoint=\"/api/generate\",model=\"unknown\"}"), 0);
+  EXPECT_EQ(metric(m, "tokentap_active_requests{endpoint=\"/api/generate\",model=\"unknown\"}"), 0);
 }
 
 
 TEST(ProxyScripted, SlowlorisHeadGets408) {
   ScriptedUpstream up([](int fd, ScriptedUpstream& self) { self.read_request(fd); });
-  Proxy proxy(up.port(), 1, {"--head-timeout", "200"});
-  if (!proxy.started()) GTEST_SKIP() << proxy.error();
+  TT_START_PROXY(proxy, up.port(), 1, {"--head-timeout", "200"});
   const int c = connect_loopback(proxy.port());
   send_all(c, "GET / HTTP/1.1\r\nHost: x\r\n");  // never finished
   const auto t0 = std::chrono::steady_clock::now();
@@ -579,7 +538,7 @@ TEST(ProxyScripted, SlowlorisHeadGets408) {
   EXPECT_GE(waited, 150ms);
   EXPECT_LT(waited, 2000ms);
   close(c);
-  EXPECT_EQ(sample(proxy.scrape(), "tokentap_connections_rejected_total{reason=\"timeout\"}"), 1);
+  EXPECT_EQ(metric(proxy.scrape(), "tokentap_connections_rejected_total{reason=\"timeout\"}"), 1);
 }
 
 TEST(ProxyScripted, IdleKeepAliveIsClosedButStreamsAreNot) {
@@ -594,8 +553,7 @@ TEST(ProxyScripted, IdleKeepAliveIsClosedButStreamsAreNot) {
     send_all(fd, "0\r\n\r\n");
     read_until(fd, [](const std::string&) { return false; }, 3000ms);
   });
-  Proxy proxy(up.port(), 1, {"--idle-timeout", "200", "--head-timeout", "200"});
-  if (!proxy.started()) GTEST_SKIP() << proxy.error();
+  TT_START_PROXY(proxy, up.port(), 1, {"--idle-timeout", "200", "--head-timeout", "200"});
   const int c = connect_loopback(proxy.port());
   send_all(c, "POST /api/generate HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\n\r\n{}");
   const std::string resp = read_until(c, [](const std::string& d) {
@@ -646,15 +604,15 @@ TEST(ProxyScripted, MetersAnOllamaStream) {
   std::this_thread::sleep_for(50ms);
   const std::string m = proxy.scrape();
   const std::string labels = "{endpoint=\"/api/generate\",model=\"llama3.2\"}";
-  EXPECT_EQ(sample(m, "tokentap_prompt_tokens_total" + labels), 46) << m;
-  EXPECT_EQ(sample(m, "tokentap_completion_tokens_total" + labels), 75);
-  EXPECT_EQ(sample(m, "tokentap_requests_total{endpoint=\"/api/generate\",model=\"llama3.2\","
+  EXPECT_EQ(metric(m, "tokentap_prompt_tokens_total" + labels), 46) << m;
+  EXPECT_EQ(metric(m, "tokentap_completion_tokens_total" + labels), 75);
+  EXPECT_EQ(metric(m, "tokentap_requests_total{endpoint=\"/api/generate\",model=\"llama3.2\","
                       "status=\"200\",stream=\"true\"}"), 1);
-  EXPECT_EQ(sample(m, "tokentap_time_to_first_token_seconds_count" + labels), 1);
-  EXPECT_EQ(sample(m, "tokentap_time_per_output_token_seconds_count" + labels), 1);
-  EXPECT_NEAR(sample(m, "tokentap_model_load_seconds_total{model=\"llama3.2\"}"), 0.014213406, 1e-9);
-  EXPECT_NEAR(sample(m, "tokentap_generation_seconds_total{model=\"llama3.2\"}"), 0.519493, 1e-9);
-  EXPECT_EQ(sample(m, "tokentap_active_requests" + labels), 0);
+  EXPECT_EQ(metric(m, "tokentap_time_to_first_token_seconds_count" + labels), 1);
+  EXPECT_EQ(metric(m, "tokentap_time_per_output_token_seconds_count" + labels), 1);
+  EXPECT_NEAR(metric(m, "tokentap_model_load_seconds_total{model=\"llama3.2\"}"), 0.014213406, 1e-9);
+  EXPECT_NEAR(metric(m, "tokentap_generation_seconds_total{model=\"llama3.2\"}"), 0.519493, 1e-9);
+  EXPECT_EQ(metric(m, "tokentap_active_requests" + labels), 0);
 }
 
 TEST(ProxyScripted, TruncatedStreamCountsUsageMissing) {
@@ -674,8 +632,8 @@ TEST(ProxyScripted, TruncatedStreamCountsUsageMissing) {
   close(c);
   std::this_thread::sleep_for(50ms);
   const std::string m = proxy.scrape();
-  EXPECT_EQ(sample(m, "tokentap_usage_missing_total{endpoint=\"/api/chat\"}"), 1) << m;
-  EXPECT_EQ(sample(m, "tokentap_upstream_errors_total{kind=\"reset\"}"), 1);
+  EXPECT_EQ(metric(m, "tokentap_usage_missing_total{endpoint=\"/api/chat\"}"), 1) << m;
+  EXPECT_EQ(metric(m, "tokentap_upstream_errors_total{kind=\"reset\"}"), 1);
 }
 
 
@@ -745,9 +703,9 @@ TEST(ProxyScripted, InjectsIncludeUsageAndStripsItFromTheStream) {
   std::this_thread::sleep_for(50ms);
   const std::string m = proxy.scrape();
   const std::string labels = "{endpoint=\"/v1/chat/completions\",model=\"llama3.2\"}";
-  EXPECT_EQ(sample(m, "tokentap_prompt_tokens_total" + labels), 32) << m;
-  EXPECT_EQ(sample(m, "tokentap_completion_tokens_total" + labels), 34);
-  EXPECT_EQ(sample(m, "tokentap_usage_missing_total{endpoint=\"/v1/chat/completions\"}"), -1);
+  EXPECT_EQ(metric(m, "tokentap_prompt_tokens_total" + labels), 32) << m;
+  EXPECT_EQ(metric(m, "tokentap_completion_tokens_total" + labels), 34);
+  EXPECT_EQ(metric(m, "tokentap_usage_missing_total{endpoint=\"/v1/chat/completions\"}"), -1);
 }
 
 TEST(ProxyScripted, ClientAskedForUsageGetsItUntouched) {
@@ -892,8 +850,7 @@ TEST(ProxyScripted, DrainLetsStreamsFinishAndRefusesNewConnections) {
 
 TEST(ProxyScripted, BodyLargerThanMaxBodyGets413) {
   ScriptedUpstream up([](int fd, ScriptedUpstream& self) { self.read_request(fd); });
-  Proxy proxy(up.port(), 1, {"--max-body", "1000"});
-  if (!proxy.started()) GTEST_SKIP() << proxy.error();
+  TT_START_PROXY(proxy, up.port(), 1, {"--max-body", "1000"});
   const int c = connect_loopback(proxy.port());
   send_all(c, "POST /api/chat HTTP/1.1\r\nHost: x\r\nContent-Length: 1001\r\n\r\n");
   const std::string resp = read_until(c, has_head);
@@ -903,18 +860,6 @@ TEST(ProxyScripted, BodyLargerThanMaxBodyGets413) {
 }
 
 
-// Sums of every sample of a family whose labels contain `filter`.
-double family_sum(const std::string& text, const std::string& family, const std::string& filter) {
-  double sum = 0;
-  std::size_t at = 0;
-  while ((at = text.find("\n" + family + "{", at)) != std::string::npos) {
-    const std::size_t eol = text.find('\n', at + 1);
-    const std::string line = text.substr(at + 1, eol - at - 1);
-    if (line.find(filter) != std::string::npos) sum += std::stod(line.substr(line.rfind(' ') + 1));
-    at = eol;
-  }
-  return sum;
-}
 
 TEST(ProxyScripted, TokenSumsAreExactOver100kRequestsOnAllShards) {
   constexpr int connections = 8;
@@ -976,13 +921,13 @@ TEST(ProxyScripted, TokenSumsAreExactOver100kRequestsOnAllShards) {
   ASSERT_EQ(ok.load(), connections * per_connection);
   std::this_thread::sleep_for(100ms);
   const std::string m = proxy.scrape();
-  EXPECT_EQ(family_sum(m, "tokentap_requests_total", "endpoint=\"/api/generate\""),
+  EXPECT_EQ(metric_sum(m, "tokentap_requests_total", "endpoint=\"/api/generate\""),
             connections * per_connection);
-  EXPECT_EQ(family_sum(m, "tokentap_prompt_tokens_total", ""),
+  EXPECT_EQ(metric_sum(m, "tokentap_prompt_tokens_total", ""),
             static_cast<double>(prompt_sent.load()));
-  EXPECT_EQ(family_sum(m, "tokentap_completion_tokens_total", ""),
+  EXPECT_EQ(metric_sum(m, "tokentap_completion_tokens_total", ""),
             static_cast<double>(completion_sent.load()));
-  EXPECT_GT(family_sum(m, "tokentap_prompt_tokens_total", "model=\"m2\""), 0);
+  EXPECT_GT(metric_sum(m, "tokentap_prompt_tokens_total", "model=\"m2\""), 0);
 }
 
 

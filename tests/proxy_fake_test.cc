@@ -1,0 +1,172 @@
+// The proxy in front of the fake Ollama: for every endpoint family of the wire-format spec,
+// stream and not, a request through tokentap gets exactly the bytes the upstream gives a direct
+// request, and /metrics moves by exactly what the upstream reported.
+#include <gtest/gtest.h>
+
+#include <cstdio>
+#include <cstdlib>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "fake_upstream.h"
+#include "support/http_client.h"
+#include "support/proxy_fixture.h"
+#include "tokentap/route.h"
+
+namespace tokentap {
+namespace {
+
+using test::Header;
+using test::metric;
+using test::metric_sum;
+
+struct Scenario {
+  const char* name;
+  const char* method;
+  const char* path;
+  std::string body;
+  std::vector<Header> headers;
+  const char* model;      // label expected on /metrics ("" when not an inference)
+  const char* stream;     // effective stream label
+  int status;
+  bool reframed = false;  // include_usage injected: same body, chunk boundaries may differ
+  bool usage_missing = false;
+};
+
+const std::string chat_messages = R"("messages":[{"role":"user","content":"Why is the sky blue?"}])";
+
+std::vector<Scenario> scenarios() {
+  return {
+      {"generate_stream", "POST", "/api/generate",
+       R"({"model":"llama3.2","prompt":"Why is the sky blue?"})", {}, "llama3.2", "true", 200},
+      {"generate_nonstream", "POST", "/api/generate",
+       R"({"model":"llama3.2","prompt":"Why is the sky blue?","stream":false})", {}, "llama3.2",
+       "false", 200},
+      {"chat_stream", "POST", "/api/chat", R"({"model":"qwen3:8b",)" + chat_messages + "}", {},
+       "qwen3:8b", "true", 200},
+      {"chat_nonstream", "POST", "/api/chat",
+       R"({"model":"qwen3:8b","stream":false,)" + chat_messages + "}", {}, "qwen3:8b", "false",
+       200},
+      {"chat_thinking", "POST", "/api/chat", R"({"model":"qwen3:8b",)" + chat_messages + "}",
+       {{"X-Fake-Think", "1"}}, "qwen3:8b", "true", 200},
+      {"chat_tools", "POST", "/api/chat",
+       R"({"model":"qwen3:8b","tools":[{"type":"function"}],)" + chat_messages + "}",
+       {{"X-Fake-Tools", "1"}}, "qwen3:8b", "true", 200},
+      {"generate_load", "POST", "/api/generate", R"({"model":"llama3.2"})", {}, "llama3.2",
+       "true", 200},
+      {"generate_unload", "POST", "/api/generate", R"({"model":"llama3.2","keep_alive":0})", {},
+       "llama3.2", "true", 200},
+      {"embed", "POST", "/api/embed", R"({"model":"all-minilm","input":["a","b"]})", {},
+       "all-minilm", "false", 200},
+      {"embeddings_legacy", "POST", "/api/embeddings", R"({"model":"all-minilm","prompt":"a"})",
+       {}, "all-minilm", "false", 200},
+      {"openai_chat_stream_no_usage", "POST", "/v1/chat/completions",
+       R"({"model":"llama3.2","stream":true,)" + chat_messages + "}", {}, "llama3.2", "true", 200,
+       /*reframed=*/true},
+      {"openai_chat_stream_usage", "POST", "/v1/chat/completions",
+       R"({"model":"llama3.2","stream":true,"stream_options":{"include_usage":true},)" +
+           chat_messages + "}",
+       {}, "llama3.2", "true", 200},
+      {"openai_chat_nonstream", "POST", "/v1/chat/completions",
+       R"({"model":"llama3.2",)" + chat_messages + "}", {}, "llama3.2", "false", 200},
+      {"openai_completions_stream_no_usage", "POST", "/v1/completions",
+       R"({"model":"llama3.2","prompt":"Say hi","stream":true})", {}, "llama3.2", "true", 200,
+       /*reframed=*/true},
+      {"openai_completions_stream_usage", "POST", "/v1/completions",
+       R"({"model":"llama3.2","prompt":"Say hi","stream":true,"stream_options":{"include_usage":true}})",
+       {}, "llama3.2", "true", 200},
+      {"openai_embeddings", "POST", "/v1/embeddings", R"({"model":"all-minilm","input":"hi"})",
+       {}, "all-minilm", "false", 200},
+      {"responses_stream", "POST", "/v1/responses",
+       R"({"model":"llama3.2","input":"hi","stream":true})", {}, "llama3.2", "true", 200},
+      {"responses_nonstream", "POST", "/v1/responses", R"({"model":"llama3.2","input":"hi"})", {},
+       "llama3.2", "false", 200},
+      {"anthropic_stream", "POST", "/v1/messages",
+       R"({"model":"qwen3:8b","max_tokens":64,"stream":true,)" + chat_messages + "}", {},
+       "qwen3:8b", "true", 200},
+      {"anthropic_nonstream", "POST", "/v1/messages",
+       R"({"model":"qwen3:8b","max_tokens":64,)" + chat_messages + "}", {}, "qwen3:8b", "false",
+       200},
+      {"error_before_output", "POST", "/api/chat", R"({"model":"qwen3:8b",)" + chat_messages + "}",
+       {{"X-Fake-Error", "before"}}, "qwen3:8b", "true", 500},
+      {"error_midstream", "POST", "/api/chat", R"({"model":"qwen3:8b",)" + chat_messages + "}",
+       {{"X-Fake-Error", "midstream"}}, "qwen3:8b", "true", 200, false, /*usage_missing=*/true},
+      {"openai_error_midstream", "POST", "/v1/chat/completions",
+       R"({"model":"llama3.2","stream":true,"stream_options":{"include_usage":true},)" +
+           chat_messages + "}",
+       {{"X-Fake-Error", "midstream"}}, "llama3.2", "true", 200, false, true},
+      {"root", "GET", "/", "", {}, "", "false", 200},
+      {"head_root", "HEAD", "/", "", {}, "", "false", 200},
+      {"tags", "GET", "/api/tags", "", {}, "", "false", 200},
+      {"version", "GET", "/api/version", "", {}, "", "false", 200},
+      {"not_found", "GET", "/api/nope", "", {}, "", "false", 404},
+  };
+}
+
+class ProxyFake : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    fake::Options options;
+    options.threads = 1;
+    upstream_ = std::make_unique<fake::FakeUpstream>(options);
+    std::string error;
+    ASSERT_TRUE(upstream_->start(&error)) << error;
+  }
+  std::unique_ptr<fake::FakeUpstream> upstream_;
+};
+
+TEST_F(ProxyFake, EveryEndpointFamilyIsByteExactAndMeteredExactly) {
+  TT_START_PROXY(proxy, upstream_->port());
+  for (const Scenario& s : scenarios()) {
+    SCOPED_TRACE(s.name);
+    const std::uint16_t up = upstream_->port();
+    test::ReadOptions read;
+    read.head_request = std::string_view(s.method) == "HEAD";
+    const auto direct =
+        test::roundtrip(up, test::request(s.method, s.path, s.body, s.headers, up), read);
+    const std::string before = proxy.scrape();
+    const fake::Stats stats_before = upstream_->stats();
+    // Through the proxy, the client names the proxy as Host, as a real client would.
+    const auto proxied = test::roundtrip(
+        proxy.port(), test::request(s.method, s.path, s.body, s.headers, proxy.port()), read);
+    const fake::Stats stats_after = upstream_->stats();
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    const std::string after = proxy.scrape();
+    ASSERT_TRUE(direct.error.empty()) << direct.error;
+    ASSERT_TRUE(proxied.error.empty()) << proxied.error;
+    EXPECT_EQ(direct.status, s.status);
+    if (s.reframed) {
+      EXPECT_EQ(proxied.head, direct.head);
+      EXPECT_EQ(proxied.body, direct.body);
+    } else {
+      EXPECT_EQ(proxied.raw, direct.raw);
+    }
+    const std::string endpoint = is_inference(route_of(s.path)) ? s.path : "other";
+    const std::string model = *s.model != '\0' ? s.model : "unknown";
+    const std::string req = "tokentap_requests_total{endpoint=\"" + endpoint + "\",model=\"" +
+                            model + "\",status=\"" + std::to_string(s.status) + "\",stream=\"" +
+                            s.stream + "\"}";
+    EXPECT_EQ(std::max(0.0, metric(after, req)) - std::max(0.0, metric(before, req)), 1) << req;
+    const double prompt = metric_sum(after, "tokentap_prompt_tokens_total") -
+                          metric_sum(before, "tokentap_prompt_tokens_total");
+    const double completion = metric_sum(after, "tokentap_completion_tokens_total") -
+                              metric_sum(before, "tokentap_completion_tokens_total");
+    EXPECT_EQ(prompt, static_cast<double>(stats_after.prompt_tokens_sent -
+                                          stats_before.prompt_tokens_sent));
+    EXPECT_EQ(completion, static_cast<double>(stats_after.completion_tokens_sent -
+                                              stats_before.completion_tokens_sent));
+    const double missing = metric_sum(after, "tokentap_usage_missing_total") -
+                           metric_sum(before, "tokentap_usage_missing_total");
+    EXPECT_EQ(missing, s.usage_missing ? 1 : 0);
+  }
+  const std::string final_scrape = proxy.scrape();
+  EXPECT_EQ(metric_sum(final_scrape, "tokentap_active_requests"), 0);
+  // TOKENTAP_PRINT_SCRAPE=1 shows what a scrape looks like after one request of each kind.
+  if (std::getenv("TOKENTAP_PRINT_SCRAPE") != nullptr) {
+    std::printf("%s\n", final_scrape.substr(final_scrape.find("\r\n\r\n") + 4).c_str());
+  }
+}
+
+}  // namespace
+}  // namespace tokentap
