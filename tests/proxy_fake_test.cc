@@ -168,5 +168,22 @@ TEST_F(ProxyFake, EveryEndpointFamilyIsByteExactAndMeteredExactly) {
   }
 }
 
+TEST_F(ProxyFake, HostIsTheUpstreamsUnlessPreserved) {
+  // A loopback Ollama answers 403 to a foreign Host (wire-format §1.6).
+  const std::vector<Header> foreign = {{"Host", "proxy.example.com"}};
+  const auto direct = test::roundtrip(upstream_->port(), test::request("GET", "/api/version", "",
+                                                                       foreign));
+  EXPECT_EQ(direct.status, 403);
+  {
+    TT_START_PROXY(proxy, upstream_->port());
+    const auto via = test::roundtrip(proxy.port(), test::request("GET", "/api/version", "", foreign));
+    EXPECT_EQ(via.status, 200) << via.raw;
+  }
+  TT_START_PROXY(preserving, upstream_->port(), 1, {"--preserve-host"});
+  const auto kept = test::roundtrip(preserving.port(),
+                                    test::request("GET", "/api/version", "", foreign));
+  EXPECT_EQ(kept.status, 403) << "--preserve-host forwards the client's Host";
+}
+
 }  // namespace
 }  // namespace tokentap
