@@ -185,5 +185,38 @@ TEST_F(ProxyFake, HostIsTheUpstreamsUnlessPreserved) {
   EXPECT_EQ(kept.status, 403) << "--preserve-host forwards the client's Host";
 }
 
+TEST_F(ProxyFake, StreamLinesArriveAsTheyAreGenerated) {
+  TT_START_PROXY(proxy, upstream_->port());
+  const std::vector<Header> paced = {{"X-Fake-Delay-Ms", "40"}, {"X-Fake-Tokens", "5"}};
+  const auto r = test::roundtrip(
+      proxy.port(), test::request("POST", "/api/generate",
+                                  R"({"model":"llama3.2","prompt":"hi"})", paced));
+  ASSERT_TRUE(r.error.empty()) << r.error;
+  ASSERT_GE(r.chunk_arrivals.size(), 6u);  // 5 tokens + the done line
+  // Each line is forwarded when it arrives: consecutive lines are ~40 ms apart at the client,
+  // never bunched together by buffering in the proxy.
+  for (std::size_t i = 1; i < r.chunk_arrivals.size(); ++i) {
+    const auto gap = r.chunk_arrivals[i] - r.chunk_arrivals[i - 1];
+    EXPECT_GT(gap, std::chrono::milliseconds(25)) << "line " << i;
+  }
+}
+
+TEST_F(ProxyFake, ConnectionCloseIsHonouredEndToEnd) {
+  TT_START_PROXY(proxy, upstream_->port());
+  const std::vector<Header> close_hdr = {{"Connection", "close"}};
+  const std::string req = test::request("GET", "/api/version", "", close_hdr, upstream_->port());
+  test::HttpClient direct;
+  ASSERT_TRUE(direct.connect(upstream_->port()));
+  ASSERT_TRUE(direct.send(req));
+  const auto want = direct.read_response();
+  test::HttpClient via;
+  ASSERT_TRUE(via.connect(proxy.port()));
+  ASSERT_TRUE(via.send(req));
+  const auto got = via.read_response();
+  EXPECT_EQ(got.raw, want.raw);
+  EXPECT_EQ(got.header("Connection").value_or(""), "close");
+  EXPECT_NE(via.wait_close(2000), test::CloseKind::none) << "the proxy closes after the response";
+}
+
 }  // namespace
 }  // namespace tokentap
