@@ -299,15 +299,7 @@ void Conn::on_request_head() {
     bufs.unref(out_id);
     if (expect_continue_) {
       // The client waits for this before sending the body we must see first.
-      static constexpr std::string_view continue_line = "HTTP/1.1 100 Continue\r\n\r\n";
-      const int b = bufs.alloc_spare();
-      if (b < 0) return close_now();
-      const auto id = static_cast<std::uint16_t>(b);
-      std::memcpy(bufs.data(id), continue_line.data(), continue_line.size());
-      const bool ok = to_client_.push(shard_->segments(), bufs, id, 0,
-                                      static_cast<std::uint32_t>(continue_line.size()));
-      bufs.unref(id);
-      if (!ok) return close_now();
+      if (!queue_client_text("HTTP/1.1 100 Continue\r\n\r\n")) return close_now();
       flush_client();
     }
   } else {
@@ -343,6 +335,19 @@ void Conn::on_request_done() {
   if (hold_) release_held_request();
   if (state_ != State::open) return;
   maybe_finish_exchange();
+}
+
+bool Conn::queue_client_text(std::string_view text) {
+  TT_ASSERT(text.size() <= buf_bytes);
+  BufRing& bufs = shard_->bufs();
+  const int b = bufs.alloc_spare();
+  if (b < 0) return false;
+  const auto id = static_cast<std::uint16_t>(b);
+  std::memcpy(bufs.data(id), text.data(), text.size());
+  const bool ok = to_client_.push(shard_->segments(), bufs, id, 0,
+                                  static_cast<std::uint32_t>(text.size()));
+  bufs.unref(id);
+  return ok;
 }
 
 bool Conn::send_queue(int fd, SendQueue& q, msghdr& msg, iovec* iov, std::uint32_t slot,

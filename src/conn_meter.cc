@@ -207,17 +207,8 @@ void Conn::end_stripped_body() {
   Inspect& in = shard_->inspects()[inspect_];
   in.strip.finish([this](const char* p, std::size_t n) { append_client_chunk(p, n); });
   flush_client_chunk();
-  static constexpr std::string_view last_chunk = "0\r\n\r\n";
-  BufRing& bufs = shard_->bufs();
-  const int b = bufs.alloc_spare();
-  if (b < 0) return close_now();
-  const auto id = static_cast<std::uint16_t>(b);
-  std::memcpy(bufs.data(id), last_chunk.data(), last_chunk.size());
-  const bool ok = to_client_.push(shard_->segments(), bufs, id, 0,
-                                  static_cast<std::uint32_t>(last_chunk.size()));
-  bufs.unref(id);
   strip_ = false;
-  if (!ok) close_now();
+  if (!queue_client_text("0\r\n\r\n")) close_now();
 }
 
 }  // namespace tokentap

@@ -49,24 +49,35 @@ std::uint32_t SendQueue::gather(SegmentPool& pool, BufRing& bufs, iovec* iov, st
   return n;
 }
 
-void SendQueue::consume(SegmentPool& pool, BufRing& bufs, std::uint64_t n) {
-  TT_ASSERT(n <= bytes_);
-  bytes_ -= n;
-  while (n > 0 || (head_ >= 0 && pool.at(head_).len == 0)) {
-    TT_ASSERT(head_ >= 0);
-    Segment& s = pool.at(head_);
+std::int32_t SendQueue::drop(SegmentPool& pool, BufRing& bufs, std::int32_t prev,
+                              std::int32_t cur, std::uint64_t n) {
+  while (n > 0) {
+    TT_ASSERT(cur >= 0);
+    Segment& s = pool.at(cur);
     if (n < s.len) {
       s.off += static_cast<std::uint32_t>(n);
       s.len -= static_cast<std::uint32_t>(n);
-      return;
+      break;
     }
     n -= s.len;
     const std::int32_t next = s.next;
     bufs.unref(s.buf);
-    pool.release(head_);
-    head_ = next;
-    if (head_ < 0) tail_ = -1;
+    pool.release(cur);
+    cur = next;
+    if (prev >= 0) {
+      pool.at(prev).next = cur;
+    } else {
+      head_ = cur;
+    }
+    if (cur < 0) tail_ = prev;
   }
+  return cur;
+}
+
+void SendQueue::consume(SegmentPool& pool, BufRing& bufs, std::uint64_t n) {
+  TT_ASSERT(n <= bytes_);
+  bytes_ -= n;
+  drop(pool, bufs, -1, head_, n);
 }
 
 bool SendQueue::push_front(SegmentPool& pool, BufRing& bufs, std::uint16_t buf,
@@ -107,22 +118,7 @@ bool SendQueue::edit(SegmentPool& pool, BufRing& bufs, std::uint64_t at, std::ui
     prev = cur;
     cur = rest;
   }
-  // Drop `remove` bytes from the segments after the boundary.
-  for (std::uint64_t left = remove; left > 0;) {
-    Segment& s = pool.at(cur);
-    if (s.len > left) {
-      s.off += static_cast<std::uint32_t>(left);
-      s.len -= static_cast<std::uint32_t>(left);
-      break;
-    }
-    left -= s.len;
-    const std::int32_t next = s.next;
-    bufs.unref(s.buf);
-    pool.release(cur);
-    cur = next;
-    if (prev >= 0) pool.at(prev).next = cur; else head_ = cur;
-    if (cur < 0) tail_ = prev;
-  }
+  cur = drop(pool, bufs, prev, cur, remove);
   bytes_ -= remove;
   if (len == 0) return true;
   const std::int32_t ins = pool.alloc(buf, off, len);

@@ -127,6 +127,9 @@ class Conn {
   static void on_request_body(void* ctx, const char* data, std::size_t len);
   static void on_response_body(void* ctx, const char* data, std::size_t len);
   void arm_timer(std::uint64_t timeout_ms);
+  // Copies a short text (a status line, a chunk terminator) into a spare buffer and queues it
+  // for the client. False when no buffer or segment was free.
+  [[nodiscard]] bool queue_client_text(std::string_view text);
   bool send_queue(int fd, SendQueue& q, msghdr& msg, iovec* iov, std::uint32_t slot,
                   std::uint32_t gen, Op op);
 

@@ -67,6 +67,11 @@ class SendQueue {
   std::int32_t head() const { return head_; }
 
  private:
+  // Drops n bytes starting at segment `cur` (whose predecessor is `prev`, -1 for the head),
+  // releasing whole segments; returns the segment now following `prev`.
+  std::int32_t drop(SegmentPool& pool, BufRing& bufs, std::int32_t prev, std::int32_t cur,
+                    std::uint64_t n);
+
   std::int32_t head_ = -1;
   std::int32_t tail_ = -1;
   std::uint64_t bytes_ = 0;
