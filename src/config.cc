@@ -155,6 +155,8 @@ std::string help_text() {
       "  --drain-timeout MS     how long in-flight requests may finish on SIGTERM (default {})\n"
       "  --head-timeout MS      a request head must arrive within this (default {}; 408)\n"
       "  --idle-timeout MS      idle keep-alive client connections close after (default {})\n"
+      "  --buffers N            receive buffers (16 KiB) per shard, a power of two (default 1024)\n"
+      "  --sq-entries N         io_uring submission queue entries per shard (default 1024)\n"
       "  --metrics-token TOKEN  require 'Authorization: Bearer TOKEN' on /metrics\n"
       "  --access-log FILE|-    JSON access log, one line per request\n"
       "  --help, --version\n"
@@ -200,6 +202,15 @@ bool apply_flag(std::string_view name, std::string_view value, RawFlags* raw, Co
     cfg->max_body_bytes = mb * mib;
   } else if (name == "drain-timeout") {
     if (!parse_uint(value, &cfg->drain_timeout_ms)) return bad("milliseconds");
+  } else if (name == "buffers") {
+    if (!parse_uint(value, &cfg->ring_buffers) || cfg->ring_buffers < 2 ||
+        cfg->ring_buffers > 32768 || (cfg->ring_buffers & (cfg->ring_buffers - 1)) != 0) {
+      return bad("a power of two in 2..32768");
+    }
+  } else if (name == "sq-entries") {
+    if (!parse_uint(value, &cfg->sq_entries) || cfg->sq_entries < 4 || cfg->sq_entries > 32768) {
+      return bad("4..32768");
+    }
   } else if (name == "head-timeout") {
     if (!parse_uint(value, &cfg->head_timeout_ms) || cfg->head_timeout_ms < 1) {
       return bad("milliseconds >= 1");

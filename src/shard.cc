@@ -7,6 +7,7 @@
 #include <sys/eventfd.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 
 #include "tokentap/assert.h"
@@ -41,9 +42,13 @@ Shard::~Shard() {
 }
 
 bool Shard::init(std::string* error) {
-  if (!ring_.init(ring_sq_entries, ring_cq_entries, error)) return false;
-  if (!bufs_.init(ring_.raw(), buf_ring_count, buf_spare_count, error)) return false;
-  segments_.init(segments_per_shard);
+  // The CQ is sized for bursts of multishot completions: several per submitted entry.
+  if (!ring_.init(config_.sq_entries, config_.sq_entries * (ring_cq_entries / ring_sq_entries),
+                  error)) {
+    return false;
+  }
+  if (!bufs_.init(ring_.raw(), config_.ring_buffers, buf_spare_count, error)) return false;
+  segments_.init(segments_per_buffer * (config_.ring_buffers + buf_spare_count));
   pipes_.init(splice_pipes_per_shard);
   if (!conns_.init(conns_per_shard) || !upstreams_.init(upstreams_per_shard) ||
       !inspects_.init(conns_per_shard)) {
@@ -368,7 +373,9 @@ void Shard::maybe_free_conn(std::uint32_t slot) {
 }
 
 void Shard::rearm_starved() {
-  if (starved_conns_.empty() || bufs_.ring_free() < rearm_min_free_buffers) return;
+  // Wait for a few buffers (fewer on a tiny ring) so a re-armed recv is not starved at once.
+  const std::uint32_t enough = std::max(1u, std::min(rearm_min_free_buffers, bufs_.ring_count() / 4));
+  if (starved_conns_.empty() || bufs_.ring_free() < enough) return;
   starved_scratch_.swap(starved_conns_);
   for (const std::uint64_t packed : starved_scratch_) {
     const UserData ud = UserData::decode(packed);

@@ -28,7 +28,7 @@ constexpr std::uint32_t buf_spare_count = 4096;
 constexpr std::uint32_t buf_spare_reserve = 32;  // kept for error responses under exhaustion
 constexpr std::uint16_t buf_group_id = 0;
 static_assert((buf_ring_count & (buf_ring_count - 1)) == 0, "ring entries must be a power of 2");
-static_assert(buf_ring_count + buf_spare_count <= 65535, "buffer ids are 16 bits");
+static_assert(32768 + buf_spare_count <= 65535, "buffer ids are 16 bits, --buffers included");
 
 class BufRing {
  public:

@@ -47,6 +47,10 @@ struct Config {
   std::uint32_t drain_timeout_ms = drain_timeout_ms_default;
   std::uint32_t head_timeout_ms = head_timeout_ms_default;
   std::uint32_t idle_timeout_ms = idle_timeout_ms_default;
+  // Per-shard sizes; defaults are the named constants of buf_ring.h / ring.h. Small values
+  // exist to force buffer exhaustion and a full submission queue in tests.
+  std::uint32_t ring_buffers = 1024;  // provided buffers per shard, a power of two
+  std::uint32_t sq_entries = 1024;    // io_uring submission queue entries per shard
   std::string metrics_token;
   std::string access_log;  // empty: off; "-": stdout
 };

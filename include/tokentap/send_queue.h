@@ -15,7 +15,9 @@
 
 namespace tokentap {
 
-constexpr std::uint32_t segments_per_shard = 4 * (buf_ring_count + buf_spare_count);
+// A buffer is referenced by at most a few segments at once (the request part being forwarded,
+// the pipelined remainder, a split for an edit), so four per buffer never run out.
+constexpr std::uint32_t segments_per_buffer = 4;
 constexpr std::uint32_t send_iov_max = 8;  // segments gathered into one sendmsg
 
 struct Segment {
@@ -29,7 +31,7 @@ class SegmentPool {
  public:
   void init(std::uint32_t count);
   // -1 when exhausted; callers fail the connection (the pool is sized so this cannot happen
-  // unless an invariant is broken, see segments_per_shard).
+  // unless an invariant is broken, see segments_per_buffer).
   [[nodiscard]] std::int32_t alloc(std::uint16_t buf, std::uint32_t off, std::uint32_t len);
   void release(std::int32_t id);
   Segment& at(std::int32_t id) { return segs_[static_cast<std::size_t>(id)]; }
