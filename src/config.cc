@@ -155,6 +155,7 @@ std::string help_text() {
       "  --drain-timeout MS     how long in-flight requests may finish on SIGTERM (default {})\n"
       "  --head-timeout MS      a request head must arrive within this (default {}; 408)\n"
       "  --idle-timeout MS      idle keep-alive client connections close after (default {})\n"
+      "  --max-connections N    client connections per shard before refusing (default 8192)\n"
       "  --buffers N            receive buffers (16 KiB) per shard, a power of two (default 1024)\n"
       "  --sq-entries N         io_uring submission queue entries per shard (default 1024)\n"
       "  --metrics-token TOKEN  require 'Authorization: Bearer TOKEN' on /metrics\n"
@@ -206,6 +207,11 @@ bool apply_flag(std::string_view name, std::string_view value, RawFlags* raw, Co
     if (!parse_uint(value, &cfg->ring_buffers) || cfg->ring_buffers < 2 ||
         cfg->ring_buffers > 32768 || (cfg->ring_buffers & (cfg->ring_buffers - 1)) != 0) {
       return bad("a power of two in 2..32768");
+    }
+  } else if (name == "max-connections") {
+    if (!parse_uint(value, &cfg->max_connections) || cfg->max_connections < 1 ||
+        cfg->max_connections > 1'000'000) {
+      return bad("1..1000000");
     }
   } else if (name == "sq-entries") {
     if (!parse_uint(value, &cfg->sq_entries) || cfg->sq_entries < 4 || cfg->sq_entries > 32768) {

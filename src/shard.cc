@@ -50,14 +50,16 @@ bool Shard::init(std::string* error) {
   if (!bufs_.init(ring_.raw(), config_.ring_buffers, buf_spare_count, error)) return false;
   segments_.init(segments_per_buffer * (config_.ring_buffers + buf_spare_count));
   pipes_.init(splice_pipes_per_shard);
-  if (!conns_.init(conns_per_shard) || !upstreams_.init(upstreams_per_shard) ||
-      !inspects_.init(conns_per_shard)) {
+  // One upstream per client connection plus the idle pool; one metering slot per connection.
+  if (!conns_.init(config_.max_connections) ||
+      !upstreams_.init(config_.max_connections + upstream_idle_max) ||
+      !inspects_.init(config_.max_connections)) {
     *error = "cannot reserve connection slabs";
     return false;
   }
   // A connection can be listed once per starved recv (client and upstream side).
-  starved_conns_.reserve(2 * conns_per_shard);
-  starved_scratch_.reserve(2 * conns_per_shard);
+  starved_conns_.reserve(2 * std::size_t{config_.max_connections});
+  starved_scratch_.reserve(2 * std::size_t{config_.max_connections});
   wake_fd_ = eventfd(0, EFD_CLOEXEC);
   if (wake_fd_ < 0) {
     *error = "eventfd failed";

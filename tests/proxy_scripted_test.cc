@@ -966,5 +966,31 @@ TEST(ProxyScripted, SmugglingCorpusIsRefusedAndNeverReachesTheUpstream) {
   EXPECT_EQ(up.accepted.load(), 0) << "a refused request must not reach the upstream";
 }
 
+
+TEST(ProxyScripted, ConnectionLimitRefusesNewOnesAndKeepsExistingOnes) {
+  ScriptedUpstream up([](int fd, ScriptedUpstream& self) {
+    for (;;) {
+      if (self.read_request(fd).empty()) return;
+      send_all(fd, ok_body);
+    }
+  });
+  TT_START_PROXY(proxy, up.port(), 1, {"--max-connections", "3"});
+  std::vector<int> held;
+  for (int i = 0; i < 3; ++i) held.push_back(connect_loopback(proxy.port()));
+  std::this_thread::sleep_for(50ms);  // let the shard accept them
+  const int extra = connect_loopback(proxy.port());
+  bool closed = false;
+  read_until(extra, [](const std::string&) { return false; }, 2000ms, &closed);
+  EXPECT_TRUE(closed) << "a connection past the limit is closed at once";
+  close(extra);
+  for (int c : held) {
+    send_all(c, "GET / HTTP/1.1\r\nHost: x\r\n\r\n");
+    EXPECT_EQ(read_until(c, [](const std::string& d) { return d.size() >= std::strlen(ok_body); }),
+              ok_body);
+  }
+  for (int c : held) close(c);
+  EXPECT_EQ(metric(proxy.scrape(), "tokentap_connections_rejected_total{reason=\"limit\"}"), 1);
+}
+
 }  // namespace
 }  // namespace tokentap

@@ -33,6 +33,7 @@ constexpr std::uint32_t drain_timeout_ms_default = 30'000;
 constexpr std::uint32_t head_timeout_ms_default = 30'000;
 // A keep-alive connection with no request in progress is closed after this long.
 constexpr std::uint32_t idle_timeout_ms_default = 300'000;
+constexpr std::uint32_t max_connections_default = 8192;  // client connections per shard
 
 struct Config {
   Endpoint listen;            // proxy listener, default :11435
@@ -51,6 +52,7 @@ struct Config {
   // exist to force buffer exhaustion and a full submission queue in tests.
   std::uint32_t ring_buffers = 1024;  // provided buffers per shard, a power of two
   std::uint32_t sq_entries = 1024;    // io_uring submission queue entries per shard
+  std::uint32_t max_connections = max_connections_default;  // per shard; more are refused
   std::string metrics_token;
   std::string access_log;  // empty: off; "-": stdout
 };

@@ -31,7 +31,6 @@
 
 namespace tokentap {
 
-constexpr std::uint32_t conns_per_shard = 8192;
 constexpr std::uint32_t cqe_batch_max = 256;
 constexpr unsigned loop_wait_ms = 1000;  // wake at least this often to look at the stop flag
 constexpr std::uint32_t shard_slot = UINT32_MAX;  // user_data slot of shard-level ops

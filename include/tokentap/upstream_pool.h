@@ -15,7 +15,6 @@
 
 namespace tokentap {
 
-constexpr std::uint32_t upstreams_per_shard = 8192;
 constexpr std::uint32_t upstream_idle_max = 128;  // idle keep-alive connections per shard
 constexpr std::uint32_t upstream_connect_timeout_ms = 5'000;
 
