@@ -8,6 +8,7 @@ packages=(
   liburing-dev node-llhttp libsimdjson-dev libfmt-dev
   libgtest-dev libbenchmark-dev
   curl python3
+  clang libclang-rt-dev
   prometheus  # promtool: tests check the /metrics exposition with `promtool check metrics`
 )
 

@@ -12,6 +12,12 @@ cmake -S . -B "$build_dir" -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo
 cmake --build "$build_dir" -j"$jobs"
 ctest --test-dir "$build_dir" --output-on-failure --timeout 300 -j"$jobs"
 
+# Every libFuzzer target for a short bounded time on its seed corpus (long runs: see
+# tests/fuzz/README.md).
+if [ "${TOKENTAP_SKIP_FUZZ:-0}" != 1 ]; then
+  bash tests/fuzz/build.sh --run "${TOKENTAP_FUZZ_SECONDS:-10}"
+fi
+
 if [ "${TOKENTAP_SKIP_SANITIZE:-0}" != 1 ]; then
   asan_dir=${ASAN_BUILD_DIR:-build-asan}
   cmake -S . -B "$asan_dir" -G Ninja -DCMAKE_BUILD_TYPE=Debug -DTOKENTAP_SANITIZE=ON \

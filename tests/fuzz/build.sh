@@ -9,9 +9,19 @@ mkdir -p "$out"
 flags=(-std=c++20 -O1 -g -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined
        -Iinclude)
 core=(src/json_skim.cc src/llm_tail.cc src/usage_strip.cc src/request_probe.cc)
-targets=(json_skim_fuzz llm_tail_fuzz usage_strip_fuzz request_probe_fuzz)
+targets=(json_skim_fuzz llm_tail_fuzz usage_strip_fuzz request_probe_fuzz http1_fuzz)
 for t in "${targets[@]}"; do
-  clang++ "${flags[@]}" "tests/fuzz/$t.cc" "${core[@]}" -lsimdjson -o "$out/$t"
+  if [[ $t == http1_fuzz ]]; then
+    # llhttp's C sources are compiled in with the fuzzer's instrumentation.
+    for c in llhttp api http; do
+      clang -O1 -g -fsanitize=fuzzer-no-link,address,undefined -I/usr/share/include/llhttp \
+        -c "/usr/share/llhttp/$c.c" -o "$out/llhttp_$c.o"
+    done
+    clang++ "${flags[@]}" -I/usr/share/include/llhttp "tests/fuzz/$t.cc" src/http1.cc \
+      "$out"/llhttp_{llhttp,api,http}.o -o "$out/$t"
+  else
+    clang++ "${flags[@]}" "tests/fuzz/$t.cc" "${core[@]}" -lsimdjson -o "$out/$t"
+  fi
 done
 echo "built: ${targets[*]/#/$out/}"
 if [[ "${1:-}" == "--run" ]]; then
