@@ -4,6 +4,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 #include <fmt/format.h>
@@ -42,6 +43,11 @@ void Conn::start(Shard* shard, std::uint32_t slot, int fd) {
 
 void Conn::arm_timer(std::uint64_t timeout_ms) {
   shard_->timers().arm(timer_, monotonic_ms() + timeout_ms);
+}
+
+void Conn::note_peer() {
+  socklen_t len = sizeof(peer_);
+  if (getpeername(fd_, reinterpret_cast<sockaddr*>(&peer_), &len) != 0) peer_ = sockaddr_in6{};
 }
 
 void Conn::drain() {
@@ -491,6 +497,26 @@ void Conn::record_exchange() {
   r.response_bytes = response_bytes_;
   meter_fill(&r);
   shard_->metrics().request_finished(r);
+  if (AccessRing* log = shard_->access_log()) {
+    AccessRecord a;
+    timespec now;
+    clock_gettime(CLOCK_REALTIME, &now);
+    a.unix_ms = static_cast<std::int64_t>(now.tv_sec) * 1000 + now.tv_nsec / 1'000'000;
+    a.duration_s = r.duration_s;
+    a.ttft_s = r.ttft_s.value_or(-1);
+    a.prompt_tokens = r.prompt_tokens;
+    a.completion_tokens = r.completion_tokens;
+    a.request_bytes = r.request_bytes;
+    a.response_bytes = r.response_bytes;
+    std::memcpy(&a.client, &peer_, sizeof(peer_));
+    a.route = r.route;
+    a.status = r.status;
+    a.stream = r.stream;
+    const std::string_view name = shard_->models().name(r.model);
+    a.model_len = static_cast<std::uint8_t>(std::min(name.size(), a.model.size()));
+    std::memcpy(a.model.data(), name.data(), a.model_len);
+    (void)log->push(a);  // a full ring drops the line and counts it; the request is unaffected
+  }
 }
 
 void Conn::close_now() {

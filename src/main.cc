@@ -17,6 +17,7 @@ sigset_t block_signals() {
   sigaddset(&set, SIGINT);
   sigaddset(&set, SIGTERM);
   sigaddset(&set, SIGHUP);
+  sigaddset(&set, SIGUSR1);
   pthread_sigmask(SIG_BLOCK, &set, nullptr);
   signal(SIGPIPE, SIG_IGN);
   return set;
@@ -57,6 +58,10 @@ int main(int argc, char** argv) {
     int sig = 0;
     if (sigwait(&signals, &sig) != 0) continue;
     if (sig == SIGHUP) continue;  // nothing to reload: say so by doing nothing, never exit
+    if (sig == SIGUSR1) {
+      server.reopen_access_log();
+      continue;
+    }
     break;
   }
   // SIGTERM/SIGINT: stop accepting, let requests and streams in progress finish (bounded by

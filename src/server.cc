@@ -11,6 +11,7 @@
 #include <fmt/format.h>
 #include <future>
 
+#include "tokentap/access_log.h"
 #include "tokentap/metrics.h"
 #include "tokentap/metrics_server.h"
 #include "tokentap/model_table.h"
@@ -69,6 +70,11 @@ std::uint16_t Server::metrics_port() const {
 bool Server::start(std::string* error) {
   raise_fd_limit();
   models_ = std::make_unique<ModelTable>(config_.max_models);
+  if (!config_.access_log.empty()) {
+    access_log_ = std::make_unique<AccessLog>(config_.access_log,
+                                              static_cast<std::size_t>(config_.threads));
+    if (!access_log_->start(error)) return false;
+  }
   for (int i = 0; i < config_.threads; ++i) {
     const int fd = open_listener(config_.listen, error);
     if (fd < 0) {
@@ -77,7 +83,9 @@ bool Server::start(std::string* error) {
     }
     listen_fds_.push_back(fd);
     metrics_.push_back(std::make_unique<MetricsShard>());
-    shards_.push_back(std::make_unique<Shard>(config_, i, fd, *metrics_.back(), *models_));
+    AccessRing* ring = access_log_ ? &access_log_->ring(static_cast<std::size_t>(i)) : nullptr;
+    shards_.push_back(
+        std::make_unique<Shard>(config_, i, fd, *metrics_.back(), *models_, ring));
   }
   std::vector<const MetricsShard*> views;
   for (const auto& m : metrics_) views.push_back(m.get());
@@ -131,10 +139,15 @@ void Server::stop(std::uint32_t drain_ms) {
   shards_.clear();
   metrics_server_.reset();
   metrics_.clear();
+  if (access_log_) access_log_->stop();  // after the shards: their last lines are written
   for (int fd : listen_fds_) close(fd);
   listen_fds_.clear();
 }
 
 const char* Server::features() const { return features_.c_str(); }
+
+void Server::reopen_access_log() {
+  if (access_log_) access_log_->reopen();
+}
 
 }  // namespace tokentap

@@ -32,8 +32,13 @@ void set_nodelay(int fd) {
 }  // namespace
 
 Shard::Shard(const Config& config, int index, int listen_fd, MetricsShard& metrics,
-             ModelTable& models)
-    : config_(config), metrics_(metrics), models_(models), index_(index), listen_fd_(listen_fd),
+             ModelTable& models, AccessRing* access_log)
+    : config_(config),
+      metrics_(metrics),
+      models_(models),
+      access_log_(access_log),
+      index_(index),
+      listen_fd_(listen_fd),
       timers_(monotonic_ms()) {}
 
 Shard::~Shard() {
@@ -305,6 +310,8 @@ void Shard::on_accept(int res, std::uint32_t flags) {
   metrics_.connection_opened();
   set_nodelay(res);
   conns_[slot].start(this, slot, res);
+  // The peer address is only needed for the access log: no syscall when it is off.
+  if (access_log_ != nullptr) conns_[slot].note_peer();
 }
 
 std::uint32_t Shard::connect_upstream(std::uint32_t owner) {

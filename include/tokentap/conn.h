@@ -20,6 +20,7 @@
 // whose queue passes queue_high_bytes stops its source's recv until the queue drains.
 #pragma once
 
+#include <netinet/in.h>
 #include <sys/socket.h>
 
 #include <cstdint>
@@ -57,6 +58,8 @@ class Conn {
   void on_buffers_available();
   // The connection's timer fired: idle keep-alive, request head (408) or lingering close.
   void on_timer();
+  // Records the client's address (getpeername) for the access log.
+  void note_peer();
   TimerNode& timer() { return timer_; }
   // Teardown after the slot's last op completed (called by the shard).
   [[nodiscard]] bool ready_to_free() const;
@@ -180,6 +183,7 @@ class Conn {
   std::uint64_t upstream_bytes_sent_ = 0;     // request bytes the upstream accepted
   std::uint64_t start_ns_ = 0;
 
+  sockaddr_in6 peer_{};  // client address (v4 stored as AF_INET in the same bytes)
   TimerNode timer_;
   HttpParser req_;
   HttpParser resp_;

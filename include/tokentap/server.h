@@ -19,6 +19,7 @@ class Shard;
 class MetricsShard;
 class MetricsServer;
 class ModelTable;
+class AccessLog;
 
 constexpr int listen_backlog = 4096;
 
@@ -36,6 +37,8 @@ class Server {
   void stop(std::uint32_t drain_ms = 0);
   std::uint16_t port() const { return port_; }
   std::uint16_t metrics_port() const;
+  // SIGUSR1: reopen the access log file (logrotate moved it).
+  void reopen_access_log();
   const Config& config() const { return config_; }
   int shard_count() const { return static_cast<int>(shards_.size()); }
   const char* features() const;
@@ -47,6 +50,7 @@ class Server {
   std::uint16_t port_ = 0;
   std::vector<int> listen_fds_;
   std::unique_ptr<ModelTable> models_;
+  std::unique_ptr<AccessLog> access_log_;
   std::vector<std::unique_ptr<MetricsShard>> metrics_;
   std::unique_ptr<MetricsServer> metrics_server_;
   std::vector<std::unique_ptr<Shard>> shards_;

@@ -16,6 +16,7 @@
 #include <string>
 #include <vector>
 
+#include "tokentap/access_log.h"
 #include "tokentap/buf_ring.h"
 #include "tokentap/config.h"
 #include "tokentap/conn.h"
@@ -42,8 +43,9 @@ struct ShardCounters {
 
 class Shard {
  public:
+  // access_log: this shard's ring, or null when --access-log is off.
   Shard(const Config& config, int index, int listen_fd, MetricsShard& metrics,
-        ModelTable& models);
+        ModelTable& models, AccessRing* access_log);
   Shard(const Shard&) = delete;
   Shard& operator=(const Shard&) = delete;
   ~Shard();
@@ -67,6 +69,7 @@ class Shard {
   ShardCounters& counters() { return counters_; }
   MetricsShard& metrics() { return metrics_; }
   ModelTable& models() { return models_; }
+  AccessRing* access_log() { return access_log_; }
   Slab<Inspect>& inspects() { return inspects_; }
   PieceParser& piece_parser() { return piece_parser_; }
 
@@ -103,6 +106,7 @@ class Shard {
   const Config& config_;
   MetricsShard& metrics_;
   ModelTable& models_;
+  AccessRing* access_log_;
   int index_;
   int listen_fd_;
   int wake_fd_ = -1;

@@ -22,6 +22,7 @@ class TestProxy {
   // GET /metrics from the metrics listener.
   [[nodiscard]] std::string scrape() const;
   void stop(std::uint32_t drain_ms) { server_->stop(drain_ms); }
+  void reopen_access_log() { server_->reopen_access_log(); }
 
  private:
   std::unique_ptr<Server> server_;
