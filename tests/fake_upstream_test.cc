@@ -773,7 +773,7 @@ TEST_F(FakeUpstreamTest, DelaysEveryChunkWithoutBlockingOthers) {
   int complete = 0;
   for (auto& c : clients) complete += c.read_response({.timeout_ms = 10000}).ok() ? 1 : 0;
   EXPECT_EQ(complete, streams);
-  EXPECT_LT(std::chrono::steady_clock::now() - t1, 5s);
+  EXPECT_LT(std::chrono::steady_clock::now() - t1, 20s);  // serialized would take ~320 s
 }
 
 TEST_F(FakeUpstreamTest, BlobUploadAndDownload64MiB) {
