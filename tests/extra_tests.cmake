@@ -6,3 +6,12 @@ if(TARGET deploy_test)
   target_compile_definitions(deploy_test PRIVATE TOKENTAP_SOURCE_DIR="${CMAKE_SOURCE_DIR}")
   target_link_libraries(deploy_test PRIVATE simdjson::simdjson)
 endif()
+
+# A real Prometheus server scraping tokentap in front of the fake upstream. Exit 77 = skipped
+# (no prometheus binary).
+if(TARGET tokentap AND TARGET fake_upstream)
+  add_test(NAME eco.prometheus_scrape
+           COMMAND bash ${CMAKE_SOURCE_DIR}/tests/eco/prometheus_test.sh
+                   $<TARGET_FILE:tokentap> $<TARGET_FILE:fake_upstream>)
+  set_tests_properties(eco.prometheus_scrape PROPERTIES SKIP_RETURN_CODE 77 TIMEOUT 240)
+endif()
