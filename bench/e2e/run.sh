@@ -4,9 +4,10 @@
 # alternating targets phase by phase and round by round so the drift of a shared machine hits
 # every target alike. Prints one Markdown table and writes it to bench/e2e/last-run.md.
 #
-# Usage: bench/e2e/run.sh [--quick]        (~2-3 min quick, ~8-9 min full)
-# Env:   E2E_BUILD (build-release), E2E_PORT_BASE (19400), E2E_ROUNDS, E2E_KEEP=1 keeps the
-#        work directory (configs, logs, raw results.tsv).
+# Usage: bench/e2e/run.sh [--quick]        (about 2 min quick, 5-6 min full, on 2 cores)
+# Env:   E2E_BUILD (build-release), E2E_PORT_BASE (19400), E2E_ROUNDS, E2E_PHASES (a subset of
+#        "gen16 gen64 gen256 ndjson32 sse_usage sse_plain paced bulk first_line streams"),
+#        E2E_KEEP=1 keeps the work directory (configs, logs); kept on failure too.
 #
 # Clients: wrk (-t1) for the throughput phases; bench/e2e/client.c (built here as e2e_client)
 # for the paced phase (open loop, latency from the due time), first-line latency and the held
@@ -38,8 +39,9 @@ bulk_bytes=$((256 << 20))
 stream_conns=64 paced_rate=3000 paced_conns=8 first_conns=16
 gen_body='{"model":"llama3.2","prompt":"hi","stream":false}'
 ndjson_body='{"model":"llama3.2","prompt":"hi"}'
-sse_usage_body='{"model":"llama3.2","messages":[{"role":"user","content":"hi"}],"stream":true,"stream_options":{"include_usage":true}}'
-sse_plain_body='{"model":"llama3.2","messages":[{"role":"user","content":"hi"}],"stream":true}'
+chat='"model":"llama3.2","messages":[{"role":"user","content":"hi"}],"stream":true'
+sse_usage_body="{$chat,\"stream_options\":{\"include_usage\":true}}"
+sse_plain_body="{$chat}"
 
 # ---- tools -----------------------------------------------------------------------------
 need=()
@@ -99,13 +101,13 @@ wait_port() {  # PORT NAME: wait until something accepts there
 "$build/fake_upstream" --listen "127.0.0.1:$up_port" --threads 1 >"$work/fake.log" 2>&1 &
 pids+=($!)
 wait_port "$up_port" fake_upstream
-for n in 1 2; do
-  port_var=tt${n}_port
-  "$build/tokentap" --listen "127.0.0.1:${!port_var}" --metrics-listen "127.0.0.1:$((base + 10 + n))" \
-    --upstream "http://127.0.0.1:$up_port" --threads "$n" >"$work/tokentap$n.log" 2>&1 &
+start_tokentap() {  # PORT THREADS
+  "$build/tokentap" --listen "127.0.0.1:$1" --metrics-listen "127.0.0.1:$((base + 10 + $2))" \
+    --upstream "http://127.0.0.1:$up_port" --threads "$2" >"$work/tokentap$2.log" 2>&1 &
   pids+=($!)
-  eval "tt${n}_pid=$!"
-done
+}
+start_tokentap "$tt1_port" 1; tt1_pid=$!
+start_tokentap "$tt2_port" 2; tt2_pid=$!
 for f in nginx.conf haproxy.cfg; do
   sed -e "s|@WORK@|$work|g" -e "s|@UPSTREAM_PORT@|$up_port|g" \
     -e "s|@PORT@|$([ $f = nginx.conf ] && echo "$ngx_port" || echo "$hap_port")|g" \
@@ -127,8 +129,8 @@ procs() {  # TARGET: the PIDs whose CPU and memory count as that proxy's
     direct) ;;
     tokentap) echo "$tt1_pid" ;;
     tokentap-t2) echo "$tt2_pid" ;;
-    nginx) echo "$ngx_pid" $(pgrep -P "$ngx_pid" || true) ;;
-    haproxy) echo "$hap_pid" $(pgrep -P "$hap_pid" || true) ;;
+    nginx) echo "$ngx_pid"; pgrep -P "$ngx_pid" || true ;;
+    haproxy) echo "$hap_pid"; pgrep -P "$hap_pid" || true ;;
   esac
 }
 died() {  # PID
@@ -239,8 +241,8 @@ phase_streams() {  # the slow streams held open; memory of the proxy before and 
   during=$(rss_kib "$target")
   wait "$cpid" || true
   client_pid=""
-  local open failed
-  open=$(kv "$(grep '^ready' "$out_file")" open); failed=$(kv "$(grep '^ready' "$out_file")" failed)
+  local open
+  open=$(kv "$(grep '^ready' "$out_file")" open)
   record streams rss_before_MiB "$(awk -v b="$before" 'BEGIN {printf "%.1f", b / 1024}')"
   record streams rss_open_MiB "$(awk -v b="$during" 'BEGIN {printf "%.1f", b / 1024}')"
   record streams KiB_per_stream "$(awk -v a="$before" -v b="$during" -v n="${open:-0}" \
@@ -249,13 +251,13 @@ phase_streams() {  # the slow streams held open; memory of the proxy before and 
   sleep 0.3  # let the closes drain before the next target
 }
 
-tokens32='X-Fake-Tokens: 32'
+tokens32='X-Fake-Tokens: 32' chat_path=/v1/chat/completions
 run_target_phase() {  # PHASE
   case $1 in
     gen*) phase_wrk "$1" "${1#gen}" /api/generate "$gen_body" "" ;;
     ndjson32) phase_wrk ndjson32 "$stream_conns" /api/generate "$ndjson_body" "$tokens32" ;;
-    sse_usage) phase_wrk sse_usage "$stream_conns" /v1/chat/completions "$sse_usage_body" "$tokens32" ;;
-    sse_plain) phase_wrk sse_plain "$stream_conns" /v1/chat/completions "$sse_plain_body" "$tokens32" ;;
+    sse_usage) phase_wrk sse_usage "$stream_conns" "$chat_path" "$sse_usage_body" "$tokens32" ;;
+    sse_plain) phase_wrk sse_plain "$stream_conns" "$chat_path" "$sse_plain_body" "$tokens32" ;;
     paced) phase_paced ;;
     bulk) phase_bulk ;;
     first_line) phase_first_line ;;
@@ -265,6 +267,7 @@ run_target_phase() {  # PHASE
 phases=()
 for c in $gen_conns; do phases+=("gen$c"); done
 phases+=(ndjson32 sse_usage sse_plain paced bulk first_line streams)
+if [ -n "${E2E_PHASES:-}" ]; then read -r -a phases <<<"$E2E_PHASES"; fi
 
 head -c "$bulk_bytes" /dev/zero >"$work/upload.bin"
 for target in "${targets[@]}"; do  # warm every path once; not recorded
@@ -290,9 +293,17 @@ done
 meta=$work/meta.txt
 {
   echo "mode=$mode rounds=$rounds elapsed_s=$(( $(date +%s) - start ))"
-  echo "kernel=$(uname -r) cpus=$(nproc) cpu_model=$(awk -F': ' '/model name/ {print $2; exit}' /proc/cpuinfo | tr ' ' '_')"
-  echo "tokentap=$("$build/tokentap" --version 2>&1 | head -1 | tr ' ' '_')@$(git rev-parse --short HEAD)"
-  echo "nginx=$(nginx -v 2>&1 | sed 's/.*nginx\///') haproxy=$(haproxy -v | awk 'NR == 1 {print $3}') wrk=$(wrk -v 2>&1 | awk 'NR == 1 {print $2}') curl=$(curl --version | awk 'NR == 1 {print $2}')"
-  echo "wrk_s=$wrk_s paced_s=$paced_s paced_rate=$paced_rate paced_conns=$paced_conns first_s=$first_s first_conns=$first_conns stream_conns=$stream_conns bulk_MiB=$((bulk_bytes >> 20)) streams=$streams streams_rounds=$streams_rounds"
+  cpu_model=$(awk -F': ' '/model name/ {print $2; exit}' /proc/cpuinfo | tr ' ' '_')
+  echo "kernel=$(uname -r) cpus=$(nproc) cpu_model=$cpu_model"
+  tt_version=$("$build/tokentap" --version 2>&1 | head -1 | tr ' ' '_')
+  echo "tokentap=$tt_version@$(git rev-parse --short HEAD)"
+  echo "nginx=$(nginx -v 2>&1 | sed 's/.*nginx\///')" \
+    "haproxy=$(haproxy -v | awk 'NR == 1 {print $3}')" \
+    "wrk=$(wrk -v 2>&1 | awk 'NR == 1 {print $2}')" \
+    "curl=$(curl --version | awk 'NR == 1 {print $2}')"
+  echo "wrk_s=$wrk_s paced_s=$paced_s paced_rate=$paced_rate paced_conns=$paced_conns" \
+    "first_s=$first_s first_conns=$first_conns stream_conns=$stream_conns" \
+    "bulk_MiB=$((bulk_bytes >> 20)) streams=$streams streams_rounds=$streams_rounds"
 } >"$meta"
+cp "$results" "$here/last-run.tsv"
 python3 "$here/report.py" "$results" "$meta" | tee "$here/last-run.md"
