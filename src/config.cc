@@ -149,7 +149,7 @@ std::string help_text() {
       "  --metrics-listen ADDR  metrics address serving /metrics and /healthz (default {})\n"
       "  --threads N            shards, one per core (default: online CPUs)\n"
       "  --preserve-host        send the client's Host upstream instead of the upstream's\n"
-      "  --metrics-on-proxy     also serve /metrics on the proxy port\n"
+
       "  --max-models N         distinct model label values before __overflow__ (default {})\n"
       "  --max-body BYTES       largest request body accepted (default {}; --max-body-mb N)\n"
       "  --drain-timeout MS     how long in-flight requests may finish on SIGTERM (default {})\n"
@@ -241,6 +241,20 @@ bool is_switch(std::string_view name) {
          name == "version";
 }
 
+constexpr std::string_view valued_flags[] = {
+    "listen",       "upstream",      "ollama-url",   "metrics-listen",  "threads",
+    "max-models",   "max-body",      "max-body-mb",  "drain-timeout",   "metrics-token",
+    "access-log",   "head-timeout",  "idle-timeout", "max-connections", "buffers",
+    "sq-entries",
+};
+
+bool is_valued(std::string_view name) {
+  for (const std::string_view f : valued_flags) {
+    if (f == name) return true;
+  }
+  return false;
+}
+
 ParseOutcome finish(RawFlags raw, Config cfg) {
   ParseOutcome out;
   std::string error;
@@ -282,6 +296,15 @@ ParseOutcome parse_config(int argc, const char* const* argv, const EnvLookup& en
     if (const auto eq = arg.find('='); eq != std::string_view::npos) {
       name = arg.substr(0, eq);
       value = arg.substr(eq + 1);
+    }
+    if (!is_switch(name) && !is_valued(name)) {
+      return ParseOutcome{ParseOutcome::Kind::error, {},
+                          fmt::format("unknown flag --{} (see --help)", name)};
+    }
+    if (name == "metrics-on-proxy") {
+      // Refused rather than accepted and ignored: scrapes go to --metrics-listen for now.
+      return ParseOutcome{ParseOutcome::Kind::error, {},
+                          "--metrics-on-proxy is not supported yet; scrape --metrics-listen"};
     }
     if (is_switch(name)) {
       if (name == "help" || name == "h") return ParseOutcome{ParseOutcome::Kind::help, {}, {}};

@@ -76,6 +76,11 @@ TEST(Config, MaxBodyInBytesOrMiB) {
   EXPECT_EQ(out.config.max_body_bytes, 1000u);
 }
 
+TEST(Config, UnknownFlagIsNamedEvenWithoutAValue) {
+  const auto out = parse({"--bogus"});
+  EXPECT_EQ(out.error, "unknown flag --bogus (see --help)");
+}
+
 TEST(Config, HelpAndVersion) {
   EXPECT_EQ(parse({"--help"}).kind, ParseOutcome::Kind::help);
   EXPECT_EQ(parse({"-h"}).kind, ParseOutcome::Kind::help);
@@ -87,7 +92,8 @@ TEST(Config, BadInputIsOneClearLine) {
                    parse({"--upstream", "https://127.0.0.1:1"}), parse({"--upstream", "http://"}),
                    parse({"--upstream", "http://127.0.0.1:99999"}),
                    parse({"--upstream", "http://127.0.0.1:1/api"}), parse({"--listen", "nope"}),
-                   parse({"--listen"}), parse({"stray"})}) {
+                   parse({"--listen"}), parse({"stray"}), parse({"--bogus"}),
+                   parse({"--metrics-on-proxy"})}) {
     EXPECT_EQ(out.kind, ParseOutcome::Kind::error);
     EXPECT_FALSE(out.error.empty());
     EXPECT_EQ(out.error.find('\n'), std::string::npos) << out.error;
