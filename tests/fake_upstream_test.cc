@@ -756,9 +756,13 @@ TEST_F(FakeUpstreamTest, DelaysEveryChunkWithoutBlockingOthers) {
   ASSERT_TRUE(r.ok()) << r.error;
   ASSERT_EQ(r.chunk_arrivals.size(), 4u);
   EXPECT_GE(r.time_to_first_body_byte, 38ms);
+  // Each chunk is held back by its own delay: no two arrive together. A loaded machine can
+  // deliver one chunk late and the next on time, so single gaps are bounded loosely; the
+  // total below is the exact lower bound.
   for (std::size_t i = 1; i < r.chunk_arrivals.size(); ++i) {
-    EXPECT_GE(r.chunk_arrivals[i] - r.chunk_arrivals[i - 1], 35ms) << i;
+    EXPECT_GE(r.chunk_arrivals[i] - r.chunk_arrivals[i - 1], 10ms) << i;
   }
+  EXPECT_GE(r.chunk_arrivals.back() - r.chunk_arrivals.front(), 115ms);
   EXPECT_GE(took, 155ms);
   EXPECT_LT(took, 2s);
   // 2000 delayed streams at once on one worker: all finish in about one stream's time. Each
