@@ -15,3 +15,14 @@ if(TARGET tokentap AND TARGET fake_upstream)
                    $<TARGET_FILE:tokentap> $<TARGET_FILE:fake_upstream>)
   set_tests_properties(eco.prometheus_scrape PROPERTIES SKIP_RETURN_CODE 77 TIMEOUT 240)
 endif()
+
+# The official Ollama, OpenAI and Anthropic JS SDKs, directly and through tokentap. The pinned
+# SDKs are installed with `npm ci` into the build tree once. Exit 77 = skipped (no node/npm,
+# or the npm registry is unreachable).
+if(TARGET tokentap AND TARGET fake_upstream)
+  add_test(NAME eco.sdk_clients
+           COMMAND bash ${CMAKE_SOURCE_DIR}/tests/eco/sdk_test.sh
+                   $<TARGET_FILE:tokentap> $<TARGET_FILE:fake_upstream>
+                   ${CMAKE_BINARY_DIR}/eco-sdk)
+  set_tests_properties(eco.sdk_clients PROPERTIES SKIP_RETURN_CODE 77 TIMEOUT 300)
+endif()

@@ -10,6 +10,10 @@ packages=(
   curl python3
   clang libclang-rt-dev
   prometheus  # promtool: tests check the /metrics exposition with `promtool check metrics`
+  # tests/eco/sdk_test.sh runs the official JS SDKs and needs node >= 20 with npm (NodeSource's
+  # nodejs ships both). Debian's own `npm` package is not listed: it conflicts with that
+  # nodejs, and with bookworm's node 18 the test skips itself (exit 77) anyway.
+  nodejs
 )
 
 missing=()

@@ -37,7 +37,8 @@ trap 'exit 1' INT TERM
 fail() { echo "FAIL: $*" >&2; exit 1; }
 
 free_port() {
-  python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
+  python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0))
+print(s.getsockname()[1])'
 }
 
 # wait_for WHAT SECONDS COMMAND...: retries COMMAND every 0.1 s.
@@ -102,7 +103,9 @@ print("\n".join(sorted(out)))'
 }
 
 # Prometheus must have scraped tokentap once before the requests, so rate() sees them.
-target_up() { [ "$(query 'up{job="tokentap"}')" = "instance=127.0.0.1:$metrics_port,job=tokentap 1" ]; }
+target_up() {
+  [ "$(query 'up{job="tokentap"}')" = "instance=127.0.0.1:$metrics_port,job=tokentap 1" ]
+}
 if ! (wait_for "a first successful scrape" 30 target_up); then
   curl -s "$prom/api/v1/targets"; echo; fail "tokentap was never scraped"
 fi
@@ -115,12 +118,12 @@ sent=0
 send() {
   local model=$1 path=$2 stream=$3 prompt=$4 completion=$5
   shift 5
-  local body
+  local body='"model":"'$model'","stream":'$stream
+  local chat='"messages":[{"role":"user","content":"hi"}]'
   case $path in
-    /api/generate | /v1/completions) body="{\"model\":\"$model\",\"prompt\":\"hi\",\"stream\":$stream}" ;;
-    /v1/messages)
-      body="{\"model\":\"$model\",\"max_tokens\":64,\"stream\":$stream,\"messages\":[{\"role\":\"user\",\"content\":\"hi\"}]}" ;;
-    *) body="{\"model\":\"$model\",\"stream\":$stream,\"messages\":[{\"role\":\"user\",\"content\":\"hi\"}]}" ;;
+    /api/generate | /v1/completions) body="{$body,\"prompt\":\"hi\"}" ;;
+    /v1/messages) body="{$body,\"max_tokens\":64,$chat}" ;;
+    *) body="{$body,$chat}" ;;
   esac
   curl -s -o "$work/last_body" -w '%{http_code}' "http://127.0.0.1:$proxy_port$path" \
     -H 'Content-Type: application/json' -H "X-Fake-Tokens: $completion" \
@@ -180,8 +183,10 @@ echo "ok: $sent requests, one 500"
 # the dashboard and alerts use it. Each first chunk waited X-Fake-Delay-Ms (3 ms) upstream.
 ttft_count=$(query 'sum(tokentap_time_to_first_token_seconds_count)')
 [ "${ttft_count##* }" = 7 ] || fail "TTFT observations: got [$ttft_count] want 7"
-ttft=$(query 'histogram_quantile(0.95, sum by (le) (rate(tokentap_time_to_first_token_seconds_bucket[1m])))')
-python3 -c 'import math, sys; v = float(sys.argv[1]); sys.exit(not (math.isfinite(v) and 0.003 <= v <= 80))' \
+ttft=$(query 'histogram_quantile(0.95,
+  sum by (le) (rate(tokentap_time_to_first_token_seconds_bucket[1m])))')
+python3 -c 'import math, sys; v = float(sys.argv[1])
+sys.exit(not (math.isfinite(v) and 0.003 <= v <= 80))' \
   "${ttft##* }" || fail "TTFT p95 is not a number of seconds in [0.003, 80]: [$ttft]"
 echo "ok: TTFT p95 = ${ttft##* } s"
 

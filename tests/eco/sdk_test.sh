@@ -1,0 +1,92 @@
+#!/usr/bin/env bash
+# The official Ollama, OpenAI and Anthropic JS SDKs against the fake upstream, directly and
+# through tokentap (tests/eco/sdk/sdk_test.mjs says what is compared):
+#   sdk_test.sh TOKENTAP_BINARY FAKE_UPSTREAM_BINARY CACHE_DIR
+# The SDKs pinned in tests/eco/sdk/package-lock.json are installed with `npm ci` into
+# CACHE_DIR (under the build tree) once, and again only when the lock file changes.
+# Exit 77 (ctest: skipped) when node/npm are missing or the npm registry cannot be reached.
+set -euo pipefail
+
+tokentap_bin=${1:?usage: sdk_test.sh TOKENTAP FAKE_UPSTREAM CACHE_DIR}
+fake_bin=${2:?usage: sdk_test.sh TOKENTAP FAKE_UPSTREAM CACHE_DIR}
+cache=${3:?usage: sdk_test.sh TOKENTAP FAKE_UPSTREAM CACHE_DIR}
+here=$(cd "$(dirname "$0")" && pwd)
+node_major_min=20  # the pinned SDKs' engines; global fetch and ReadableStream
+
+for tool in node npm curl python3; do
+  if ! command -v "$tool" >/dev/null; then
+    echo "SKIP: $tool not installed (Debian: nodejs npm curl python3)"
+    exit 77
+  fi
+done
+node_major=$(node -p 'process.versions.node.split(".")[0]')
+if ((node_major < node_major_min)); then
+  echo "SKIP: node $node_major is older than $node_major_min"
+  exit 77
+fi
+
+# --- SDKs, cached across runs ------------------------------------------------------------------
+mkdir -p "$cache"
+lock_sum=$(cat "$here/sdk/package.json" "$here/sdk/package-lock.json" | sha256sum | cut -d' ' -f1)
+if [ "$(cat "$cache/.lock-sum" 2>/dev/null)" != "$lock_sum" ] ||
+  [ ! -d "$cache/node_modules" ]; then
+  cp "$here/sdk/package.json" "$here/sdk/package-lock.json" "$cache/"
+  rm -f "$cache/.lock-sum"
+  if ! (cd "$cache" && npm ci --no-audit --no-fund --loglevel=error \
+          --cache "$cache/npm-cache" >"$cache/npm-ci.log" 2>&1); then
+    tail -n 20 "$cache/npm-ci.log"
+    echo "SKIP: npm ci failed (is the npm registry reachable?)"
+    exit 77
+  fi
+  echo "$lock_sum" >"$cache/.lock-sum"
+fi
+# The script must sit next to node_modules for ES module resolution.
+cp "$here/sdk/sdk_test.mjs" "$cache/sdk_test.mjs"
+
+# --- processes -------------------------------------------------------------------------------
+work=$(mktemp -d "${TMPDIR:-/tmp}/tokentap-sdk-test.XXXXXX")
+pids=()
+cleanup() {
+  local rc=$?
+  for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
+  for pid in "${pids[@]}"; do wait "$pid" 2>/dev/null || true; done
+  if [ "$rc" -ne 0 ] && [ "$rc" -ne 77 ]; then
+    for log in "$work"/*.log; do echo "--- $log"; tail -n 20 "$log"; done
+  fi
+  rm -rf "$work"
+  exit "$rc"
+}
+trap cleanup EXIT
+trap 'exit 1' INT TERM
+
+fail() { echo "FAIL: $*" >&2; exit 1; }
+free_port() {
+  python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0))
+print(s.getsockname()[1])'
+}
+wait_for() {  # WHAT SECONDS COMMAND...
+  local what=$1 seconds=$2
+  shift 2
+  local deadline=$((SECONDS + seconds))
+  until "$@" >/dev/null 2>&1; do
+    ((SECONDS < deadline)) || fail "timed out after ${seconds}s waiting for $what"
+    sleep 0.1
+  done
+}
+
+"$fake_bin" --listen 127.0.0.1:0 --threads 1 >"$work/fake.log" 2>&1 &
+pids+=($!)
+wait_for "fake_upstream to listen" 10 grep -q '^listening ' "$work/fake.log"
+upstream_port=$(sed -n 's/^listening 127\.0\.0\.1:\([0-9]*\)$/\1/p' "$work/fake.log")
+
+proxy_port=$(free_port)
+metrics_port=$(free_port)
+"$tokentap_bin" --listen "127.0.0.1:$proxy_port" --metrics-listen "127.0.0.1:$metrics_port" \
+  --upstream "http://127.0.0.1:$upstream_port" --threads 2 >"$work/tokentap.log" 2>&1 &
+pids+=($!)
+wait_for "tokentap's banner" 10 grep -q 'listening on' "$work/tokentap.log"
+wait_for "tokentap /healthz" 10 curl -sf "http://127.0.0.1:$metrics_port/healthz"
+
+node "$cache/sdk_test.mjs" "http://127.0.0.1:$upstream_port" "http://127.0.0.1:$proxy_port" \
+  "http://127.0.0.1:$metrics_port"
+echo "PASS"
