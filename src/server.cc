@@ -12,6 +12,7 @@
 #include <future>
 
 #include "tokentap/access_log.h"
+#include "tokentap/buf_ring.h"
 #include "tokentap/metrics.h"
 #include "tokentap/metrics_server.h"
 #include "tokentap/model_table.h"
@@ -123,8 +124,11 @@ bool Server::start(std::string* error) {
     stop();
     return false;
   }
-  features_ = fmt::format("{} shards, {}", shards_.size(), "io_uring multishot accept/recv, "
-                          "provided buffer ring, SO_REUSEPORT");
+  // Written by shard 0 during init, read here after its promise was fulfilled.
+  features_ = fmt::format("{} shards, {}, multishot accept/recv, {} provided buffers of {} KiB, "
+                          "splice pipes, SO_REUSEPORT",
+                          shards_.size(), shards_[0]->ring().features_text(),
+                          config_.ring_buffers, buf_bytes / 1024);
   return true;
 }
 
