@@ -721,6 +721,27 @@ TEST_F(FakeUpstreamTest, Http10AndConnectionClose) {
   EXPECT_EQ(k.wait_close(), test::CloseKind::eof);
 }
 
+// A client that half-closes right after its request (FIN in the same segment burst) still gets
+// a finished answer, then EOF; a stream is cancelled as Go cancels the request context.
+TEST_F(FakeUpstreamTest, HalfCloseAnswersThenClosesAndCancelsStreams) {
+  HttpClient c;
+  ASSERT_TRUE(c.connect(port_));
+  ASSERT_TRUE(c.send(req("GET", "/")));
+  c.shutdown_write();
+  const Response r = c.read_response();
+  EXPECT_EQ(r.body, "Ollama is running");
+  EXPECT_EQ(c.wait_close(), test::CloseKind::eof);
+  HttpClient s;
+  ASSERT_TRUE(s.connect(port_));
+  ASSERT_TRUE(s.send(
+      req("POST", "/api/generate", R"({"model":"m","prompt":"x"})", {{"X-Fake-Delay-Ms", "300"}})));
+  s.shutdown_write();
+  std::string data;
+  EXPECT_EQ(s.wait_close(1000, &data), test::CloseKind::eof);
+  EXPECT_TRUE(data.empty());
+  EXPECT_EQ(fake_->stats().connections_closed_by_peer, 2u);
+}
+
 TEST_F(FakeUpstreamTest, AbortAfterResetsWithoutTerminator) {
   const std::string body = R"({"model":"m","prompt":"x"})";
   const Response r =

@@ -58,6 +58,7 @@ void Conn::open(int fd, std::uint32_t slot) {
   out_.clear();
   peer_gone_ = false;
   readable_ = true;
+  fin_seen_ = false;
   reset_request();
 }
 
@@ -87,6 +88,8 @@ void Conn::on_events(Worker& w, std::uint32_t events) {
     return;
   }
   if (events & EPOLLIN) readable_ = true;
+  // A FIN that came with the last bytes gets no edge of its own: remember to read up to it.
+  if (events & EPOLLRDHUP) readable_ = fin_seen_ = true;
   // While answering we do not read, but a peer FIN must still cancel the answer (Go cancels the
   // request context when its background read sees EOF).
   if ((events & EPOLLRDHUP) && phase_ == Phase::respond) on_peer_gone(w);
@@ -114,7 +117,11 @@ void Conn::drive(Worker& w) {
     }
     break;
   }
-  if (phase_ == Phase::closed || !peer_gone_) return;
+  if (phase_ == Phase::closed) return;
+  // A FIN seen with the request's last bytes: the answer that is now in progress is for a peer
+  // that has gone (the socket is not read while answering, so the EOF itself is not).
+  if (fin_seen_ && phase_ == Phase::respond) on_peer_gone(w);
+  if (!peer_gone_) return;
   // The peer is gone: an answer still being generated is cancelled; a finished one is flushed
   // first (the peer may only have shut its sending side).
   const bool generating = streaming_ || held_ || waiting_timer_ || blob_left_ > 0;
@@ -329,7 +336,7 @@ bool Conn::read_more(Worker& w) {
   if (n > 0) {
     in_.commit(static_cast<std::size_t>(n));
     // A short read drained the socket; edge-triggered epoll reports anything newer.
-    if (static_cast<std::size_t>(n) < room) readable_ = false;
+    if (static_cast<std::size_t>(n) < room) readable_ = fin_seen_;
     return true;
   }
   if (n == 0) {

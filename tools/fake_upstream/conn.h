@@ -122,6 +122,7 @@ class Conn {
 
   bool peer_gone_ = false;  // EOF or RST seen
   bool readable_ = true;    // input may be waiting (edge seen, no short read since)
+  bool fin_seen_ = false;   // EPOLLRDHUP arrived: read until the 0 even after a short read
 };
 
 }  // namespace tokentap::fake
