@@ -385,6 +385,7 @@ void Conn::on_client_send(int res) {
   to_client_.consume(shard_->segments(), shard_->bufs(), static_cast<std::uint64_t>(res));
   response_bytes_ += static_cast<std::uint64_t>(res);
   flush_client();
+  if (close_when_sent_ && !send_inflight_ && to_client_.empty()) return close_now();
   update_upstream_recv();
   maybe_start_splice();
   maybe_finish_exchange();
@@ -424,7 +425,7 @@ void Conn::reset_exchange() {
   upstream_bytes_sent_ = 0;
   start_ns_ = 0;
   exchange_open_ = client_aborted_ = active_reported_ = false;
-  hold_ = injected_ = strip_ = expect_continue_ = false;
+  hold_ = injected_ = strip_ = expect_continue_ = close_when_sent_ = false;
   status_ = 0;
   request_bytes_ = response_bytes_ = body_bytes_ = 0;
   splice_mode_ = Splice::off;

@@ -205,12 +205,19 @@ void Conn::on_upstream_eof(bool reset) {
     upstream_ = shard_->connect_upstream(slot_);
     if (upstream_ != none) return;
   }
-  shard_->metrics().upstream_error(UpstreamError::reset);
+  // A clean close (FIN) inside a response whose framing promised more (Content-Length not
+  // reached, chunked body without its last chunk) is a malformed response; an RST, or a close
+  // before any response byte, is a reset connection.
+  const bool short_body = !reset && response_started_;
+  shard_->metrics().upstream_error(short_body ? UpstreamError::malformed : UpstreamError::reset);
   if (!response_started_) {
     return respond_error(502, "Bad Gateway", "tokentap: upstream closed the connection");
   }
-  // Mid-response: close without a terminating chunk, so the client sees a truncated response.
-  close_now();
+  // Mid-response: deliver what did arrive, then close without a terminating chunk, so the
+  // client sees a truncated response, never a fake complete one and never less than was sent.
+  close_when_sent_ = true;
+  if (!send_inflight_ && to_client_.empty()) return close_now();
+  flush_client();
 }
 
 void Conn::release_upstream(bool reusable) {

@@ -633,7 +633,9 @@ TEST(ProxyScripted, TruncatedStreamCountsUsageMissing) {
   std::this_thread::sleep_for(50ms);
   const std::string m = proxy.scrape();
   EXPECT_EQ(metric(m, "tokentap_usage_missing_total{endpoint=\"/api/chat\"}"), 1) << m;
-  EXPECT_EQ(metric(m, "tokentap_upstream_errors_total{kind=\"reset\"}"), 1);
+  // The upstream closed cleanly inside a chunked body: a response shorter than its framing.
+  EXPECT_EQ(metric(m, "tokentap_upstream_errors_total{kind=\"malformed\"}"), 1);
+  EXPECT_EQ(metric(m, "tokentap_upstream_errors_total{kind=\"reset\"}"), 0);
 }
 
 
@@ -990,6 +992,25 @@ TEST(ProxyScripted, ConnectionLimitRefusesNewOnesAndKeepsExistingOnes) {
   }
   for (int c : held) close(c);
   EXPECT_EQ(metric(proxy.scrape(), "tokentap_connections_rejected_total{reason=\"limit\"}"), 1);
+}
+
+
+TEST(ProxyScripted, BodyShorterThanContentLengthIsMalformedAndTruncated) {
+  ScriptedUpstream up([](int fd, ScriptedUpstream& self) {
+    self.read_request(fd);
+    send_all(fd, "HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\nonly part");
+  });  // then a clean close (FIN) 91 bytes early
+  START_PROXY(proxy, up.port());
+  const int c = connect_loopback(proxy.port());
+  send_all(c, "GET /api/version HTTP/1.1\r\nHost: x\r\n\r\n");
+  bool closed = false;
+  const std::string resp = read_until(c, [](const std::string&) { return false; }, 3000ms, &closed);
+  close(c);
+  EXPECT_TRUE(closed);
+  EXPECT_EQ(resp, "HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\nonly part")
+      << "the client sees the truncation, never a completed response";
+  std::this_thread::sleep_for(50ms);
+  EXPECT_EQ(metric(proxy.scrape(), "tokentap_upstream_errors_total{kind=\"malformed\"}"), 1);
 }
 
 }  // namespace
