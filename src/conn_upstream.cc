@@ -139,11 +139,8 @@ void Conn::process_upstream_data(std::uint16_t buf, std::uint32_t len) {
     }
     std::size_t used = 0;
     const HttpParser::Stop stop = resp_.feed(data + off, len - off, &used);
-    if (stop == HttpParser::Stop::error) {
-      shard_->metrics().upstream_error(UpstreamError::malformed);
-      upstream_dirty_ = true;
-      return respond_error(502, "Bad Gateway", "tokentap: malformed response from upstream");
-    }
+    // A broken head is never forwarded in part: the client gets a clean 502 instead.
+    if (stop == HttpParser::Stop::error && resp_state_ == Resp::head) used = 0;
     if (used > 0) {
       // A stripped body reaches the client re-framed by the body sink, not as raw bytes.
       if (strip_) {
@@ -154,6 +151,13 @@ void Conn::process_upstream_data(std::uint16_t buf, std::uint32_t len) {
       }
       response_started_ = true;
       off += static_cast<std::uint32_t>(used);
+    }
+    if (stop == HttpParser::Stop::error) {
+      shard_->metrics().upstream_error(UpstreamError::malformed);
+      upstream_dirty_ = true;
+      // After some bytes went out a status can no longer be sent: deliver them, then cut.
+      if (response_started_) return cut_response();
+      return respond_error(502, "Bad Gateway", "tokentap: malformed response from upstream");
     }
     if (stop == HttpParser::Stop::head_done) {
       after_head = true;
@@ -213,8 +217,14 @@ void Conn::on_upstream_eof(bool reset) {
   if (!response_started_) {
     return respond_error(502, "Bad Gateway", "tokentap: upstream closed the connection");
   }
-  // Mid-response: deliver what did arrive, then close without a terminating chunk, so the
-  // client sees a truncated response, never a fake complete one and never less than was sent.
+  cut_response();
+}
+
+void Conn::cut_response() {
+  // Mid-response failure: deliver what did arrive, then close without a terminating chunk, so
+  // the client sees a truncated response, never a fake complete one and never less than was
+  // sent.
+  release_upstream(false);
   close_when_sent_ = true;
   if (!send_inflight_ && to_client_.empty()) return close_now();
   flush_client();

@@ -73,7 +73,10 @@ HttpParser::Stop HttpParser::feed(const char* data, std::size_t n, std::size_t* 
     TT_ASSERT(pending_ != Stop::need_more);
     return pending_;
   }
-  *used = 0;
+  // The bytes before the offending one were valid (a complete chunk before a bad size line):
+  // the caller may still forward them before failing the message.
+  const char* pos = llhttp_get_error_pos(&parser_);
+  *used = pos >= data && pos <= data + n ? static_cast<std::size_t>(pos - data) : 0;
   return Stop::error;
 }
 

@@ -1013,5 +1013,25 @@ TEST(ProxyScripted, BodyShorterThanContentLengthIsMalformedAndTruncated) {
   EXPECT_EQ(metric(proxy.scrape(), "tokentap_upstream_errors_total{kind=\"malformed\"}"), 1);
 }
 
+
+TEST(ProxyScripted, MalformedChunkAfterOutputDeliversWhatCameThenCloses) {
+  const std::string good = "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n6\r\nline1\n\r\n";
+  ScriptedUpstream up([&](int fd, ScriptedUpstream& self) {
+    self.read_request(fd);
+    send_all(fd, good + "zz\r\n");  // not a chunk size
+    read_until(fd, [](const std::string&) { return false; }, 1000ms);
+  });
+  START_PROXY(proxy, up.port());
+  const int c = connect_loopback(proxy.port());
+  send_all(c, "POST /api/generate HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\n\r\n{}");
+  bool closed = false;
+  const std::string resp = read_until(c, [](const std::string&) { return false; }, 3000ms, &closed);
+  close(c);
+  EXPECT_TRUE(closed);
+  EXPECT_EQ(resp, good) << "the valid part arrives, the stream is cut, nothing is faked";
+  std::this_thread::sleep_for(50ms);
+  EXPECT_EQ(metric(proxy.scrape(), "tokentap_upstream_errors_total{kind=\"malformed\"}"), 1);
+}
+
 }  // namespace
 }  // namespace tokentap

@@ -100,6 +100,7 @@ class Conn {
   void flush_upstream();
   void update_upstream_recv();
   void release_upstream(bool reusable);
+  void cut_response();
 
   // splice path (conn_splice.cc)
   bool splice_candidate(const HttpParser& p) const;

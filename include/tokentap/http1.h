@@ -35,6 +35,7 @@ class HttpParser {
   void init_response();
   // Parses up to n bytes, stopping after the head or after the message. *used is how many
   // bytes belong to what was parsed; the rest must be fed again (they start the next part).
+  // On error, *used is the valid prefix before the offending byte.
   [[nodiscard]] Stop feed(const char* data, std::size_t n, std::size_t* used);
   // At EOF: completes a close-delimited message. message_done or error.
   [[nodiscard]] Stop finish();
