@@ -6,6 +6,8 @@
 #include <unistd.h>
 
 #include <charconv>
+#include <cerrno>
+#include <cstdio>
 #include <cstring>
 #include <fmt/format.h>
 
@@ -159,6 +161,7 @@ std::string help_text() {
       "  --buffers N            receive buffers (16 KiB) per shard, a power of two (default 1024)\n"
       "  --sq-entries N         io_uring submission queue entries per shard (default 1024)\n"
       "  --metrics-token TOKEN  require 'Authorization: Bearer TOKEN' on /metrics\n"
+      "  --metrics-token-file F the same, the token read from file F (kept out of ps)\n"
       "  --access-log FILE|-    JSON access log, one line per request\n"
       "  --help, --version\n"
       "\n"
@@ -174,7 +177,47 @@ struct RawFlags {
   std::string listen{default_listen};
   std::string upstream{default_upstream};
   std::string metrics_listen{default_metrics_listen};
+  std::string metrics_token_file;
 };
+
+// A token file is a secret of a few dozen bytes; anything larger is a wrong path.
+constexpr std::size_t metrics_token_file_bytes_max = 4096;
+
+// Reads the token file as Prometheus writes `credentials_file`: the token alone, trailing
+// whitespace (the editor's newline) dropped.
+bool read_token_file(const std::string& path, std::string* token, std::string* error) {
+  std::FILE* f = std::fopen(path.c_str(), "rb");
+  if (f == nullptr) {
+    *error = fmt::format("cannot read '{}': {}", path, std::strerror(errno));
+    return false;
+  }
+  char buf[metrics_token_file_bytes_max + 1];
+  const std::size_t n = std::fread(buf, 1, sizeof buf, f);
+  const bool failed = std::ferror(f) != 0;
+  std::fclose(f);
+  if (failed || n > metrics_token_file_bytes_max) {
+    *error = fmt::format("'{}' is not a token file (unreadable or over {} bytes)", path,
+                         metrics_token_file_bytes_max);
+    return false;
+  }
+  std::string_view text(buf, n);
+  while (!text.empty() && (text.back() == '\n' || text.back() == '\r' || text.back() == ' ' ||
+                           text.back() == '\t')) {
+    text.remove_suffix(1);
+  }
+  *token = text;
+  return true;
+}
+
+// A bearer token is compared with the header's bytes; one that could never appear in a header
+// (empty, spaces, control bytes) would lock every scraper out, so it is refused at start.
+bool valid_token(std::string_view token) {
+  if (token.empty()) return false;
+  for (const char c : token) {
+    if (static_cast<unsigned char>(c) <= 0x20 || c == 0x7f) return false;
+  }
+  return true;
+}
 
 // Applies one flag with its value; returns false with *error set when the flag is unknown or bad.
 bool apply_flag(std::string_view name, std::string_view value, RawFlags* raw, Config* cfg,
@@ -227,6 +270,8 @@ bool apply_flag(std::string_view name, std::string_view value, RawFlags* raw, Co
     }
   } else if (name == "metrics-token") {
     cfg->metrics_token = value;
+  } else if (name == "metrics-token-file") {
+    raw->metrics_token_file = value;
   } else if (name == "access-log") {
     cfg->access_log = value;
   } else {
@@ -245,7 +290,7 @@ constexpr std::string_view valued_flags[] = {
     "listen",       "upstream",      "ollama-url",   "metrics-listen",  "threads",
     "max-models",   "max-body",      "max-body-mb",  "drain-timeout",   "metrics-token",
     "access-log",   "head-timeout",  "idle-timeout", "max-connections", "buffers",
-    "sq-entries",
+    "sq-entries",   "metrics-token-file",
 };
 
 bool is_valued(std::string_view name) {
@@ -264,6 +309,23 @@ ParseOutcome finish(RawFlags raw, Config cfg) {
   if (!metrics) return ParseOutcome{ParseOutcome::Kind::error, {}, "--metrics-listen: " + error};
   if (!parse_upstream_url(raw.upstream, &cfg.upstream, &cfg.upstream_host, &error)) {
     return ParseOutcome{ParseOutcome::Kind::error, {}, "--upstream: " + error};
+  }
+  if (!raw.metrics_token_file.empty()) {
+    if (!cfg.metrics_token.empty()) {
+      return ParseOutcome{ParseOutcome::Kind::error, {},
+                          "--metrics-token and --metrics-token-file exclude each other"};
+    }
+    if (!read_token_file(raw.metrics_token_file, &cfg.metrics_token, &error)) {
+      return ParseOutcome{ParseOutcome::Kind::error, {}, "--metrics-token-file: " + error};
+    }
+    if (cfg.metrics_token.empty()) {
+      return ParseOutcome{ParseOutcome::Kind::error, {},
+                          "--metrics-token-file: the file holds no token"};
+    }
+  }
+  if (!cfg.metrics_token.empty() && !valid_token(cfg.metrics_token)) {
+    return ParseOutcome{ParseOutcome::Kind::error, {},
+                        "metrics token: spaces and control bytes cannot be sent in a header"};
   }
   cfg.listen = std::move(*listen);
   cfg.metrics_listen = std::move(*metrics);

@@ -140,11 +140,13 @@ void Shard::run() {
     io_uring_cq_advance(ring_.raw(), seen);
     bufs_.flush();
     rearm_starved();
-    timers_.advance(monotonic_ms(), [this](TimerNode& node) {
+    const std::uint64_t turn_ms = monotonic_ms();
+    timers_.advance(turn_ms, [this](TimerNode& node) {
       const auto slot = static_cast<std::uint32_t>(node.owner());
       conns_[slot].on_timer();
       maybe_free_conn(slot);
     });
+    trim_slabs(turn_ms);
     if (stop_.load(std::memory_order_acquire)) {
       const std::uint64_t now = monotonic_ms();
       if (stop_deadline_ms == 0) {
@@ -166,6 +168,14 @@ void Shard::run() {
     }
   }
   io_uring_submit(ring_.raw());
+}
+
+void Shard::trim_slabs(std::uint64_t now) {
+  if (now < next_trim_ms_) return;
+  next_trim_ms_ = now + slab_trim_interval_ms;
+  counters_.slab_bytes_trimmed += conns_.trim(slab_trim_min_bytes) +
+                                  inspects_.trim(slab_trim_min_bytes) +
+                                  upstreams_.trim(slab_trim_min_bytes);
 }
 
 void Shard::begin_drain() {

@@ -3,6 +3,7 @@
 
 #include <arpa/inet.h>
 #include <gtest/gtest.h>
+#include <unistd.h>
 
 #include <map>
 #include <string>
@@ -74,6 +75,45 @@ TEST(Config, MaxBodyInBytesOrMiB) {
   EXPECT_EQ(out.config.max_body_bytes, 32u * 1024 * 1024);
   out = parse({"--max-body=1000"});
   EXPECT_EQ(out.config.max_body_bytes, 1000u);
+}
+
+// A temporary file holding `text`, removed when the test ends.
+struct TempFile {
+  std::string path;
+  explicit TempFile(std::string_view text) {
+    char name[] = "/tmp/tokentap-config-XXXXXX";
+    const int fd = mkstemp(name);
+    EXPECT_GE(fd, 0);
+    EXPECT_EQ(write(fd, text.data(), text.size()), static_cast<ssize_t>(text.size()));
+    close(fd);
+    path = name;
+  }
+  ~TempFile() { unlink(path.c_str()); }
+};
+
+TEST(Config, MetricsTokenFromAFileDropsTheTrailingNewline) {
+  const TempFile file("s3cret-token\n");
+  auto out = parse({"--metrics-token-file", file.path});
+  ASSERT_EQ(out.kind, ParseOutcome::Kind::run) << out.error;
+  EXPECT_EQ(out.config.metrics_token, "s3cret-token");
+  out = parse({"--metrics-token=abc"});
+  ASSERT_EQ(out.kind, ParseOutcome::Kind::run) << out.error;
+  EXPECT_EQ(out.config.metrics_token, "abc");
+}
+
+TEST(Config, BadMetricsTokensAreRefusedAtStart) {
+  const TempFile empty("\n");
+  const TempFile spaced("two words\n");
+  const TempFile big(std::string(5000, 'x'));
+  for (auto out : {parse({"--metrics-token-file", empty.path}),
+                   parse({"--metrics-token-file", spaced.path}),
+                   parse({"--metrics-token-file", big.path}),
+                   parse({"--metrics-token-file", "/nonexistent/token"}),
+                   parse({"--metrics-token", "a b"}),
+                   parse({"--metrics-token", "x", "--metrics-token-file", spaced.path})}) {
+    EXPECT_EQ(out.kind, ParseOutcome::Kind::error);
+    EXPECT_NE(out.error.find("token"), std::string::npos) << out.error;
+  }
 }
 
 TEST(Config, UnknownFlagIsNamedEvenWithoutAValue) {

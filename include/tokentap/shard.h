@@ -35,10 +35,15 @@ namespace tokentap {
 constexpr std::uint32_t cqe_batch_max = 256;
 constexpr unsigned loop_wait_ms = 1000;  // wake at least this often to look at the stop flag
 constexpr std::uint32_t shard_slot = UINT32_MAX;  // user_data slot of shard-level ops
+// After a burst ends, the free tail of the connection slabs goes back to the kernel: checked this
+// often, and only when at least this much would be returned (a madvise per tick otherwise).
+constexpr std::uint64_t slab_trim_interval_ms = 1000;
+constexpr std::size_t slab_trim_min_bytes = 64 * 1024;
 
 // Loop diagnostics that are not part of the metrics contract.
 struct ShardCounters {
   std::uint64_t stale_cqes = 0;
+  std::uint64_t slab_bytes_trimmed = 0;  // slab memory given back to the kernel after bursts
 };
 
 class Shard {
@@ -102,6 +107,7 @@ class Shard {
   void rearm_starved();
   void shutdown_all();
   void begin_drain();
+  void trim_slabs(std::uint64_t now_ms);
 
   const Config& config_;
   MetricsShard& metrics_;
@@ -127,6 +133,7 @@ class Shard {
   std::vector<std::uint64_t> starved_conns_;
   std::vector<std::uint64_t> starved_scratch_;  // swapped with starved_conns_ while re-arming
   ShardCounters counters_;
+  std::uint64_t next_trim_ms_ = 0;
 };
 
 }  // namespace tokentap

@@ -72,6 +72,7 @@ class UpstreamPool {
   }
   std::uint32_t idle_count() const { return static_cast<std::uint32_t>(idle_.size()); }
   std::uint32_t used() const { return slab_.used(); }
+  std::size_t trim(std::size_t min_bytes) { return slab_.trim(min_bytes); }
 
  private:
   Slab<UpstreamConn> slab_;

@@ -1,10 +1,14 @@
 #!/usr/bin/env bash
-# Builds the libFuzzer targets (clang, ASan + UBSan) into build-fuzz/ and, with --run SECONDS,
-# runs each for that long on the seed corpus in tests/fuzz/corpus/<target>/ (created if absent).
+# Builds the libFuzzer targets (clang, ASan + UBSan) into build-fuzz/ and
+#   --run SECONDS   runs each in turn for that long (CI: a short bounded smoke run);
+#   --long SECONDS  runs all at once at the lowest CPU priority (the issue's >= 30 min runs can
+#                   then share a 2-core machine with other work) and writes each target's exec
+#                   count and outcome to build-fuzz/long-run.md.
+# Seed corpora: tests/fuzz/corpus/<target>/; new inputs go to build-fuzz/<target>.work/.
 # Not part of the CMake build: libFuzzer needs clang and -fsanitize=fuzzer.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
-out=build-fuzz
+out=${TOKENTAP_FUZZ_OUT:-build-fuzz}  # a long run can use its own folder beside CI's
 mkdir -p "$out"
 flags=(-std=c++20 -O1 -g -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined
        -Iinclude)
@@ -24,12 +28,40 @@ for t in "${targets[@]}"; do
   fi
 done
 echo "built: ${targets[*]/#/$out/}"
-if [[ "${1:-}" == "--run" ]]; then
-  seconds=${2:-60}
-  for t in "${targets[@]}"; do
-    corpus="tests/fuzz/corpus/$t"
-    mkdir -p "$corpus" "$out/$t.findings" "$out/$t.work"
-    "$out/$t" -max_total_time="$seconds" -max_len=4096 -artifact_prefix="$out/$t.findings/" \
-      "$out/$t.work" "$corpus" 2>&1 | tail -n 3 || exit 1
-  done
-fi
+fuzz_args() {  # target seconds
+  local t=$1
+  mkdir -p "tests/fuzz/corpus/$t" "$out/$t.findings" "$out/$t.work"
+  echo "$out/$t" -max_total_time="$2" -max_len=4096 -print_final_stats=1 \
+    -artifact_prefix="$out/$t.findings/" "$out/$t.work" "tests/fuzz/corpus/$t"
+}
+case "${1:-}" in
+  --run)
+    for t in "${targets[@]}"; do
+      $(fuzz_args "$t" "${2:-60}") 2>&1 | tail -n 3 || exit 1
+    done ;;
+  --long)
+    seconds=${2:-1800}
+    declare -A pid
+    for t in "${targets[@]}"; do
+      nice -n 19 $(fuzz_args "$t" "$seconds") >"$out/$t.long.log" 2>&1 &
+      pid[$t]=$!
+    done
+    failed=0
+    declare -A outcome
+    for t in "${targets[@]}"; do
+      outcome[$t]="no finding"
+      wait "${pid[$t]}" || { outcome[$t]="FAILED (see $out/$t.long.log)"; failed=1; }
+    done
+    stat() { grep -o "stat::$2: *[0-9]*" "$1" | tail -n1 | grep -o '[0-9]*$' || echo 0; }
+    {
+      echo "| target | seconds | execs | execs/s | corpus files | peak RSS MiB | outcome |"
+      echo "|---|---:|---:|---:|---:|---:|---|"
+      for t in "${targets[@]}"; do
+        log="$out/$t.long.log"
+        execs=$(stat "$log" number_of_executed_units)
+        echo "| $t | $seconds | $execs | $(( execs / seconds )) | $(ls "$out/$t.work" | wc -l) |" \
+             "$(stat "$log" peak_rss_mb) | ${outcome[$t]} |"
+      done
+    } | tee "$out/long-run.md"
+    exit "$failed" ;;
+esac
