@@ -221,6 +221,51 @@ TEST_F(ProxyFake, ConnectionCloseIsHonouredEndToEnd) {
   EXPECT_NE(via.wait_close(2000), test::CloseKind::none) << "the proxy closes after the response";
 }
 
+TEST_F(ProxyFake, UpstreamRestartWithPooledConnectionsLosesNoLaterRequest) {
+  // Eight keep-alive exchanges at once fill the proxy's upstream pool; then the upstream
+  // restarts (every socket closed, a new server on the same port). Requests after that must all
+  // succeed on fresh upstream connections: the pooled ones were retired when their EOF arrived.
+  TT_START_PROXY(proxy, upstream_->port(), 1);
+  const std::uint16_t port = upstream_->port();
+  const std::string req = test::request(
+      "POST", "/api/generate", R"({"model":"llama3.2","prompt":"hi","stream":false})", {},
+      proxy.port());
+  constexpr int parallel = 8;
+  constexpr int restarts = 5;
+  std::atomic<int> ok{0};
+  auto burst = [&] {
+    std::vector<std::thread> threads;
+    for (int t = 0; t < parallel; ++t) {
+      threads.emplace_back([&] {
+        test::HttpClient c;
+        if (!c.connect(proxy.port()) || !c.send(req)) return;
+        const auto r = c.read_response();
+        if (r.ok() && r.status == 200) ++ok;
+      });
+    }
+    for (auto& t : threads) t.join();
+  };
+  for (int round = 0; round < restarts; ++round) {
+    burst();
+    const std::uint64_t accepted_before = upstream_->stats().connections_accepted;
+    EXPECT_GE(accepted_before, 1u);
+    upstream_->stop();
+    fake::Options options;
+    options.port = port;
+    upstream_ = std::make_unique<fake::FakeUpstream>(options);
+    std::string error;
+    ASSERT_TRUE(upstream_->start(&error)) << error;
+    // The FINs of the old server reach the proxy's armed idle receives within microseconds.
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    burst();
+    EXPECT_GE(upstream_->stats().connections_accepted, 1u) << "fresh connections after restart";
+  }
+  EXPECT_EQ(ok.load(), 2 * parallel * restarts);
+  const std::string m = proxy.scrape();
+  EXPECT_EQ(test::metric_sum(m, "tokentap_upstream_errors_total"), 0);
+  EXPECT_EQ(test::metric_sum(m, "tokentap_requests_total", "status=\"502\""), 0);
+}
+
 // The part of a /fake/echo answer that describes the body (its size and FNV-1a), which must
 // be the same through the proxy; the headers part differs (Host is rewritten).
 std::string echo_digest(const std::string& echo) {

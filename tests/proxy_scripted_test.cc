@@ -23,6 +23,7 @@
 #include "tokentap/config.h"
 #include "support/proxy_fixture.h"
 #include "tokentap/server.h"
+#include "tokentap/upstream_pool.h"
 
 namespace tokentap {
 namespace {
@@ -523,6 +524,45 @@ TEST(ProxyScripted, MetricsCountUpstreamConnectErrorsAnd502) {
   EXPECT_EQ(metric(m, "tokentap_active_requests{endpoint=\"/api/generate\",model=\"unknown\"}"), 0);
 }
 
+
+TEST(ProxyScripted, UpstreamThatNeverAcceptsGets502AfterTheConnectTimeout) {
+  // A listener whose accept queue is full drops new SYNs: the upstream's connect neither
+  // succeeds nor fails. The proxy must answer 502 after upstream_connect_timeout_ms, count a
+  // connect error, and keep serving.
+  std::uint16_t port = 0;
+  const int full = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  ASSERT_EQ(bind(full, reinterpret_cast<sockaddr*>(&a), sizeof(a)), 0);
+  ASSERT_EQ(listen(full, 0), 0);
+  socklen_t len = sizeof(a);
+  getsockname(full, reinterpret_cast<sockaddr*>(&a), &len);
+  port = ntohs(a.sin_port);
+  // Fill the accept queue (backlog 0 still queues one connection; a few more to be sure).
+  std::vector<int> fillers;
+  for (int i = 0; i < 4; ++i) {
+    const int f = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    (void)connect(f, reinterpret_cast<sockaddr*>(&a), sizeof(a));
+    fillers.push_back(f);
+  }
+  std::this_thread::sleep_for(100ms);
+  TT_START_PROXY(proxy, port, 1);
+  const int c = connect_loopback(proxy.port());
+  const auto t0 = std::chrono::steady_clock::now();
+  send_all(c, "POST /api/generate HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\n\r\n{}");
+  const std::string resp = read_until(c, has_head, 10000ms);
+  const auto waited = std::chrono::steady_clock::now() - t0;
+  EXPECT_EQ(resp.rfind("HTTP/1.1 502 Bad Gateway\r\n", 0), 0u) << resp;
+  EXPECT_GE(waited, std::chrono::milliseconds(upstream_connect_timeout_ms - 100));
+  EXPECT_LT(waited, std::chrono::milliseconds(upstream_connect_timeout_ms + 2000));
+  close(c);
+  const std::string m = proxy.scrape();
+  EXPECT_EQ(metric(m, "tokentap_upstream_errors_total{kind=\"timeout\"}"), 1) << m;
+  EXPECT_EQ(metric(m, "tokentap_upstream_errors_total{kind=\"connect\"}"), 0) << m;
+  for (const int f : fillers) close(f);
+  close(full);
+}
 
 TEST(ProxyScripted, SlowlorisHeadGets408) {
   ScriptedUpstream up([](int fd, ScriptedUpstream& self) { self.read_request(fd); });
