@@ -99,6 +99,7 @@ bool Conn::ready_to_free() const { return state_ == State::closing && inflight_ 
 
 void Conn::release_resources() {
   TT_ASSERT(upstream_ == none);
+  TT_DASSERT(inspect_ == none);  // meter_fill gave the metering slot (and any strip) back
   SegmentPool& segs = shard_->segments();
   BufRing& bufs = shard_->bufs();
   client_in_.clear(segs, bufs);

@@ -33,7 +33,8 @@ void Conn::on_response_body(void* ctx, const char* data, std::size_t len) {
   Inspect& in = self->shard_->inspects()[self->inspect_];
   if (TailScanner* t = in.tail()) t->feed(data, len, monotonic_ns());
   if (self->strip_) {
-    in.strip.feed(data, len, [self](const char* p, std::size_t n) { self->append_client_chunk(p, n); });
+    self->shard_->strips()[in.strip].feed(
+        data, len, [self](const char* p, std::size_t n) { self->append_client_chunk(p, n); });
   }
 }
 
@@ -68,7 +69,12 @@ void Conn::meter_response_head(int status) {
   resp_.set_sink(&Conn::on_response_body, this);
   // The client did not ask for usage: the stream it gets must not carry the usage we added.
   strip_ = injected_ && status == 200 && resp_.chunked();
-  if (strip_) in.strip.reset();
+  if (strip_) {
+    // Sized like the connection slab, so a stripped response always finds a slot.
+    in.strip = shard_->strips().alloc();
+    TT_ASSERT(in.strip != none);
+    shard_->strips()[in.strip].reset();
+  }
 }
 
 void Conn::meter_fill(RequestRecord* r) {
@@ -98,6 +104,10 @@ void Conn::meter_fill(RequestRecord* r) {
     }
   }
   in.state.emplace<std::monostate>();
+  if (in.strip != none) {
+    shard_->strips().release(in.strip);
+    in.strip = none;
+  }
   shard_->inspects().release(inspect_);
   inspect_ = none;
 }
@@ -205,7 +215,7 @@ void Conn::flush_client_chunk() {
 
 void Conn::end_stripped_body() {
   Inspect& in = shard_->inspects()[inspect_];
-  in.strip.finish([this](const char* p, std::size_t n) { append_client_chunk(p, n); });
+  shard_->strips()[in.strip].finish([this](const char* p, std::size_t n) { append_client_chunk(p, n); });
   flush_client_chunk();
   strip_ = false;
   if (!queue_client_text("0\r\n\r\n")) close_now();

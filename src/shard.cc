@@ -58,7 +58,7 @@ bool Shard::init(std::string* error) {
   // One upstream per client connection plus the idle pool; one metering slot per connection.
   if (!conns_.init(config_.max_connections) ||
       !upstreams_.init(config_.max_connections + upstream_idle_max) ||
-      !inspects_.init(config_.max_connections)) {
+      !inspects_.init(config_.max_connections) || !strips_.init(config_.max_connections)) {
     *error = "cannot reserve connection slabs";
     return false;
   }
@@ -175,6 +175,7 @@ void Shard::trim_slabs(std::uint64_t now) {
   next_trim_ms_ = now + slab_trim_interval_ms;
   counters_.slab_bytes_trimmed += conns_.trim(slab_trim_min_bytes) +
                                   inspects_.trim(slab_trim_min_bytes) +
+                                  strips_.trim(slab_trim_min_bytes) +
                                   upstreams_.trim(slab_trim_min_bytes);
 }
 

@@ -173,8 +173,8 @@ class Conn {
   std::uint16_t status_ = 0;     // status sent (or being sent) to the client
   ModelId model_ = model_unknown;
   std::uint64_t request_bytes_ = 0;
-  std::uint64_t body_bytes_ = 0;
-  std::uint32_t input_resets_ = 0;  // bumped when client_in_ is discarded mid-parse  // request body bytes (framing included) forwarded so far
+  std::uint64_t body_bytes_ = 0;   // request body bytes (framing included) forwarded so far
+  std::uint32_t input_resets_ = 0;  // bumped when client_in_ is discarded mid-parse
   std::uint64_t response_bytes_ = 0;
   std::uint64_t splice_total_ = 0;
 

@@ -3,7 +3,11 @@
 //
 // The request probe (model, stream) and the tail scanner (usage, TTFT) are never needed at the
 // same time: the probe settles when the request body ends, the scanner starts with the final
-// response head. They share storage; `phase` says which one is live.
+// response head. They share storage; the variant says which one is live.
+//
+// The UsageStrip (about 1 KiB, mostly its hold buffer) is needed only when the proxy injected
+// include_usage, a minority of exchanges, so it lives in a slab of its own and Inspect holds
+// only its slot: every other stream held open costs a kilobyte less.
 #pragma once
 
 #include <cstdint>
@@ -11,13 +15,15 @@
 
 #include "tokentap/llm_tail.h"
 #include "tokentap/request_probe.h"
+#include "tokentap/slab.h"
 #include "tokentap/usage_strip.h"
 
 namespace tokentap {
 
 struct Inspect {
   std::variant<std::monostate, RequestProbe, TailScanner> state;
-  UsageStrip strip;  // live only when the proxy injected include_usage into the request
+  // Slot in the shard's Slab<UsageStrip> while the response is stripped of injected usage.
+  std::uint32_t strip = Slab<UsageStrip>::none;
 
   RequestProbe& start_probe(Route route, bool body_encoded) {
     RequestProbe& p = state.emplace<RequestProbe>();

@@ -76,6 +76,7 @@ class Shard {
   ModelTable& models() { return models_; }
   AccessRing* access_log() { return access_log_; }
   Slab<Inspect>& inspects() { return inspects_; }
+  Slab<UsageStrip>& strips() { return strips_; }
   PieceParser& piece_parser() { return piece_parser_; }
 
   void arm_recv(int fd, std::uint64_t user_data);
@@ -129,6 +130,7 @@ class Shard {
   UpstreamPool upstreams_;
   PipePool pipes_;
   Slab<Inspect> inspects_;  // metering state, one per inference exchange in flight
+  Slab<UsageStrip> strips_;  // one per response stripped of the usage the proxy asked for
   PieceParser piece_parser_;
   std::vector<std::uint64_t> starved_conns_;
   std::vector<std::uint64_t> starved_scratch_;  // swapped with starved_conns_ while re-arming
