@@ -92,6 +92,13 @@ std::string read_until(int fd, const std::function<bool(const std::string&)>& do
 
 bool has_head(const std::string& d) { return d.find("\r\n\r\n") != std::string::npos; }
 
+// Everything the peer sends until it closes (or the deadline passes).
+std::string read_to_close(int fd, std::chrono::milliseconds deadline = 5000ms,
+                          bool* closed = nullptr) {
+  return read_until(
+      fd, [](const std::string&) { return false; }, deadline, closed);
+}
+
 // A one-thread upstream that hands each accepted connection to the test's script.
 class ScriptedUpstream {
  public:
@@ -134,6 +141,15 @@ class ScriptedUpstream {
     return requests_;
   }
   std::uint16_t port() const { return port_; }
+  // A script answering up to `times` requests on each connection with the same bytes.
+  static Script answer_each(std::string response, int times = INT32_MAX) {
+    return [response = std::move(response), times](int fd, ScriptedUpstream& self) {
+      for (int i = 0; i < times; ++i) {
+        if (self.read_request(fd).empty()) return;
+        send_all(fd, response);
+      }
+    };
+  }
   std::atomic<int> accepted{0};
   std::atomic<std::uint64_t> peer_closed_ns{0};
 
@@ -154,16 +170,21 @@ using Proxy = test::TestProxy;
 constexpr const char* ok_body = "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\n"
                                 "Content-Length: 5\r\n\r\nhello";
 
+// Reads one ok_body-sized answer from the proxy.
+std::string read_ok(int fd) {
+  return read_until(fd, [](const std::string& d) { return d.size() >= std::strlen(ok_body); });
+}
+
 TEST(ProxyScripted, ForwardsAndRewritesHost) {
   ScriptedUpstream up([](int fd, ScriptedUpstream& self) {
     self.read_request(fd);
     send_all(fd, ok_body);
-    read_until(fd, [](const std::string&) { return false; }, 2000ms);
+    read_to_close(fd, 2000ms);
   });
   START_PROXY(proxy, up.port());
   const int c = connect_loopback(proxy.port());
   send_all(c, "GET /api/tags HTTP/1.1\r\nHost: proxy.example.com\r\nX-Keep: yes\r\n\r\n");
-  const std::string resp = read_until(c, [](const std::string& d) { return d.size() >= std::strlen(ok_body); });
+  const std::string resp = read_ok(c);
   EXPECT_EQ(resp, ok_body);
   close(c);
   const auto reqs = up.requests();
@@ -173,18 +194,12 @@ TEST(ProxyScripted, ForwardsAndRewritesHost) {
 }
 
 TEST(ProxyScripted, KeepAliveReusesTheUpstreamConnection) {
-  ScriptedUpstream up([](int fd, ScriptedUpstream& self) {
-    for (int i = 0; i < 3; ++i) {
-      if (self.read_request(fd).empty()) return;
-      send_all(fd, ok_body);
-    }
-  });
+  ScriptedUpstream up(ScriptedUpstream::answer_each(ok_body, 3));
   START_PROXY(proxy, up.port());
   const int c = connect_loopback(proxy.port());
   for (int i = 0; i < 3; ++i) {
     send_all(c, "GET / HTTP/1.1\r\nHost: x\r\n\r\n");
-    const std::string resp =
-        read_until(c, [](const std::string& d) { return d.size() >= std::strlen(ok_body); });
+    const std::string resp = read_ok(c);
     EXPECT_EQ(resp, ok_body) << "request " << i;
   }
   close(c);
@@ -219,7 +234,7 @@ TEST(ProxyScripted, UpstreamDownGives502InOllamaShape) {
   const int c = connect_loopback(proxy.port());
   send_all(c, "POST /api/generate HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\n\r\n{}");
   bool closed = false;
-  const std::string resp = read_until(c, [](const std::string&) { return false; }, 5000ms, &closed);
+  const std::string resp = read_to_close(c, 5000ms, &closed);
   EXPECT_TRUE(closed);
   EXPECT_EQ(resp.rfind("HTTP/1.1 502 Bad Gateway\r\n", 0), 0u) << resp;
   EXPECT_NE(resp.find("Content-Type: application/json; charset=utf-8\r\n"), std::string::npos);
@@ -240,7 +255,7 @@ TEST(ProxyScripted, UpstreamResetMidStreamTruncatesTheClient) {
   const int c = connect_loopback(proxy.port());
   send_all(c, "POST /api/generate HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\n\r\n{}");
   bool closed = false;
-  const std::string resp = read_until(c, [](const std::string&) { return false; }, 5000ms, &closed);
+  const std::string resp = read_to_close(c, 5000ms, &closed);
   EXPECT_TRUE(closed);
   EXPECT_NE(resp.find("line1\n"), std::string::npos);
   EXPECT_EQ(resp.find("0\r\n\r\n"), std::string::npos) << "must not fake a complete response";
@@ -253,7 +268,7 @@ TEST(ProxyScripted, ClientAbortClosesTheUpstreamWithin50ms) {
     self.read_request(fd);
     send_all(fd, "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n6\r\ntoken\n\r\n");
     // Keep "generating" until the proxy hangs up.
-    read_until(fd, [](const std::string&) { return false; }, 5000ms);
+    read_to_close(fd, 5000ms);
     upstream_saw_close_ns = monotonic_ns();
   });
   START_PROXY(proxy, up.port());
@@ -271,7 +286,7 @@ TEST(ProxyScripted, GarbageFromUpstreamGives502) {
   ScriptedUpstream up([](int fd, ScriptedUpstream& self) {
     self.read_request(fd);
     send_all(fd, "THIS IS NOT HTTP\r\n\r\n");
-    read_until(fd, [](const std::string&) { return false; }, 1000ms);
+    read_to_close(fd, 1000ms);
   });
   START_PROXY(proxy, up.port());
   const int c = connect_loopback(proxy.port());
@@ -291,8 +306,7 @@ TEST(ProxyScripted, UpstreamClosingAPooledConnectionIsNoticed) {
   for (int i = 0; i < 3; ++i) {
     const int c = connect_loopback(proxy.port());
     send_all(c, "GET / HTTP/1.1\r\nHost: x\r\n\r\n");
-    const std::string resp =
-        read_until(c, [](const std::string& d) { return d.size() >= std::strlen(ok_body); });
+    const std::string resp = read_ok(c);
     EXPECT_EQ(resp, ok_body) << "request " << i;
     close(c);
     std::this_thread::sleep_for(20ms);
@@ -306,7 +320,7 @@ TEST(ProxyScripted, BadRequestGets400AndClose) {
   const int c = connect_loopback(proxy.port());
   send_all(c, "GET / HTTP/1.1\r\nHost: x\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\nab");
   bool closed = false;
-  const std::string resp = read_until(c, [](const std::string&) { return false; }, 3000ms, &closed);
+  const std::string resp = read_to_close(c, 3000ms, &closed);
   EXPECT_EQ(resp.rfind("HTTP/1.1 400 Bad Request\r\n", 0), 0u) << resp;
   EXPECT_TRUE(closed);
   close(c);
@@ -362,7 +376,7 @@ TEST(ProxyScripted, Http10ClientGetsACloseDelimitedResponse) {
   const int c = connect_loopback(proxy.port());
   send_all(c, "GET /api/version HTTP/1.0\r\n\r\n");
   bool closed = false;
-  const std::string resp = read_until(c, [](const std::string&) { return false; }, 5000ms, &closed);
+  const std::string resp = read_to_close(c, 5000ms, &closed);
   EXPECT_TRUE(closed);
   EXPECT_EQ(resp, "HTTP/1.0 200 OK\r\nContent-Type: application/json\r\n\r\n{\"ok\":true}");
   close(c);
@@ -452,7 +466,7 @@ TEST(ProxyScripted, LargeDownloadIsSplicedIntact) {
       for (std::size_t i = 0; i < chunk.size(); ++i) chunk[i] = static_cast<char>((sent + i) * 13 + 1);
       send_all(fd, std::string_view(chunk.data(), chunk.size()));
     }
-    read_until(fd, [](const std::string&) { return false; }, 2000ms);
+    read_to_close(fd, 2000ms);
   });
   START_PROXY(proxy, up.port());
   const int c = connect_loopback(proxy.port());
@@ -484,18 +498,13 @@ using test::metric;
 using test::metric_sum;
 
 TEST(ProxyScripted, MetricsCountRequestsBytesAndFailures) {
-  ScriptedUpstream up([](int fd, ScriptedUpstream& self) {
-    for (int i = 0; i < 3; ++i) {
-      if (self.read_request(fd).empty()) return;
-      send_all(fd, ok_body);
-    }
-  });
+  ScriptedUpstream up(ScriptedUpstream::answer_each(ok_body, 3));
   START_PROXY(proxy, up.port());
   const int c = connect_loopback(proxy.port());
   const std::string req = "GET /api/tags HTTP/1.1\r\nHost: x\r\n\r\n";
   for (int i = 0; i < 3; ++i) {
     send_all(c, req);
-    read_until(c, [](const std::string& d) { return d.size() >= std::strlen(ok_body); });
+    read_ok(c);
   }
   close(c);
   std::this_thread::sleep_for(50ms);
@@ -515,7 +524,7 @@ TEST(ProxyScripted, MetricsCountUpstreamConnectErrorsAnd502) {
   START_PROXY(proxy, dead_port);
   const int c = connect_loopback(proxy.port());
   send_all(c, "POST /api/generate HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\n\r\n{}");
-  read_until(c, [](const std::string&) { return false; }, 3000ms);
+  read_to_close(c, 3000ms);
   close(c);
   const std::string m = proxy.scrape();
   EXPECT_EQ(metric(m, "tokentap_upstream_errors_total{kind=\"connect\"}"), 1) << m;
@@ -571,7 +580,7 @@ TEST(ProxyScripted, SlowlorisHeadGets408) {
   send_all(c, "GET / HTTP/1.1\r\nHost: x\r\n");  // never finished
   const auto t0 = std::chrono::steady_clock::now();
   bool closed = false;
-  const std::string resp = read_until(c, [](const std::string&) { return false; }, 3000ms, &closed);
+  const std::string resp = read_to_close(c, 3000ms, &closed);
   const auto waited = std::chrono::steady_clock::now() - t0;
   EXPECT_EQ(resp.rfind("HTTP/1.1 408 Request Timeout\r\n", 0), 0u) << resp;
   EXPECT_TRUE(closed);
@@ -591,7 +600,7 @@ TEST(ProxyScripted, IdleKeepAliveIsClosedButStreamsAreNot) {
       send_all(fd, "2\r\na\n\r\n");
     }
     send_all(fd, "0\r\n\r\n");
-    read_until(fd, [](const std::string&) { return false; }, 3000ms);
+    read_to_close(fd, 3000ms);
   });
   TT_START_PROXY(proxy, up.port(), 1, {"--idle-timeout", "200", "--head-timeout", "200"});
   const int c = connect_loopback(proxy.port());
@@ -602,7 +611,7 @@ TEST(ProxyScripted, IdleKeepAliveIsClosedButStreamsAreNot) {
   EXPECT_NE(resp.find("0\r\n\r\n"), std::string::npos) << "stream was cut: " << resp;
   // Now idle: closed after the idle timeout, without a response.
   bool closed = false;
-  const std::string rest = read_until(c, [](const std::string&) { return false; }, 2000ms, &closed);
+  const std::string rest = read_to_close(c, 2000ms, &closed);
   EXPECT_TRUE(closed);
   EXPECT_EQ(rest, "");
   close(c);
@@ -630,7 +639,7 @@ TEST(ProxyScripted, MetersAnOllamaStream) {
                                 "\"prompt_eval_duration\":21418000,\"eval_count\":75,"
                                 "\"eval_duration\":519493000}\n") +
                      "0\r\n\r\n");
-    read_until(fd, [](const std::string&) { return false; }, 1000ms);
+    read_to_close(fd, 1000ms);
   });
   START_PROXY(proxy, up.port());
   const int c = connect_loopback(proxy.port());
@@ -668,7 +677,7 @@ TEST(ProxyScripted, TruncatedStreamCountsUsageMissing) {
   const std::string body = "{\"model\":\"m1\",\"prompt\":\"x\"}";
   send_all(c, "POST /api/chat HTTP/1.1\r\nHost: x\r\nContent-Length: " +
                   std::to_string(body.size()) + "\r\n\r\n" + body);
-  read_until(c, [](const std::string&) { return false; }, 2000ms);
+  read_to_close(c, 2000ms);
   close(c);
   std::this_thread::sleep_for(50ms);
   const std::string m = proxy.scrape();
@@ -717,7 +726,7 @@ void serve_openai_stream(int fd, ScriptedUpstream& self) {
   send_all(fd, chunk(sse_first));
   send_all(fd, chunk(sse_second));
   send_all(fd, chunk(sse_finish + (usage ? sse_usage : "") + sse_done) + "0\r\n\r\n");
-  read_until(fd, [](const std::string&) { return false; }, 500ms);
+  read_to_close(fd, 500ms);
 }
 
 TEST(ProxyScripted, InjectsIncludeUsageAndStripsItFromTheStream) {
@@ -837,12 +846,8 @@ TEST(ProxyScripted, ThousandConcurrentStreams) {
 TEST(ProxyScripted, BodylessResponseEndsWithoutWaitingForMoreBytes) {
   // The upstream answers with an empty 204, then keeps the connection open and silent: the
   // proxy must see the response end at the head, deliver it, and reuse the connection.
-  ScriptedUpstream up([](int fd, ScriptedUpstream& self) {
-    for (int i = 0; i < 2; ++i) {
-      if (self.read_request(fd).empty()) return;
-      send_all(fd, "HTTP/1.1 204 No Content\r\nDate: Mon, 24 Aug 2026 14:00:11 GMT\r\n\r\n");
-    }
-  });
+  ScriptedUpstream up(ScriptedUpstream::answer_each(
+      "HTTP/1.1 204 No Content\r\nDate: Mon, 24 Aug 2026 14:00:11 GMT\r\n\r\n", 2));
   START_PROXY(proxy, up.port());
   const int c = connect_loopback(proxy.port());
   for (int i = 0; i < 2; ++i) {
@@ -864,7 +869,7 @@ TEST(ProxyScripted, DrainLetsStreamsFinishAndRefusesNewConnections) {
       send_all(fd, chunk("line\n"));
     }
     send_all(fd, "0\r\n\r\n");
-    read_until(fd, [](const std::string&) { return false; }, 2000ms);
+    read_to_close(fd, 2000ms);
   });
   START_PROXY(proxy, up.port());
   const int streaming = connect_loopback(proxy.port());
@@ -875,12 +880,11 @@ TEST(ProxyScripted, DrainLetsStreamsFinishAndRefusesNewConnections) {
   std::this_thread::sleep_for(50ms);
   EXPECT_LT(connect_loopback(proxy.port()), 0) << "new connections must be refused";
   bool closed = false;
-  const std::string rest = read_until(streaming, [](const std::string&) { return false; }, 3000ms,
-                                      &closed);
+  const std::string rest = read_to_close(streaming, 3000ms, &closed);
   EXPECT_NE(rest.find("0\r\n\r\n"), std::string::npos) << "the stream was cut: " << rest;
   EXPECT_TRUE(closed);
   bool idle_closed = false;
-  read_until(idle, [](const std::string&) { return false; }, 1000ms, &idle_closed);
+  read_to_close(idle, 1000ms, &idle_closed);
   EXPECT_TRUE(idle_closed) << "an idle connection is closed by the drain";
   close(streaming);
   close(idle);
@@ -999,8 +1003,7 @@ TEST(ProxyScripted, SmugglingCorpusIsRefusedAndNeverReachesTheUpstream) {
     const int fd = connect_loopback(proxy.port());
     send_all(fd, c.raw);
     bool closed = false;
-    const std::string resp = read_until(fd, [](const std::string&) { return false; }, 3000ms,
-                                        &closed);
+    const std::string resp = read_to_close(fd, 3000ms, &closed);
     EXPECT_EQ(resp.substr(0, 12), std::string("HTTP/1.1 ") + c.status) << c.raw;
     EXPECT_TRUE(closed) << c.raw;
     close(fd);
@@ -1010,25 +1013,19 @@ TEST(ProxyScripted, SmugglingCorpusIsRefusedAndNeverReachesTheUpstream) {
 
 
 TEST(ProxyScripted, ConnectionLimitRefusesNewOnesAndKeepsExistingOnes) {
-  ScriptedUpstream up([](int fd, ScriptedUpstream& self) {
-    for (;;) {
-      if (self.read_request(fd).empty()) return;
-      send_all(fd, ok_body);
-    }
-  });
+  ScriptedUpstream up(ScriptedUpstream::answer_each(ok_body));
   TT_START_PROXY(proxy, up.port(), 1, {"--max-connections", "3"});
   std::vector<int> held;
   for (int i = 0; i < 3; ++i) held.push_back(connect_loopback(proxy.port()));
   std::this_thread::sleep_for(50ms);  // let the shard accept them
   const int extra = connect_loopback(proxy.port());
   bool closed = false;
-  read_until(extra, [](const std::string&) { return false; }, 2000ms, &closed);
+  read_to_close(extra, 2000ms, &closed);
   EXPECT_TRUE(closed) << "a connection past the limit is closed at once";
   close(extra);
   for (int c : held) {
     send_all(c, "GET / HTTP/1.1\r\nHost: x\r\n\r\n");
-    EXPECT_EQ(read_until(c, [](const std::string& d) { return d.size() >= std::strlen(ok_body); }),
-              ok_body);
+    EXPECT_EQ(read_ok(c), ok_body);
   }
   for (int c : held) close(c);
   EXPECT_EQ(metric(proxy.scrape(), "tokentap_connections_rejected_total{reason=\"limit\"}"), 1);
@@ -1044,7 +1041,7 @@ TEST(ProxyScripted, BodyShorterThanContentLengthIsMalformedAndTruncated) {
   const int c = connect_loopback(proxy.port());
   send_all(c, "GET /api/version HTTP/1.1\r\nHost: x\r\n\r\n");
   bool closed = false;
-  const std::string resp = read_until(c, [](const std::string&) { return false; }, 3000ms, &closed);
+  const std::string resp = read_to_close(c, 3000ms, &closed);
   close(c);
   EXPECT_TRUE(closed);
   EXPECT_EQ(resp, "HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\nonly part")
@@ -1059,13 +1056,13 @@ TEST(ProxyScripted, MalformedChunkAfterOutputDeliversWhatCameThenCloses) {
   ScriptedUpstream up([&](int fd, ScriptedUpstream& self) {
     self.read_request(fd);
     send_all(fd, good + "zz\r\n");  // not a chunk size
-    read_until(fd, [](const std::string&) { return false; }, 1000ms);
+    read_to_close(fd, 1000ms);
   });
   START_PROXY(proxy, up.port());
   const int c = connect_loopback(proxy.port());
   send_all(c, "POST /api/generate HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\n\r\n{}");
   bool closed = false;
-  const std::string resp = read_until(c, [](const std::string&) { return false; }, 3000ms, &closed);
+  const std::string resp = read_to_close(c, 3000ms, &closed);
   close(c);
   EXPECT_TRUE(closed);
   EXPECT_EQ(resp, good) << "the valid part arrives, the stream is cut, nothing is faked";
