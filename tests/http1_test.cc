@@ -114,7 +114,9 @@ TEST(HttpParser, ChunkedResponseByteByByte) {
     head |= stop == HttpParser::Stop::head_done;
     done |= stop == HttpParser::Stop::message_done;
     i += used;
-    if (stop == HttpParser::Stop::need_more) ASSERT_EQ(used, 1u);
+    if (stop == HttpParser::Stop::need_more) {
+      ASSERT_EQ(used, 1u);
+    }
   }
   EXPECT_TRUE(head);
   EXPECT_TRUE(done);
@@ -166,6 +168,30 @@ TEST(HttpParser, InformationalThenFinal) {
   off += used;
   EXPECT_EQ(p.feed(resp.data() + off, resp.size() - off, &used), HttpParser::Stop::head_done);
   EXPECT_EQ(p.status(), 201);
+}
+
+TEST(HttpParser, ChunkDataMustEndWithCrlfBothWays) {
+  // llhttp is built in strict mode: without it, the two bytes after chunk data are skipped
+  // unchecked, so "helloXX" would frame differently here than in Go's net/http.
+  const std::string bodies[] = {"5\r\nhelloXX0\r\n\r\n", "5\r\nhello\n0\r\n\r\n",
+                                "5\r\nhello\r0\r\n\r\n"};
+  for (const std::string& body : bodies) {
+    for (const bool response : {false, true}) {
+      const std::string msg =
+          (response ? "HTTP/1.1 200 OK\r\n" : "POST / HTTP/1.1\r\nHost: x\r\n") +
+          std::string("Transfer-Encoding: chunked\r\n\r\n") + body;
+      HttpParser p;
+      if (response) {
+        p.init_response();
+      } else {
+        p.init_request();
+      }
+      std::size_t used = 0;
+      ASSERT_EQ(p.feed(msg.data(), msg.size(), &used), HttpParser::Stop::head_done);
+      EXPECT_EQ(p.feed(msg.data() + used, msg.size() - used, &used), HttpParser::Stop::error)
+          << (response ? "response " : "request ") << body;
+    }
+  }
 }
 
 TEST(HttpParser, GarbageIsAnError) {

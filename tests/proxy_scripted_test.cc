@@ -1012,6 +1012,41 @@ TEST(ProxyScripted, SmugglingCorpusIsRefusedAndNeverReachesTheUpstream) {
 }
 
 
+TEST(ProxyScripted, BrokenChunkedRequestBodyGets400AndCutsTheUpstream) {
+  // A chunked request body is streamed as it arrives, so its head has reached the upstream by
+  // the time a bad chunk shows up. The proxy must stop there: 400 to the client, both
+  // connections closed, and the upstream never sees a complete (smuggled) message.
+  const std::vector<std::string> bodies = {
+      "5\r\nhello\r\nzz\r\nabc\r\n0\r\n\r\n",                  // size not hex
+      "5\r\nhello\r\n3;e\x01x\r\nabc\r\n0\r\n\r\n",            // control byte in an extension
+      "5\r\nhello\r\nfffffffffffffffffff\r\nabc\r\n0\r\n\r\n",   // size overflows 64 bits
+      "5\r\nhelloXX3\r\nabc\r\n0\r\n\r\n",                      // data not followed by CRLF
+      "5\r\nhello\r\n-3\r\nabc\r\n0\r\n\r\n",                   // negative size
+  };
+  std::atomic<int> complete_bodies{0};
+  ScriptedUpstream up([&](int fd, ScriptedUpstream& self) {
+    const std::string got = read_to_close(fd, 3000ms);
+    if (got.find("0\r\n\r\n") != std::string::npos) ++complete_bodies;
+  });
+  START_PROXY(proxy, up.port());
+  for (const std::string& body : bodies) {
+    const int c = connect_loopback(proxy.port());
+    send_all(c, "POST /api/generate HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n");
+    std::this_thread::sleep_for(20ms);  // the head is forwarded before the body is seen
+    send_all(c, body);
+    bool closed = false;
+    const std::string resp = read_to_close(c, 3000ms, &closed);
+    EXPECT_EQ(resp.substr(0, 12), "HTTP/1.1 400") << body;
+    EXPECT_TRUE(closed) << body;
+    close(c);
+  }
+  std::this_thread::sleep_for(100ms);
+  EXPECT_EQ(complete_bodies.load(), 0);
+  const std::string m = proxy.scrape();
+  EXPECT_EQ(metric_sum(m, "tokentap_requests_total", "status=\"400\""),
+            static_cast<double>(bodies.size())) << m;
+}
+
 TEST(ProxyScripted, ConnectionLimitRefusesNewOnesAndKeepsExistingOnes) {
   ScriptedUpstream up(ScriptedUpstream::answer_each(ok_body));
   TT_START_PROXY(proxy, up.port(), 1, {"--max-connections", "3"});

@@ -18,7 +18,8 @@ for t in "${targets[@]}"; do
   if [[ $t == http1_fuzz ]]; then
     # llhttp's C sources are compiled in with the fuzzer's instrumentation.
     for c in llhttp api http; do
-      clang -O1 -g -fsanitize=fuzzer-no-link,address,undefined -I/usr/share/include/llhttp \
+      clang -O1 -g -fsanitize=fuzzer-no-link,address,undefined -DLLHTTP_STRICT_MODE \
+        -I/usr/share/include/llhttp \
         -c "/usr/share/llhttp/$c.c" -o "$out/llhttp_$c.o"
     done
     clang++ "${flags[@]}" -I/usr/share/include/llhttp "tests/fuzz/$t.cc" src/http1.cc \
