@@ -151,6 +151,7 @@ std::string help_text() {
       "  --metrics-listen ADDR  metrics address serving /metrics and /healthz (default {})\n"
       "  --threads N            shards, one per core (default: online CPUs)\n"
       "  --preserve-host        send the client's Host upstream instead of the upstream's\n"
+      "  --metrics-on-proxy     also answer GET /metrics on the proxy port (as the seeds did)\n"
 
       "  --max-models N         distinct model label values before __overflow__ (default {})\n"
       "  --max-body BYTES       largest request body accepted (default {}; --max-body-mb N)\n"
@@ -362,11 +363,6 @@ ParseOutcome parse_config(int argc, const char* const* argv, const EnvLookup& en
     if (!is_switch(name) && !is_valued(name)) {
       return ParseOutcome{ParseOutcome::Kind::error, {},
                           fmt::format("unknown flag --{} (see --help)", name)};
-    }
-    if (name == "metrics-on-proxy") {
-      // Refused rather than accepted and ignored: scrapes go to --metrics-listen for now.
-      return ParseOutcome{ParseOutcome::Kind::error, {},
-                          "--metrics-on-proxy is not supported yet; scrape --metrics-listen"};
     }
     if (is_switch(name)) {
       if (name == "help" || name == "h") return ParseOutcome{ParseOutcome::Kind::help, {}, {}};

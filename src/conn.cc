@@ -284,6 +284,7 @@ void Conn::on_request_head() {
     return;
   }
   route_ = route_of(facts.target);
+  local_metrics_ = cfg.metrics_on_proxy && is_metrics_path(facts.target);
   head_request_ = facts.method == "HEAD";
   if (req_.has_content_length() && req_.content_length() > cfg.max_body_bytes) {
     bufs.unref(out_id);
@@ -421,7 +422,7 @@ void Conn::reset_exchange() {
   req_state_ = Req::head;
   resp_state_ = Resp::idle;
   route_ = Route::other;
-  close_after_ = upstream_dirty_ = upstream_retried_ = response_started_ = false;
+  close_after_ = upstream_dirty_ = upstream_retried_ = response_started_ = local_metrics_ = false;
   up_recv_cancel_pending_ = head_request_ = false;
   upstream_bytes_sent_ = 0;
   start_ns_ = 0;

@@ -17,6 +17,14 @@ constexpr std::uint32_t none = Slab<Conn>::none;
 }  // namespace
 
 void Conn::attach_upstream() {
+  if (local_metrics_) {
+    // --metrics-on-proxy: this scrape goes to our own metrics listener, on a connection of its
+    // own that never joins the upstream pool.
+    upstream_dirty_ = true;
+    upstream_ = shard_->connect_upstream(slot_, shard_->config().metrics_local);
+    if (upstream_ == none) respond_error(503, "Service Unavailable", "tokentap: no metrics");
+    return;
+  }
   UpstreamPool& pool = shard_->upstreams();
   // No liveness probe here: an idle connection keeps a multishot recv armed, so a FIN from the
   // upstream retires it on the loop turn it arrives. A syscall per reuse to close the remaining
@@ -31,7 +39,7 @@ void Conn::attach_upstream() {
     update_upstream_recv();
     return;
   }
-  upstream_ = shard_->connect_upstream(slot_);
+  upstream_ = shard_->connect_upstream(slot_, shard_->config().upstream);
   if (upstream_ == none) {
     shard_->metrics().upstream_error(UpstreamError::connect);
     respond_error(502, "Bad Gateway", "tokentap: cannot open a connection to the upstream");
@@ -74,7 +82,7 @@ void Conn::on_upstream_send(int res) {
     release_upstream(false);
     if (stale) {
       upstream_retried_ = true;
-      upstream_ = shard_->connect_upstream(slot_);
+      upstream_ = shard_->connect_upstream(slot_, shard_->config().upstream);
       if (upstream_ != none) return;
     }
     shard_->metrics().upstream_error(UpstreamError::reset);
@@ -206,7 +214,7 @@ void Conn::on_upstream_eof(bool reset) {
   release_upstream(false);
   if (retryable) {
     upstream_retried_ = true;
-    upstream_ = shard_->connect_upstream(slot_);
+    upstream_ = shard_->connect_upstream(slot_, shard_->config().upstream);
     if (upstream_ != none) return;
   }
   // A clean close (FIN) inside a response whose framing promised more (Content-Length not

@@ -28,6 +28,26 @@ void raise_fd_limit() {
   }
 }
 
+namespace {
+
+// The address a local client reaches a listener at: its own address with the bound port, or
+// loopback when it listens on a wildcard.
+Endpoint local_endpoint(const Endpoint& listen, std::uint16_t port) {
+  Endpoint ep = listen;
+  if (ep.addr.ss_family == AF_INET) {
+    auto* a = reinterpret_cast<sockaddr_in*>(&ep.addr);
+    if (a->sin_addr.s_addr == htonl(INADDR_ANY)) a->sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    a->sin_port = htons(port);
+  } else if (ep.addr.ss_family == AF_INET6) {
+    auto* a = reinterpret_cast<sockaddr_in6*>(&ep.addr);
+    if (IN6_IS_ADDR_UNSPECIFIED(&a->sin6_addr)) a->sin6_addr = in6addr_loopback;
+    a->sin6_port = htons(port);
+  }
+  return ep;
+}
+
+}  // namespace
+
 Server::Server(Config config) : config_(std::move(config)) {}
 
 Server::~Server() { stop(); }
@@ -98,6 +118,7 @@ bool Server::start(std::string* error) {
     stop();
     return false;
   }
+  config_.metrics_local = local_endpoint(config_.metrics_listen, metrics_server_->port());
   std::vector<std::promise<std::string>> ready(shards_.size());
   std::vector<std::future<std::string>> results;
   for (auto& p : ready) results.push_back(p.get_future());

@@ -325,10 +325,9 @@ void Shard::on_accept(int res, std::uint32_t flags) {
   if (access_log_ != nullptr) conns_[slot].note_peer();
 }
 
-std::uint32_t Shard::connect_upstream(std::uint32_t owner) {
+std::uint32_t Shard::connect_upstream(std::uint32_t owner, const Endpoint& ep) {
   const std::uint32_t slot = upstreams_.alloc();
   if (slot == Slab<UpstreamConn>::none) return slot;
-  const Endpoint& ep = config_.upstream;
   const int fd = socket(ep.addr.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
   if (fd < 0) {
     upstreams_.release(slot);

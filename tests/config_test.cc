@@ -132,8 +132,7 @@ TEST(Config, BadInputIsOneClearLine) {
                    parse({"--upstream", "https://127.0.0.1:1"}), parse({"--upstream", "http://"}),
                    parse({"--upstream", "http://127.0.0.1:99999"}),
                    parse({"--upstream", "http://127.0.0.1:1/api"}), parse({"--listen", "nope"}),
-                   parse({"--listen"}), parse({"stray"}), parse({"--bogus"}),
-                   parse({"--metrics-on-proxy"})}) {
+                   parse({"--listen"}), parse({"stray"}), parse({"--bogus"})}) {
     EXPECT_EQ(out.kind, ParseOutcome::Kind::error);
     EXPECT_FALSE(out.error.empty());
     EXPECT_EQ(out.error.find('\n'), std::string::npos) << out.error;

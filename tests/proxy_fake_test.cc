@@ -266,6 +266,41 @@ TEST_F(ProxyFake, UpstreamRestartWithPooledConnectionsLosesNoLaterRequest) {
   EXPECT_EQ(test::metric_sum(m, "tokentap_requests_total", "status=\"502\""), 0);
 }
 
+TEST_F(ProxyFake, MetricsOnProxyAnswersScrapesOnTheProxyPortOnlyWhenAsked) {
+  const std::string scrape = test::request("GET", "/metrics", "", {});
+  {
+    // Default: /metrics is the upstream's path like any other (the fake has none: 404).
+    TT_START_PROXY(proxy, upstream_->port(), 1);
+    const auto r = test::roundtrip(proxy.port(), scrape);
+    EXPECT_EQ(r.status, 404) << r.raw;
+  }
+  TT_START_PROXY(proxy, upstream_->port(), 2,
+                 {"--metrics-on-proxy", "--metrics-token", "s3cret"});
+  EXPECT_EQ(test::roundtrip(proxy.port(), scrape).status, 401);
+  const std::vector<Header> auth = {{"Authorization", "Bearer s3cret"}};
+  // Keep-alive: a scrape, then an inference, then a scrape on the same client connection.
+  test::HttpClient c;
+  ASSERT_TRUE(c.connect(proxy.port()));
+  ASSERT_TRUE(c.send(test::request("GET", "/metrics?x=1", "", auth)));
+  auto first = c.read_response();
+  ASSERT_TRUE(first.ok()) << first.error;
+  EXPECT_EQ(first.status, 200);
+  EXPECT_NE(first.body.find("tokentap_build_info"), std::string::npos);
+  ASSERT_TRUE(c.send(test::request(
+      "POST", "/api/generate", R"({"model":"llama3.2","prompt":"hi","stream":false})")));
+  const auto gen = c.read_response();
+  ASSERT_TRUE(gen.ok()) << gen.error;
+  EXPECT_EQ(gen.status, 200);
+  ASSERT_TRUE(c.send(test::request("GET", "/metrics", "", auth)));
+  const auto second = c.read_response();
+  ASSERT_TRUE(second.ok()) << second.error;
+  EXPECT_EQ(test::metric(second.body, "tokentap_completion_tokens_total{endpoint=\"/api/generate\","
+                                      "model=\"llama3.2\"}"),
+            5);
+  // The scrapes never reached the upstream.
+  EXPECT_EQ(upstream_->stats().requests, 2u);  // the 404 above and the generate
+}
+
 // The part of a /fake/echo answer that describes the body (its size and FNV-1a), which must
 // be the same through the proxy; the headers part differs (Host is rewritten).
 std::string echo_digest(const std::string& echo) {

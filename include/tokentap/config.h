@@ -40,6 +40,10 @@ struct Config {
   Endpoint upstream;          // the Ollama (or compatible) server, default 127.0.0.1:11434
   std::string upstream_host;  // Host header value sent upstream: the URL's host[:port]
   Endpoint metrics_listen;    // metrics listener, default :9836
+  // Where a shard sends `GET /metrics` received on the proxy port with --metrics-on-proxy: the
+  // metrics listener as bound (loopback when it listens on a wildcard). Set by Server::start
+  // before the shard threads run.
+  Endpoint metrics_local;
   int threads = 0;            // shards; 0 before parsing means "online CPUs"
   bool preserve_host = false;
   bool metrics_on_proxy = false;

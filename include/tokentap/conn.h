@@ -166,6 +166,7 @@ class Conn {
   bool strip_ = false;           // the response body is being re-framed without that output
   bool expect_continue_ = false; // the held request had Expect: 100-continue (answered by us)
   bool close_when_sent_ = false; // upstream cut the response: close once what came is sent
+  bool local_metrics_ = false;   // GET /metrics with --metrics-on-proxy: sent to our listener
   std::int32_t chunk_buf_ = -1;  // spare buffer collecting one re-framed response chunk
   std::uint32_t chunk_len_ = 0;
   bool client_aborted_ = false;  // the client left before the response ended

@@ -73,6 +73,11 @@ inline constexpr std::array<RouteInfo, route_count> route_table{{
   return Route::other;
 }
 
+// `/metrics` (any query): the path --metrics-on-proxy answers on the proxy port.
+[[nodiscard]] constexpr bool is_metrics_path(std::string_view target) {
+  return target == "/metrics" || target.starts_with("/metrics?");
+}
+
 // True for the routes whose requests are metered as inference (active gauge, tokens, TTFT).
 [[nodiscard]] constexpr bool is_inference(Route r) { return route_info(r).dialect != Dialect::none; }
 
