@@ -6,6 +6,7 @@
 //   quote_or_backslash  '"' '\\'                  (skipping a string's contents)
 //   string_special      '"' '\\' and bytes < 0x20 (decoding a string: a control byte fails it)
 //   bracket_or_quote    '"' '{' '}' '[' ']'       (skipping a subtree: only brackets matter)
+//   line_end            '\r' '\n'                 (an SSE line's content)
 // Internal to src/: no kernel features, no state.
 #pragma once
 
@@ -28,6 +29,7 @@ constexpr bool is_string_special(char c) {
 constexpr bool is_bracket_or_quote(char c) {
   return c == '"' || c == '{' || c == '}' || c == '[' || c == ']';
 }
+constexpr bool is_line_end(char c) { return c == '\r' || c == '\n'; }
 
 #if defined(__SSE2__)
 
@@ -87,6 +89,17 @@ inline const char* find_bracket_or_quote(const char* p, const char* end) {
       is_bracket_or_quote);
 }
 
+inline const char* find_line_end(const char* p, const char* end) {
+  return find_blocks(
+      p, end,
+      [](__m128i b) {
+        const __m128i hit = _mm_or_si128(_mm_cmpeq_epi8(b, splat('\r')),
+                                         _mm_cmpeq_epi8(b, splat('\n')));
+        return static_cast<unsigned>(_mm_movemask_epi8(hit));
+      },
+      is_line_end);
+}
+
 #else  // SWAR fallback
 
 constexpr std::uint64_t swar_ones = 0x0101010101010101ULL;
@@ -142,6 +155,12 @@ inline const char* find_bracket_or_quote(const char* p, const char* end) {
         return bytes_equal(w, '"') | bytes_equal(folded, '{') | bytes_equal(folded, '}');
       },
       is_bracket_or_quote);
+}
+
+inline const char* find_line_end(const char* p, const char* end) {
+  return find_words(
+      p, end, [](std::uint64_t w) { return bytes_equal(w, '\r') | bytes_equal(w, '\n'); },
+      is_line_end);
 }
 
 #endif

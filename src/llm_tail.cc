@@ -12,6 +12,7 @@
 #include <string_view>
 #include <utility>
 
+#include "byte_scan.h"
 #include "tokentap/assert.h"
 
 namespace tokentap {
@@ -107,10 +108,7 @@ const SkimSpec& spec_for(Dialect d) {
 
 // Length of the line content at p: up to the first CR or LF (n if none).
 std::size_t line_length(const char* p, std::size_t n) {
-  const void* lf = std::memchr(p, '\n', n);
-  const std::size_t to_lf = lf ? static_cast<std::size_t>(static_cast<const char*>(lf) - p) : n;
-  const void* cr = std::memchr(p, '\r', to_lf);
-  return cr ? static_cast<std::size_t>(static_cast<const char*>(cr) - p) : to_lf;
+  return static_cast<std::size_t>(byte_scan::find_line_end(p, p + n) - p);
 }
 
 }  // namespace
