@@ -83,15 +83,54 @@ UsageStrip::Step UsageStrip::data_step(const char* p, std::size_t n) {
   const std::size_t quiet = quiet_run(p, n);
   if (quiet > 0) {
     s.consumed = quiet;
-    s.disp = disp_now();
-    return s;
+  } else {
+    on_byte(*p);
+    decide();
+    s.consumed = 1;
+    if (eat_) {
+      eat_ = false;
+      s.disp = verdict_ != Verdict::drop ? Disp::drop : disp_now();
+      return s;
+    }
   }
-  on_byte(*p);
-  decide();
-  s.consumed = 1;
-  s.disp = eat_ && verdict_ != Verdict::drop ? Disp::drop : disp_now();
-  eat_ = false;
+  // Go on while the bytes cannot change the verdict, what is pending, or the hold: they share
+  // this step's disposition, and a step of its own would release nothing before them.
+  while (s.consumed < n) {
+    const char* q = p + s.consumed;
+    const std::size_t more = quiet_run(q, n - s.consumed);
+    if (more > 0) {
+      s.consumed += more;
+      continue;
+    }
+    if (!inert(*q)) break;
+    on_byte(*q);
+    TT_DASSERT(!eat_);
+    ++s.consumed;
+  }
+  s.disp = disp_now();
   return s;
+}
+
+// A byte whose on_byte() leaves the verdict, the pending member (its flag, mark and key) and the
+// hold as they are, and after which decide() has nothing new to decide.
+bool UsageStrip::inert(char c) const {
+  switch (js_) {
+    case Js::before:
+      return c == '{';
+    case Js::member_start:
+      return !member_due_ && c == '"';
+    case Js::key:
+      // The closing quote settles whether the member is pending: that matters once it passes.
+      return c == '\\' || verdict_ != Verdict::pass;
+    case Js::key_escape:
+      return true;
+    case Js::colon:
+      return c == ':';
+    case Js::value_start:
+      return member_key_ == Key::other;  // choices and usage values feed decide()
+    default:
+      return false;
+  }
 }
 
 // Decides what of the hold buffer goes out before this step's bytes, and fails open if this

@@ -115,6 +115,7 @@ class UsageStrip {
   Step data_step(const char* p, std::size_t n);
   Step finalize(Step s);
   [[nodiscard]] std::size_t quiet_run(const char* p, std::size_t n);
+  [[nodiscard]] bool inert(char c) const;
   [[nodiscard]] std::size_t string_run(const char* p, const char* end);
   [[nodiscard]] std::size_t nested_run(const char* p, const char* end);
   void on_byte(char c);
