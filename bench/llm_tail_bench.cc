@@ -1,5 +1,5 @@
 // llm_tail bench: terminating-chunk detection cost per streamed byte, for the body shapes the
-// proxy sees: native NDJSON (32 lines), OpenAI chat SSE with a usage chunk, Anthropic SSE, and a
+// proxy sees: native NDJSON (32 lines), OpenAI chat SSE with a usage chunk, Anthropic SSE, Responses SSE, and a
 // final /api/generate line carrying a 1 MiB `context` array. Streams are fed one line/event per
 // call (Ollama flushes each one as its own HTTP chunk); the big line in 16 KiB recv-sized pieces.
 // The per_byte counter (time per body byte) is the figure to report. Environment lines come first.
@@ -77,6 +77,30 @@ std::vector<std::string> anthropic_events() {
   return v;
 }
 
+std::vector<std::string> responses_events() {
+  const std::string resp_head =
+      R"("response":{"id":"resp_5a1c","object":"response","created_at":1787580250,)"
+      R"("model":"qwen3:8b","output":[],)";
+  std::vector<std::string> v;
+  v.push_back("event: response.created\ndata: {\"type\":\"response.created\",\"sequence_number\":0," +
+              resp_head + R"("status":"in_progress","usage":null}})" + "\n\n");
+  for (int i = 0; i + 2 < stream_events; ++i) {
+    v.push_back(
+        "event: response.output_text.delta\ndata: {\"type\":\"response.output_text.delta\","
+        "\"sequence_number\":" +
+        std::to_string(i + 1) +
+        ",\"item_id\":\"msg_7f3e\",\"output_index\":0,\"content_index\":0,\"delta\":\" token" +
+        std::to_string(i) + "\"}\n\n");
+  }
+  v.push_back("event: response.completed\ndata: {\"type\":\"response.completed\","
+              "\"sequence_number\":99," +
+              resp_head +
+              R"("status":"completed","usage":{"input_tokens":27,"output_tokens":150,)"
+              R"("total_tokens":177}}})" +
+              "\n\n");
+  return v;
+}
+
 std::vector<std::string> context_pieces() {
   std::string line = R"({"model":"llama3.2",)" + created +
                      R"(,"response":"","done":true,"done_reason":"stop","context":[)";
@@ -124,6 +148,7 @@ void BM_openai_chat_sse_usage(benchmark::State& s) {
   run(s, Route::v1_chat_completions, openai_events());
 }
 void BM_anthropic_sse(benchmark::State& s) { run(s, Route::v1_messages, anthropic_events()); }
+void BM_responses_sse(benchmark::State& s) { run(s, Route::v1_responses, responses_events()); }
 void BM_generate_1mib_context_line(benchmark::State& s) {
   run(s, Route::api_generate, context_pieces());
 }
@@ -131,6 +156,7 @@ void BM_generate_1mib_context_line(benchmark::State& s) {
 BENCHMARK(BM_native_ndjson_32_lines);
 BENCHMARK(BM_openai_chat_sse_usage);
 BENCHMARK(BM_anthropic_sse);
+BENCHMARK(BM_responses_sse);
 BENCHMARK(BM_generate_1mib_context_line);
 
 }  // namespace

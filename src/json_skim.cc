@@ -2,71 +2,30 @@
 //
 // The skimmer is a pushdown automaton with one mode per grammar position. feed() dispatches on
 // the mode; each run_* handles a stretch of bytes and returns where it stopped. Subtrees that no
-// path enters are skipped with 8-byte SWAR scans for '"', '\\' and brackets (little-endian).
+// path enters are skipped with block scans (byte_scan.h) for '"', '\\' and brackets.
 #include "tokentap/json_skim.h"
 
 #include <bit>
 #include <cstring>
 
+#include "byte_scan.h"
 #include "tokentap/assert.h"
 
 namespace tokentap {
 namespace {
 
-static_assert(std::endian::native == std::endian::little, "SWAR scans assume little-endian");
-
-constexpr std::uint64_t swar_ones = 0x0101010101010101ULL;
-constexpr std::uint64_t swar_highs = 0x8080808080808080ULL;
+using byte_scan::find_bracket_or_quote;
+using byte_scan::find_quote_or_backslash;
+using byte_scan::find_string_special;
 
 constexpr bool is_ws(char c) { return c == ' ' || c == '\t' || c == '\n' || c == '\r'; }
-constexpr bool is_bracket_or_quote(char c) {
-  return c == '"' || c == '{' || c == '}' || c == '[' || c == ']';
-}
+constexpr bool is_digit(char c) { return c >= '0' && c <= '9'; }
 constexpr bool is_scalar_char(char c) {
   return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || c == '.' ||
          c == '+' || c == '-';
 }
 constexpr std::uint8_t bit_of(std::uint32_t depth) {
   return static_cast<std::uint8_t>(1u << depth);
-}
-
-inline std::uint64_t load8(const char* p) {
-  std::uint64_t w;
-  std::memcpy(&w, p, sizeof w);
-  return w;
-}
-// High bit set in every byte of w equal to c. The lowest set bit is exact; higher ones may be
-// false positives after a match, which is fine because callers only use the lowest.
-inline std::uint64_t bytes_equal(std::uint64_t w, std::uint8_t c) {
-  const std::uint64_t v = w ^ (swar_ones * c);
-  return (v - swar_ones) & ~v & swar_highs;
-}
-
-// First '"', '{', '}', '[' or ']' at or after p. '[' | 0x20 == '{' and ']' | 0x20 == '}', and no
-// other byte maps onto those two, so two compares cover four brackets.
-const char* find_bracket_or_quote(const char* p, const char* end) {
-  while (end - p >= 8) {
-    const std::uint64_t w = load8(p);
-    const std::uint64_t folded = w | (swar_ones * 0x20);
-    const std::uint64_t hit =
-        bytes_equal(w, '"') | bytes_equal(folded, '{') | bytes_equal(folded, '}');
-    if (hit != 0) return p + (std::countr_zero(hit) >> 3);
-    p += 8;
-  }
-  while (p < end && !is_bracket_or_quote(*p)) ++p;
-  return p;
-}
-
-// First '"' or '\\' at or after p.
-const char* find_quote_or_backslash(const char* p, const char* end) {
-  while (end - p >= 8) {
-    const std::uint64_t w = load8(p);
-    const std::uint64_t hit = bytes_equal(w, '"') | bytes_equal(w, '\\');
-    if (hit != 0) return p + (std::countr_zero(hit) >> 3);
-    p += 8;
-  }
-  while (p < end && *p != '"' && *p != '\\') ++p;
-  return p;
 }
 
 int hex_value(char c) {
@@ -105,6 +64,9 @@ constexpr std::uint8_t num_next(std::uint8_t s, char c) {
   }
 }
 constexpr bool num_accepts(std::uint8_t s) { return s == 2 || s == 3 || s == 5 || s == 8; }
+// The states that loop on digits (integer, fraction, exponent): a run of digits is consumed there
+// without stepping the automaton byte by byte.
+constexpr bool num_digit_loop(std::uint8_t s) { return s == 3 || s == 5 || s == 8; }
 
 // The type of the value whose first byte is c (c already known to start a value, or a number).
 constexpr JsonType type_of(char c) {
@@ -132,7 +94,9 @@ void JsonSkim::init(const SkimSpec& spec, bool multi_document) {
 
 void JsonSkim::reset() {
   TT_ASSERT(spec_ != nullptr);
-  static_cast<skim_detail::SkimCursor&>(*this) = skim_detail::SkimCursor{};
+  // Copied from a constant: cheaper than building a temporary once per SSE event.
+  static constexpr skim_detail::SkimCursor fresh{};
+  static_cast<skim_detail::SkimCursor&>(*this) = fresh;
   cand_ = spec_->goes_past[0];  // every path starts at the root
 }
 
@@ -470,8 +434,7 @@ const char* JsonSkim::run_decoded_string(const char* p, const char* end) {
       fail(SkimError::string);
       return p + 1;
     }
-    const char* q = p + 1;
-    while (q < end && *q != '"' && *q != '\\' && static_cast<unsigned char>(*q) >= 0x20) ++q;
+    const char* q = find_string_special(p + 1, end);
     drop_high_surrogate();
     push_decoded(p, static_cast<std::size_t>(q - p));
     p = q;
@@ -667,17 +630,28 @@ void JsonSkim::end_key() {
   mode_ = Mode::colon;
   cand_ = 0;
   if (key_long_) return;
-  const std::string_view key(key_.data(), key_len_);
-  std::uint32_t m = mask_[depth_] & ~spec_->star_at[depth_];
+  // Paths sharing this key are compared once: a match takes them all, a miss drops them all.
+  const std::uint32_t d = depth_ - 1;
+  std::uint32_t m = mask_[depth_] & ~spec_->star_at[depth_] &
+                    spec_->key_filter[d][skim_detail::key_hash(key_.data(), key_len_)];
   while (m != 0) {
     const int i = std::countr_zero(m);
-    m &= m - 1;
-    if (spec_->paths[i].keys[depth_ - 1] == key) cand_ |= std::uint32_t{1} << i;
+    const std::string_view& k = spec_->paths[i].keys[d];
+    const std::uint32_t same = spec_->same_key[d][i];
+    if (k.size() == key_len_ && std::memcmp(k.data(), key_.data(), key_len_) == 0) {
+      cand_ = m & same;
+      return;
+    }
+    m &= ~same;
   }
 }
 
 const char* JsonSkim::run_scalar(const char* p, const char* end) {
-  for (; p < end; ++p) {
+  while (p < end) {
+    if (lit_len_ == 0 && num_digit_loop(num_state_)) {
+      while (p < end && is_digit(*p)) ++p;
+      if (p == end) break;
+    }
     const char c = *p;
     if (!is_scalar_char(c)) break;
     if (lit_len_ != 0) {
@@ -693,6 +667,7 @@ const char* JsonSkim::run_scalar(const char* p, const char* end) {
         return p + 1;
       }
     }
+    ++p;
   }
   if (p == end) return p;  // the token may go on in the next feed()
   const bool complete = lit_len_ != 0 ? lit_pos_ == lit_len_ : num_accepts(num_state_);

@@ -6,11 +6,13 @@
 
 #include <simdjson.h>
 
+#include <algorithm>
 #include <charconv>
 #include <cstring>
 #include <string_view>
 #include <utility>
 
+#include "byte_scan.h"
 #include "tokentap/assert.h"
 
 namespace tokentap {
@@ -106,10 +108,7 @@ const SkimSpec& spec_for(Dialect d) {
 
 // Length of the line content at p: up to the first CR or LF (n if none).
 std::size_t line_length(const char* p, std::size_t n) {
-  const void* lf = std::memchr(p, '\n', n);
-  const std::size_t to_lf = lf ? static_cast<std::size_t>(static_cast<const char*>(lf) - p) : n;
-  const void* cr = std::memchr(p, '\r', to_lf);
-  return cr ? static_cast<std::size_t>(static_cast<const char*>(cr) - p) : to_lf;
+  return static_cast<std::size_t>(byte_scan::find_line_end(p, p + n) - p);
 }
 
 }  // namespace
@@ -212,12 +211,14 @@ std::size_t SseLexer::next(const char* p, std::size_t n, Run* run) {
 std::size_t SseLexer::next_name(const char* p, std::size_t n, Run* run) {
   *run = Run::framing;
   std::size_t i = 0;
-  while (i < n && p[i] != ':' && p[i] != '\r' && p[i] != '\n') {
-    if (name_len_ < name_.size()) name_[name_len_] = p[i];
-    if (name_len_ <= name_.size()) ++name_len_;  // one past the buffer means "too long"
-    ++i;
+  while (i < n && p[i] != ':' && p[i] != '\r' && p[i] != '\n') ++i;
+  if (i > 0) {
+    // Keep what fits; one past the buffer means "too long".
+    const std::size_t room = name_.size() - std::min<std::size_t>(name_len_, name_.size());
+    std::memcpy(name_.data() + (name_.size() - room), p, std::min(i, room));
+    name_len_ = static_cast<std::uint8_t>(std::min(name_len_ + i, name_.size() + 1));
+    return i;
   }
-  if (i > 0) return i;
   if (*p == ':') {
     const std::string_view name(name_.data(), name_len_ <= name_.size() ? name_len_ : 0);
     field_ = name == "data" ? Field::data : name == "event" ? Field::event : Field::other;

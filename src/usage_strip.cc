@@ -8,15 +8,16 @@
 #include <cstring>
 #include <string_view>
 
+#include "byte_scan.h"
 #include "tokentap/assert.h"
 
 namespace tokentap {
 namespace {
 
 constexpr bool is_ws(char c) { return c == ' ' || c == '\t' || c == '\n' || c == '\r'; }
-constexpr bool is_bracket_or_quote(char c) {
-  return c == '"' || c == '{' || c == '}' || c == '[' || c == ']';
-}
+using byte_scan::find_bracket_or_quote;
+using byte_scan::find_quote_or_backslash;
+
 constexpr bool is_scalar_char(char c) {
   return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || c == '.' ||
          c == '+' || c == '-';
@@ -82,15 +83,54 @@ UsageStrip::Step UsageStrip::data_step(const char* p, std::size_t n) {
   const std::size_t quiet = quiet_run(p, n);
   if (quiet > 0) {
     s.consumed = quiet;
-    s.disp = disp_now();
-    return s;
+  } else {
+    on_byte(*p);
+    decide();
+    s.consumed = 1;
+    if (eat_) {
+      eat_ = false;
+      s.disp = verdict_ != Verdict::drop ? Disp::drop : disp_now();
+      return s;
+    }
   }
-  on_byte(*p);
-  decide();
-  s.consumed = 1;
-  s.disp = eat_ && verdict_ != Verdict::drop ? Disp::drop : disp_now();
-  eat_ = false;
+  // Go on while the bytes cannot change the verdict, what is pending, or the hold: they share
+  // this step's disposition, and a step of its own would release nothing before them.
+  while (s.consumed < n) {
+    const char* q = p + s.consumed;
+    const std::size_t more = quiet_run(q, n - s.consumed);
+    if (more > 0) {
+      s.consumed += more;
+      continue;
+    }
+    if (!inert(*q)) break;
+    on_byte(*q);
+    TT_DASSERT(!eat_);
+    ++s.consumed;
+  }
+  s.disp = disp_now();
   return s;
+}
+
+// A byte whose on_byte() leaves the verdict, the pending member (its flag, mark and key) and the
+// hold as they are, and after which decide() has nothing new to decide.
+bool UsageStrip::inert(char c) const {
+  switch (js_) {
+    case Js::before:
+      return c == '{';
+    case Js::member_start:
+      return !member_due_ && c == '"';
+    case Js::key:
+      // The closing quote settles whether the member is pending: that matters once it passes.
+      return c == '\\' || verdict_ != Verdict::pass;
+    case Js::key_escape:
+      return true;
+    case Js::colon:
+      return c == ':';
+    case Js::value_start:
+      return member_key_ == Key::other;  // choices and usage values feed decide()
+    default:
+      return false;
+  }
 }
 
 // Decides what of the hold buffer goes out before this step's bytes, and fails open if this
@@ -117,31 +157,30 @@ UsageStrip::Step UsageStrip::finalize(Step s) {
   return s;
 }
 
-// Bytes that change nothing pending: string and nested-value contents, scalar characters, key
+// Bytes that change nothing pending: string and nested-value contents (their closing byte
+// included: it changes neither the verdict nor the disposition), scalar characters, key
 // characters (collected), and whitespace between tokens.
 std::size_t UsageStrip::quiet_run(const char* p, std::size_t n) {
   std::size_t i = 0;
   switch (js_) {
     case Js::string:
-    case Js::nested_string:
-      while (i < n && p[i] != '"' && p[i] != '\\') ++i;
-      break;
+    case Js::string_escape:
+      return string_run(p, p + n);
     case Js::nested:
-      if (choices_probe_) break;
-      while (i < n && !is_bracket_or_quote(p[i])) ++i;
-      break;
+    case Js::nested_string:
+    case Js::nested_escape:
+      return choices_probe_ ? 0 : nested_run(p, p + n);
     case Js::scalar:
       while (i < n && is_scalar_char(p[i])) ++i;
       break;
-    case Js::key:
-      for (; i < n && p[i] != '"' && p[i] != '\\'; ++i) {
-        if (key_len_ < key_.size()) {
-          key_[key_len_++] = p[i];
-        } else {
-          key_long_ = true;
-        }
-      }
+    case Js::key: {
+      i = static_cast<std::size_t>(find_quote_or_backslash(p, p + n) - p);
+      const std::size_t room = key_.size() - key_len_;
+      key_long_ = key_long_ || i > room;
+      std::memcpy(key_.data() + key_len_, p, i < room ? i : room);
+      key_len_ = static_cast<std::uint8_t>(key_len_ + (i < room ? i : room));
       break;
+    }
     case Js::member_start:
       if (member_due_) break;
       [[fallthrough]];
@@ -159,6 +198,54 @@ std::size_t UsageStrip::quiet_run(const char* p, std::size_t n) {
       break;
   }
   return i;
+}
+
+// A root member's string value, up to and including its closing quote.
+std::size_t UsageStrip::string_run(const char* p, const char* end) {
+  const char* q = p;
+  while (q < end) {
+    if (js_ == Js::string_escape) {
+      js_ = Js::string;
+      ++q;
+      continue;
+    }
+    q = find_quote_or_backslash(q, end);
+    if (q == end) break;
+    js_ = *q++ == '"' ? Js::after_value : Js::string_escape;
+    if (js_ == Js::after_value) break;
+  }
+  return static_cast<std::size_t>(q - p);
+}
+
+// A root member's object or array value, up to and including its closing bracket. Like
+// on_nested, brackets are only counted (values are opaque here).
+std::size_t UsageStrip::nested_run(const char* p, const char* end) {
+  const char* q = p;
+  while (q < end) {
+    if (js_ == Js::nested_escape) {
+      js_ = Js::nested_string;
+      ++q;
+      continue;
+    }
+    if (js_ == Js::nested_string) {
+      q = find_quote_or_backslash(q, end);
+      if (q == end) break;
+      js_ = *q++ == '"' ? Js::nested : Js::nested_escape;
+      continue;
+    }
+    q = find_bracket_or_quote(q, end);
+    if (q == end) break;
+    const char c = *q++;
+    if (c == '"') {
+      js_ = Js::nested_string;
+    } else if (c == '{' || c == '[') {
+      ++vdepth_;
+    } else if (--vdepth_ == 0) {
+      js_ = Js::after_value;
+      break;
+    }
+  }
+  return static_cast<std::size_t>(q - p);
 }
 
 void UsageStrip::on_byte(char c) {

@@ -231,6 +231,37 @@ TEST(JsonSkim, FailedStateSwallowsInputUntilReset) {
   EXPECT_EQ(skim.capture().bytes, "1");
 }
 
+// The string and bracket scans go 16 bytes at a time: put every special byte at every offset of
+// a block, in a captured string, a skipped string and a skipped subtree, and split anywhere.
+TEST(JsonSkim, BlockScansFindSpecialBytesAtEveryOffset) {
+  for (std::size_t k = 0; k <= 40; ++k) {
+    SCOPED_TRACE(k);
+    const std::string pad(k, 'a');
+    const std::string head = R"({"messages":[")" + pad + R"(\"]x)" + pad + R"(\\", {"x":")" +
+                             pad + R"(}"}, [)" + pad.substr(0, k % 3) + R"(]], "model":)";
+    const std::string value = "\"" + pad + R"(\")" + pad + "\"";
+    const std::string doc = head + value + R"(, "n":5})";
+    const std::size_t n_at = doc.size() - 2;
+    EXPECT_EQ(run_whole(test_spec, false, doc),
+              "0:str+" + std::string(k * 2 + 1 > 16 ? "T" : "") + "@" +
+                  std::to_string(head.size()) + "-" + std::to_string(head.size() + value.size()) +
+                  "=" + (pad + "\"" + pad).substr(0, 16) + " 6:num+@" + std::to_string(n_at) +
+                  "-" + std::to_string(n_at + 1) + "=5 END(obj@0) ");
+    expect_split_invariant(test_spec, false, doc);
+    // A raw control byte in a decoded string fails wherever it sits in the block.
+    EXPECT_EQ(run_whole(test_spec, false, R"({"model":")" + pad + "\x01\"}"), "FAIL3 ");
+  }
+}
+
+// Keys are pre-filtered by a hash of length, first and last byte: a key that shares all three
+// with a path key is still compared in full.
+TEST(JsonSkim, KeysSharingTheFilterHashAreComparedInFull) {
+  EXPECT_EQ(run_whole(test_spec, false, R"({"mxxel":"a","modeL":"b","n":1})"),
+            "6:num+@29-30=1 END(obj@0) ");
+  EXPECT_EQ(run_whole(test_spec, false, R"({"mxxel":"a","model":"b"})"),
+            "0:str+@21-24=b END(obj@0) ");
+}
+
 TEST(JsonSkim, EverySplitGivesTheSameEvents) {
   const std::vector<std::string> docs = {
       R"({"model":"llama3.2","stream":true,"n":42})",

@@ -161,6 +161,37 @@ TEST(UsageStrip, PassesBytesOnAsSoonAsTheirFateIsKnown) {
   EXPECT_EQ(s.events_dropped(), 0u);
 }
 
+// Strings and nested values are skimmed 16 bytes at a time: put escapes, quotes and brackets at
+// every offset of a block, in a root string, in choices and in the removed usage member.
+TEST(UsageStrip, BlockScansFindSpecialBytesAtEveryOffset) {
+  for (std::size_t k = 0; k <= 34; ++k) {
+    SCOPED_TRACE(k);
+    const std::string pad(k, 'a');
+    const std::string text = pad + R"(\"}]{[)" + pad + R"(\\)";
+    const auto chunk = [&](bool usage) {
+      return R"(data: {"id":")" + pad + R"(\"x","choices":[{"text":")" + text +
+             R"(","index":0}],"model":"m")" +
+             (usage ? R"(,"usage":{"k":")" + text + R"(","n":[0,{"a":[]}]})" : "") + "}\n\n";
+    };
+    expect_strips_to(chunk(true) + chunk(true) + done, chunk(false) + chunk(false) + done);
+  }
+}
+
+// Bytes that pass in a row reach the sink as one span: a chat chunk is held up to its choices
+// value, and then released as the held bytes plus one span for all the rest of the event.
+TEST(UsageStrip, AdjacentPassedBytesReachTheSinkAsOneSpan) {
+  UsageStrip s;
+  std::vector<std::string> spans;
+  const auto sink = [&spans](const char* p, std::size_t n) { spans.emplace_back(p, n); };
+  const std::string chunk = chat_delta(R"({"role":"assistant","content":"a \"quoted\" [word]"})");
+  s.feed(chunk.data(), chunk.size(), sink);
+  s.finish(sink);
+  const std::size_t choices_at = chunk.find("\"choices\":[") + 11;
+  ASSERT_EQ(spans.size(), 2u);
+  EXPECT_EQ(spans[0], chunk.substr(0, choices_at));
+  EXPECT_EQ(spans[1], chunk.substr(choices_at));
+}
+
 TEST(UsageStrip, CountsWhatItRemoved) {
   UsageStrip state;
   (void)strip({cmpl_stream(true)}, &state);

@@ -7,7 +7,7 @@
 // What it checks. Along matched paths (the containers that can still lead to a configured path)
 // it checks the grammar: members, colons, commas, keys (decoded, escapes included), numbers and
 // literals. Everywhere else it only follows strings and brackets: a subtree that no path enters
-// is skipped by character class, eight bytes at a time, and only bracket matching is verified
+// is skipped by character class, 16 bytes at a time, and only bracket matching is verified
 // there. So `[1 2]` deep inside `messages` is not flagged; an unbalanced or mismatched bracket,
 // a raw control character in a decoded string or a bad escape anywhere on a matched path is.
 // Values are validated exactly by whoever reads a capture (simdjson, json_uint, the UTF-8 check).
@@ -38,6 +38,7 @@ constexpr std::size_t skim_capture_bytes_max =
     512;                                       // one `bytes` capture (model name, usage object)
 constexpr std::uint32_t skim_depth_max = 512;  // open containers; deeper input fails
 
+constexpr std::size_t skim_key_hash_size = 64;  // entries of a per-depth key pre-filter
 static_assert(skim_paths_max == 32, "path masks are uint32");
 static_assert(skim_depth_max % 64 == 0, "the container-kind bit stack is whole uint64 words");
 
@@ -63,6 +64,11 @@ struct SkimSpec {
   std::array<std::uint32_t, skim_path_keys_max + 1> ends_at{};    // [d]: paths of exactly d keys
   std::array<std::uint32_t, skim_path_keys_max + 1> goes_past{};  // [d]: paths of more than d keys
   std::array<std::uint32_t, skim_path_keys_max + 1> star_at{};    // [d]: paths whose key d-1 is *
+  // [d][i]: paths whose key d equals path i's key d (one comparison decides them all)
+  std::array<std::array<std::uint32_t, skim_paths_max>, skim_path_keys_max> same_key{};
+  // [d][key_hash(k)]: paths whose key d could be k; most keys on the wire hit an empty entry and
+  // are compared against nothing
+  std::array<std::array<std::uint32_t, skim_key_hash_size>, skim_path_keys_max> key_filter{};
 };
 
 namespace skim_detail {
@@ -77,6 +83,13 @@ constexpr bool path_is_prefix(const SkimPath& a, std::size_t a_len, const SkimPa
     if (a.keys[i] != b.keys[i]) return false;
   }
   return true;
+}
+// The key pre-filter's hash: length, first and last byte (of the decoded, folded key).
+constexpr std::size_t key_hash(const char* k, std::size_t len) {
+  if (len == 0) return 0;
+  const auto first = static_cast<unsigned char>(k[0]);
+  const auto last = static_cast<unsigned char>(k[len - 1]);
+  return (len * 7 + first * 3 + last) % skim_key_hash_size;
 }
 // By reference and by hand: GCC 12 refuses, at compile time, to copy a value-initialized
 // string_view member out of a constexpr aggregate (which operator== would do).
@@ -128,8 +141,18 @@ constexpr SkimSpec make_skim_spec(const std::array<SkimPath, N>& paths, bool fol
     }
     if (!ok) break;
     const std::uint32_t bit = std::uint32_t{1} << i;
+    for (std::size_t j = 0; j < N; ++j) {
+      const std::size_t j_len = skim_detail::path_length(paths[j]);
+      for (std::size_t d = 0; d < len && d < j_len; ++d) {
+        if (skim_detail::key_equal(paths[i].keys[d], paths[j].keys[d])) {
+          spec.same_key[d][i] |= std::uint32_t{1} << j;
+        }
+      }
+    }
     spec.ends_at[len] |= bit;
     for (std::size_t d = 0; d < len; ++d) {
+      const std::string_view& k = paths[i].keys[d];
+      spec.key_filter[d][skim_detail::key_hash(k.data(), k.size())] |= bit;
       spec.goes_past[d] |= bit;
       if (paths[i].keys[d] == "*") spec.star_at[d + 1] |= bit;
     }

@@ -41,22 +41,33 @@ class UsageStrip {
  public:
   void reset() { *this = UsageStrip{}; }
 
+  // Consecutive pass steps over adjacent input are handed to sink as one span.
   template <typename Sink>
   void feed(const char* data, std::size_t size, Sink&& sink) {
+    const char* pass_from = data;
+    std::size_t pass_len = 0;  // input bytes passed but not yet given to sink
     while (size > 0) {
       const Step s = step(data, size);
       if (s.flush > 0) {
+        if (pass_len > 0) sink(pass_from, pass_len);
+        pass_len = 0;
         sink(static_cast<const char*>(hold_.data()), s.flush);
         release(s.flush);
       }
       if (s.disp == Disp::pass) {
-        sink(data, s.consumed);
+        if (pass_len > 0 && pass_from + pass_len != data) {
+          sink(pass_from, pass_len);
+          pass_len = 0;
+        }
+        if (pass_len == 0) pass_from = data;
+        pass_len += s.consumed;
       } else if (s.disp == Disp::hold) {
         append(data, s.consumed);
       }
       data += s.consumed;
       size -= s.consumed;
     }
+    if (pass_len > 0) sink(pass_from, pass_len);
   }
 
   // The body ended: an event still held (cut off mid-way) is passed on as it was received.
@@ -104,6 +115,9 @@ class UsageStrip {
   Step data_step(const char* p, std::size_t n);
   Step finalize(Step s);
   [[nodiscard]] std::size_t quiet_run(const char* p, std::size_t n);
+  [[nodiscard]] bool inert(char c) const;
+  [[nodiscard]] std::size_t string_run(const char* p, const char* end);
+  [[nodiscard]] std::size_t nested_run(const char* p, const char* end);
   void on_byte(char c);
   void on_member_start(char c);
   void on_key_byte(char c);

@@ -1,0 +1,168 @@
+// byte_scan: the byte-class searches the body scanners (JsonSkim, UsageStrip) spend their time
+// in, 16 bytes at a time with SSE2 (baseline on x86-64, so the generic build always has it) and
+// with 8-byte SWAR words elsewhere; the last few bytes of a span go one at a time.
+//
+// Each find_* returns the first byte at or after p in the class, or end. The classes:
+//   quote_or_backslash  '"' '\\'                  (skipping a string's contents)
+//   string_special      '"' '\\' and bytes < 0x20 (decoding a string: a control byte fails it)
+//   bracket_or_quote    '"' '{' '}' '[' ']'       (skipping a subtree: only brackets matter)
+//   line_end            '\r' '\n'                 (an SSE line's content)
+// Internal to src/: no kernel features, no state.
+#pragma once
+
+#include <bit>
+#include <cstdint>
+#include <cstring>
+
+#if defined(__SSE2__)
+#include <emmintrin.h>
+#endif
+
+namespace tokentap::byte_scan {
+
+static_assert(std::endian::native == std::endian::little, "the scans assume little-endian");
+
+constexpr bool is_quote_or_backslash(char c) { return c == '"' || c == '\\'; }
+constexpr bool is_string_special(char c) {
+  return c == '"' || c == '\\' || static_cast<unsigned char>(c) < 0x20;
+}
+constexpr bool is_bracket_or_quote(char c) {
+  return c == '"' || c == '{' || c == '}' || c == '[' || c == ']';
+}
+constexpr bool is_line_end(char c) { return c == '\r' || c == '\n'; }
+
+#if defined(__SSE2__)
+
+inline __m128i load16(const char* p) {
+  return _mm_loadu_si128(reinterpret_cast<const __m128i*>(p));
+}
+inline __m128i splat(char c) { return _mm_set1_epi8(c); }
+
+// The block-wise search: `mask` gives the 16-bit match mask of the block at p.
+template <typename Mask, typename Scalar>
+inline const char* find_blocks(const char* p, const char* end, Mask mask, Scalar scalar) {
+  while (end - p >= 16) {
+    const unsigned m = mask(load16(p));
+    if (m != 0) return p + std::countr_zero(m);
+    p += 16;
+  }
+  while (p < end && !scalar(*p)) ++p;
+  return p;
+}
+
+inline const char* find_quote_or_backslash(const char* p, const char* end) {
+  return find_blocks(
+      p, end,
+      [](__m128i b) {
+        const __m128i hit = _mm_or_si128(_mm_cmpeq_epi8(b, splat('"')),
+                                         _mm_cmpeq_epi8(b, splat('\\')));
+        return static_cast<unsigned>(_mm_movemask_epi8(hit));
+      },
+      is_quote_or_backslash);
+}
+
+inline const char* find_string_special(const char* p, const char* end) {
+  return find_blocks(
+      p, end,
+      [](__m128i b) {
+        // b <= 0x1f unsigned exactly when max(b, 0x1f) == 0x1f.
+        const __m128i ctl = _mm_cmpeq_epi8(_mm_max_epu8(b, splat(0x1f)), splat(0x1f));
+        const __m128i hit = _mm_or_si128(
+            ctl, _mm_or_si128(_mm_cmpeq_epi8(b, splat('"')), _mm_cmpeq_epi8(b, splat('\\'))));
+        return static_cast<unsigned>(_mm_movemask_epi8(hit));
+      },
+      is_string_special);
+}
+
+// '[' | 0x20 == '{' and ']' | 0x20 == '}', and no other byte maps onto those two, so two
+// compares on the folded block cover four brackets.
+inline const char* find_bracket_or_quote(const char* p, const char* end) {
+  return find_blocks(
+      p, end,
+      [](__m128i b) {
+        const __m128i folded = _mm_or_si128(b, splat(0x20));
+        const __m128i hit = _mm_or_si128(
+            _mm_cmpeq_epi8(b, splat('"')),
+            _mm_or_si128(_mm_cmpeq_epi8(folded, splat('{')), _mm_cmpeq_epi8(folded, splat('}'))));
+        return static_cast<unsigned>(_mm_movemask_epi8(hit));
+      },
+      is_bracket_or_quote);
+}
+
+inline const char* find_line_end(const char* p, const char* end) {
+  return find_blocks(
+      p, end,
+      [](__m128i b) {
+        const __m128i hit = _mm_or_si128(_mm_cmpeq_epi8(b, splat('\r')),
+                                         _mm_cmpeq_epi8(b, splat('\n')));
+        return static_cast<unsigned>(_mm_movemask_epi8(hit));
+      },
+      is_line_end);
+}
+
+#else  // SWAR fallback
+
+constexpr std::uint64_t swar_ones = 0x0101010101010101ULL;
+constexpr std::uint64_t swar_highs = 0x8080808080808080ULL;
+
+inline std::uint64_t load8(const char* p) {
+  std::uint64_t w;
+  std::memcpy(&w, p, sizeof w);
+  return w;
+}
+// High bit set in every byte of w equal to c. The lowest set bit is exact; higher ones may be
+// false positives after a match, which is fine because callers only use the lowest.
+inline std::uint64_t bytes_equal(std::uint64_t w, std::uint8_t c) {
+  const std::uint64_t v = w ^ (swar_ones * c);
+  return (v - swar_ones) & ~v & swar_highs;
+}
+// High bit set in bytes < 0x20 (lowest set bit exact, as above).
+inline std::uint64_t bytes_control(std::uint64_t w) {
+  return (w - swar_ones * 0x20) & ~w & swar_highs;
+}
+
+template <typename Mask, typename Scalar>
+inline const char* find_words(const char* p, const char* end, Mask mask, Scalar scalar) {
+  while (end - p >= 8) {
+    const std::uint64_t hit = mask(load8(p));
+    if (hit != 0) return p + (std::countr_zero(hit) >> 3);
+    p += 8;
+  }
+  while (p < end && !scalar(*p)) ++p;
+  return p;
+}
+
+inline const char* find_quote_or_backslash(const char* p, const char* end) {
+  return find_words(
+      p, end, [](std::uint64_t w) { return bytes_equal(w, '"') | bytes_equal(w, '\\'); },
+      is_quote_or_backslash);
+}
+
+inline const char* find_string_special(const char* p, const char* end) {
+  return find_words(
+      p, end,
+      [](std::uint64_t w) {
+        return bytes_equal(w, '"') | bytes_equal(w, '\\') | bytes_control(w);
+      },
+      is_string_special);
+}
+
+inline const char* find_bracket_or_quote(const char* p, const char* end) {
+  return find_words(
+      p, end,
+      [](std::uint64_t w) {
+        const std::uint64_t folded = w | (swar_ones * 0x20);
+        return bytes_equal(w, '"') | bytes_equal(folded, '{') | bytes_equal(folded, '}');
+      },
+      is_bracket_or_quote);
+}
+
+inline const char* find_line_end(const char* p, const char* end) {
+  return find_words(
+      p, end, [](std::uint64_t w) { return bytes_equal(w, '\r') | bytes_equal(w, '\n'); },
+      is_line_end);
+}
+
+#endif
+
+}  // namespace tokentap::byte_scan
