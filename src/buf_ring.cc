@@ -1,6 +1,8 @@
 // BufRing: provided-buffer ring registration and buffer ownership; see buf_ring.h.
 #include "tokentap/buf_ring.h"
 
+#include <bit>
+
 #include <sys/mman.h>
 
 #include <cstring>
@@ -55,10 +57,9 @@ bool BufRing::init(io_uring* ring, std::uint32_t ring_count, std::uint32_t spare
   io_uring_buf_ring_advance(br_, static_cast<int>(ring_count));
   ring_free_ = ring_count;
   refs_.assign(ring_count + spare_count, 0);
-  spare_free_.reserve(spare_count);
-  for (std::uint32_t i = 0; i < spare_count; ++i) {
-    spare_free_.push_back(static_cast<std::uint16_t>(ring_count + spare_count - 1 - i));
-  }
+  spare_free_bits_.assign((spare_count + 63) / 64, 0);
+  for (std::uint32_t i = 0; i < spare_count; ++i) spare_free_bits_[i / 64] |= 1ull << (i % 64);
+  spare_free_count_ = spare_count;
   return true;
 }
 
@@ -78,17 +79,39 @@ void BufRing::unref(std::uint16_t id) {
                           static_cast<int>(pending_));
     ++pending_;
   } else {
-    spare_free_.push_back(id);
+    const std::uint32_t i = id - ring_count_;
+    spare_free_bits_[i / 64] |= 1ull << (i % 64);
+    if (i / 64 < spare_hint_) spare_hint_ = i / 64;
+    ++spare_free_count_;
   }
 }
 
 int BufRing::alloc_spare(bool urgent) {
-  if (spare_free_.empty() || (!urgent && spare_free_.size() <= buf_spare_reserve)) return -1;
-  const std::uint16_t id = spare_free_.back();
-  spare_free_.pop_back();
+  if (spare_free_count_ == 0 || (!urgent && spare_free_count_ <= buf_spare_reserve)) return -1;
+  std::uint32_t w = spare_hint_;
+  while (spare_free_bits_[w] == 0) ++w;  // a free bit exists: spare_free_count_ > 0
+  spare_hint_ = w;
+  const auto bit = static_cast<std::uint32_t>(std::countr_zero(spare_free_bits_[w]));
+  spare_free_bits_[w] &= ~(1ull << bit);
+  --spare_free_count_;
+  const std::uint32_t i = w * 64 + bit;
+  if (i + 1 > spare_touched_end_) spare_touched_end_ = i + 1;
+  const auto id = static_cast<std::uint16_t>(ring_count_ + i);
   TT_ASSERT(refs_[id] == 0);
   refs_[id] = 1;
   return id;
+}
+
+std::size_t BufRing::trim_spares(std::size_t min_bytes) {
+  // The highest spare in use: everything touched above it is free.
+  std::uint32_t end = spare_touched_end_;
+  while (end > 0 && (spare_free_bits_[(end - 1) / 64] >> ((end - 1) % 64) & 1) != 0) --end;
+  if (std::size_t{spare_touched_end_ - end} * buf_bytes < min_bytes) return 0;
+  const std::size_t bytes = std::size_t{spare_touched_end_ - end} * buf_bytes;
+  // On private anonymous memory MADV_DONTNEED only drops pages; the next use faults in zeroes.
+  (void)madvise(data(static_cast<std::uint16_t>(ring_count_ + end)), bytes, MADV_DONTNEED);
+  spare_touched_end_ = end;
+  return bytes;
 }
 
 void BufRing::flush() {

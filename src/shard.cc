@@ -176,6 +176,7 @@ void Shard::trim_slabs(std::uint64_t now) {
   counters_.slab_bytes_trimmed += conns_.trim(slab_trim_min_bytes) +
                                   inspects_.trim(slab_trim_min_bytes) +
                                   strips_.trim(slab_trim_min_bytes) +
+                                  bufs_.trim_spares(slab_trim_min_bytes) +
                                   upstreams_.trim(slab_trim_min_bytes);
 }
 

@@ -9,7 +9,9 @@
 //
 // Invariant: a buffer is either owned by the kernel (in the ring / free list, refs == 0) or by
 // the proxy (refs > 0). Returned ring buffers are published in one batch per loop turn (flush()).
-// All memory is allocated once in init(); nothing grows afterwards.
+// All memory is allocated once in init(); nothing grows afterwards. Spare buffers are handed
+// out lowest id first, so after a burst the touched ones above the highest in use can be given
+// back to the kernel in one madvise (trim_spares), and RSS returns to what the load needs.
 #pragma once
 
 #include <cstdint>
@@ -54,6 +56,10 @@ class BufRing {
   // an overloaded shard can still tell a client why it refuses.
   [[nodiscard]] int alloc_spare(bool urgent = false);
 
+  // Returns the pages of free spare buffers above the highest one in use to the kernel, when
+  // that is at least min_bytes. Returns the bytes given back.
+  std::size_t trim_spares(std::size_t min_bytes);
+
   // Publishes ring buffers returned since the last flush to the kernel.
   void flush();
 
@@ -71,7 +77,11 @@ class BufRing {
   std::uint32_t ring_free_ = 0;  // buffers the kernel can pick from
   std::uint32_t pending_ = 0;    // returned but not yet published
   std::vector<std::uint8_t> refs_;
-  std::vector<std::uint16_t> spare_free_;
+  // Bit i set: spare buffer ring_count_ + i is free. Words below spare_hint_ have no free bit.
+  std::vector<std::uint64_t> spare_free_bits_;
+  std::uint32_t spare_hint_ = 0;
+  std::uint32_t spare_free_count_ = 0;
+  std::uint32_t spare_touched_end_ = 0;  // spares [0, end) may be resident
   bool registered_ = false;
 };
 
