@@ -25,6 +25,7 @@ double seconds(std::uint64_t ns) { return static_cast<double>(ns) / 1e9; }
 
 void Conn::on_request_body(void* ctx, const char* data, std::size_t len) {
   auto* self = static_cast<Conn*>(ctx);
+  TT_DASSERT(self->inspect_ != none);
   if (RequestProbe* p = self->shard_->inspects()[self->inspect_].probe()) p->feed(data, len);
 }
 
@@ -39,6 +40,9 @@ void Conn::on_response_body(void* ctx, const char* data, std::size_t len) {
 }
 
 void Conn::meter_request_head(bool body_encoded) {
+  // The request parser lives as long as the connection: a sink left from an earlier metered
+  // request on this keep-alive connection must not see this one's body.
+  req_.set_sink(nullptr, nullptr);
   if (!is_inference(route_)) return;
   inspect_ = shard_->inspects().alloc();
   if (inspect_ == none) return;  // slab full: metered without model or usage, never blocked

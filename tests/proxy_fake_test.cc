@@ -301,6 +301,30 @@ TEST_F(ProxyFake, MetricsOnProxyAnswersScrapesOnTheProxyPortOnlyWhenAsked) {
   EXPECT_EQ(upstream_->stats().requests, 2u);  // the 404 above and the generate
 }
 
+TEST_F(ProxyFake, UnmeteredRequestWithABodyAfterAnInferenceOnOneConnection) {
+  // The Ollama CLI sends /api/show before /api/chat on one connection. A body of an unmetered
+  // request after a metered one must be forwarded, not fed to the previous request's probe.
+  TT_START_PROXY(proxy, upstream_->port(), 1);
+  test::HttpClient c;
+  ASSERT_TRUE(c.connect(proxy.port()));
+  const std::string blob(100 * 1024, 'b');  // large enough for the splice path too
+  const std::string digest = "sha256:" + std::string(64, 'a');
+  for (int round = 0; round < 3; ++round) {
+    ASSERT_TRUE(c.send(test::request(
+        "POST", "/api/generate", R"({"model":"llama3.2","prompt":"hi","stream":false})")));
+    EXPECT_EQ(c.read_response().status, 200);
+    ASSERT_TRUE(c.send(test::request("POST", "/api/show", R"({"model":"llama3.2"})")));
+    const auto show = c.read_response();
+    ASSERT_TRUE(show.ok()) << show.error;
+    EXPECT_EQ(show.status, 404);  // the fake has no /api/show; what matters is the answer
+    ASSERT_TRUE(c.send(test::request("POST", "/api/blobs/" + digest, blob)));
+    const auto upload = c.read_response();
+    ASSERT_TRUE(upload.ok()) << upload.error;
+    EXPECT_EQ(upload.status, 201);
+    EXPECT_EQ(upload.header("X-Fake-Bytes").value_or(""), std::to_string(blob.size()));
+  }
+}
+
 // The part of a /fake/echo answer that describes the body (its size and FNV-1a), which must
 // be the same through the proxy; the headers part differs (Host is rewritten).
 std::string echo_digest(const std::string& echo) {
