@@ -10,12 +10,13 @@
 #include <string>
 #include <vector>
 
+#include "stream_shapes.h"
 #include "tokentap/llm_tail.h"
 
 namespace tokentap {
 namespace {
 
-constexpr int stream_events = 32;
+using bench::stream_events;
 constexpr std::size_t recv_piece_bytes = 16 * 1024;
 constexpr std::size_t context_line_bytes = 1024 * 1024;
 
@@ -34,26 +35,6 @@ std::vector<std::string> native_lines() {
   v.push_back(R"({"model":"llama3.2",)" + created +
               R"(,"response":"","done":true,"done_reason":"stop","context":[128000,128006,9125],)" +
               metrics + "}\n");
-  return v;
-}
-
-std::vector<std::string> openai_events() {
-  const std::string head =
-      R"(data: {"id":"chatcmpl-318","object":"chat.completion.chunk","created":1787580250,)"
-      R"("model":"llama3.2","system_fingerprint":"fp_ollama","choices":)";
-  std::vector<std::string> v;
-  for (int i = 0; i + 2 < stream_events; ++i) {
-    v.push_back(head + R"([{"index":0,"delta":{"role":"assistant","content":" token)" +
-                std::to_string(i) +
-                R"("},"finish_reason":null}]})"
-                "\n\n");
-  }
-  v.push_back(head +
-              R"([{"index":0,"delta":{},"finish_reason":"stop"}]})"
-              "\n\n" +
-              head +
-              R"([],"usage":{"prompt_tokens":32,"completion_tokens":34,"total_tokens":66}})"
-              "\n\ndata: [DONE]\n\n");
   return v;
 }
 
@@ -125,8 +106,7 @@ const bool environment_recorded = [] {
 
 void run(benchmark::State& state, Route route, const std::vector<std::string>& pieces) {
   PieceParser parser;
-  std::size_t bytes = 0;
-  for (const std::string& p : pieces) bytes += p.size();
+  const std::size_t bytes = bench::total_bytes(pieces);
   TailScanner t;
   for (auto _ : state) {
     t.init(route, 200, &parser);
@@ -136,16 +116,12 @@ void run(benchmark::State& state, Route route, const std::vector<std::string>& p
     if (!u.usage_found) state.SkipWithError("usage not found");
     benchmark::DoNotOptimize(u);
   }
-  state.SetBytesProcessed(static_cast<std::int64_t>(state.iterations() * bytes));
-  state.counters["per_byte"] =
-      benchmark::Counter(static_cast<double>(bytes), benchmark::Counter::kIsIterationInvariantRate |
-                                                         benchmark::Counter::kInvert);
-  state.counters["body_bytes"] = static_cast<double>(bytes);
+  bench::report_per_byte(state, bytes);
 }
 
 void BM_native_ndjson_32_lines(benchmark::State& s) { run(s, Route::api_chat, native_lines()); }
 void BM_openai_chat_sse_usage(benchmark::State& s) {
-  run(s, Route::v1_chat_completions, openai_events());
+  run(s, Route::v1_chat_completions, bench::openai_chat_events());
 }
 void BM_anthropic_sse(benchmark::State& s) { run(s, Route::v1_messages, anthropic_events()); }
 void BM_responses_sse(benchmark::State& s) { run(s, Route::v1_responses, responses_events()); }

@@ -9,28 +9,13 @@
 #include <string>
 #include <vector>
 
+#include "stream_shapes.h"
 #include "tokentap/usage_strip.h"
 
 namespace tokentap {
 namespace {
 
-constexpr int stream_events = 32;
-
-std::vector<std::string> chat_events() {
-  const std::string head =
-      R"(data: {"id":"chatcmpl-318","object":"chat.completion.chunk","created":1787580250,)"
-      R"("model":"llama3.2","system_fingerprint":"fp_ollama","choices":)";
-  std::vector<std::string> v;
-  for (int i = 0; i + 2 < stream_events; ++i) {
-    v.push_back(head + R"([{"index":0,"delta":{"role":"assistant","content":" token)" +
-                std::to_string(i) + R"("},"finish_reason":null}]})" + "\n\n");
-  }
-  v.push_back(head + R"([{"index":0,"delta":{},"finish_reason":"stop"}]})" + "\n\n");
-  v.push_back(head + R"([],"usage":{"prompt_tokens":32,"completion_tokens":34,"total_tokens":66}})" +
-              "\n\n");
-  v.push_back("data: [DONE]\n\n");
-  return v;
-}
+using bench::stream_events;
 
 std::vector<std::string> completion_events() {
   std::vector<std::string> v;
@@ -56,8 +41,7 @@ const bool environment_recorded = [] {
 }();
 
 void run(benchmark::State& state, const std::vector<std::string>& pieces) {
-  std::size_t bytes = 0;
-  for (const std::string& p : pieces) bytes += p.size();
+  const std::size_t bytes = bench::total_bytes(pieces);
   UsageStrip s;
   std::size_t out = 0;
   const auto sink = [&out](const char* p, std::size_t n) {
@@ -71,14 +55,10 @@ void run(benchmark::State& state, const std::vector<std::string>& pieces) {
     s.finish(sink);
     if (out >= bytes) state.SkipWithError("nothing stripped");
   }
-  state.SetBytesProcessed(static_cast<std::int64_t>(state.iterations() * bytes));
-  state.counters["per_byte"] =
-      benchmark::Counter(static_cast<double>(bytes), benchmark::Counter::kIsIterationInvariantRate |
-                                                         benchmark::Counter::kInvert);
-  state.counters["body_bytes"] = static_cast<double>(bytes);
+  bench::report_per_byte(state, bytes);
 }
 
-void BM_strip_chat_sse(benchmark::State& s) { run(s, chat_events()); }
+void BM_strip_chat_sse(benchmark::State& s) { run(s, bench::openai_chat_events()); }
 void BM_strip_completions_sse(benchmark::State& s) { run(s, completion_events()); }
 
 BENCHMARK(BM_strip_chat_sse);

@@ -165,4 +165,29 @@ inline const char* find_line_end(const char* p, const char* end) {
 
 #endif
 
+// Skips the inside of a JSON string from p (just after its opening quote, or mid-way) up to and
+// including the closing quote. *escape_pending carries a backslash that ended the previous
+// piece. Returns the byte after the closing quote with *closed set, or end when the string goes
+// on past this piece.
+inline const char* skip_string(const char* p, const char* end, bool* escape_pending,
+                               bool* closed) {
+  *closed = false;
+  while (p < end) {
+    if (*escape_pending) {
+      *escape_pending = false;
+      ++p;
+      continue;
+    }
+    p = find_quote_or_backslash(p, end);
+    if (p == end) break;
+    if (*p++ == '\\') {
+      *escape_pending = true;
+      continue;
+    }
+    *closed = true;
+    break;
+  }
+  return p;
+}
+
 }  // namespace tokentap::byte_scan

@@ -15,7 +15,6 @@ namespace tokentap {
 namespace {
 
 using byte_scan::find_bracket_or_quote;
-using byte_scan::find_quote_or_backslash;
 
 constexpr bool is_ws(char c) { return c == ' ' || c == '\t' || c == '\n' || c == '\r'; }
 constexpr bool is_digit(char c) { return c >= '0' && c <= '9'; }
@@ -327,16 +326,9 @@ void JsonSkim::emit(std::uint8_t slot, JsonType type, bool nonempty, std::uint64
 const char* JsonSkim::run_skip(const char* p, const char* end) {
   while (p < end) {
     if (in_str_) {
-      if (esc_pending_) {
-        esc_pending_ = false;
-        ++p;
-        continue;
-      }
-      p = find_quote_or_backslash(p, end);
-      if (p == end) break;
-      esc_pending_ = *p == '\\';
-      in_str_ = esc_pending_;
-      ++p;
+      bool closed = false;
+      p = byte_scan::skip_string(p, end, &esc_pending_, &closed);
+      in_str_ = !closed;
       continue;
     }
     if (skip_first_) {

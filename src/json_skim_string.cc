@@ -10,7 +10,6 @@
 namespace tokentap {
 namespace {
 
-using byte_scan::find_quote_or_backslash;
 using byte_scan::find_string_special;
 
 int hex_value(char c) {
@@ -23,23 +22,9 @@ int hex_value(char c) {
 }  // namespace
 
 const char* JsonSkim::run_skip_string(const char* p, const char* end) {
-  while (p < end) {
-    if (esc_pending_) {
-      esc_pending_ = false;
-      ++p;
-      continue;
-    }
-    p = find_quote_or_backslash(p, end);
-    if (p == end) break;
-    if (*p == '\\') {
-      esc_pending_ = true;
-      ++p;
-      continue;
-    }
-    ++p;
-    end_value(p, JsonType::string, at(p) - val_begin_ > 2);
-    return p;
-  }
+  bool closed = false;
+  p = byte_scan::skip_string(p, end, &esc_pending_, &closed);
+  if (closed) end_value(p, JsonType::string, at(p) - val_begin_ > 2);
   return p;
 }
 

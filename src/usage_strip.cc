@@ -202,18 +202,10 @@ std::size_t UsageStrip::quiet_run(const char* p, std::size_t n) {
 
 // A root member's string value, up to and including its closing quote.
 std::size_t UsageStrip::string_run(const char* p, const char* end) {
-  const char* q = p;
-  while (q < end) {
-    if (js_ == Js::string_escape) {
-      js_ = Js::string;
-      ++q;
-      continue;
-    }
-    q = find_quote_or_backslash(q, end);
-    if (q == end) break;
-    js_ = *q++ == '"' ? Js::after_value : Js::string_escape;
-    if (js_ == Js::after_value) break;
-  }
+  bool escape = js_ == Js::string_escape;
+  bool closed = false;
+  const char* q = byte_scan::skip_string(p, end, &escape, &closed);
+  js_ = closed ? Js::after_value : escape ? Js::string_escape : Js::string;
   return static_cast<std::size_t>(q - p);
 }
 
@@ -222,15 +214,11 @@ std::size_t UsageStrip::string_run(const char* p, const char* end) {
 std::size_t UsageStrip::nested_run(const char* p, const char* end) {
   const char* q = p;
   while (q < end) {
-    if (js_ == Js::nested_escape) {
-      js_ = Js::nested_string;
-      ++q;
-      continue;
-    }
-    if (js_ == Js::nested_string) {
-      q = find_quote_or_backslash(q, end);
-      if (q == end) break;
-      js_ = *q++ == '"' ? Js::nested : Js::nested_escape;
+    if (js_ == Js::nested_string || js_ == Js::nested_escape) {
+      bool escape = js_ == Js::nested_escape;
+      bool closed = false;
+      q = byte_scan::skip_string(q, end, &escape, &closed);
+      js_ = closed ? Js::nested : escape ? Js::nested_escape : Js::nested_string;
       continue;
     }
     q = find_bracket_or_quote(q, end);
