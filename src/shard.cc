@@ -146,7 +146,7 @@ void Shard::run() {
       conns_[slot].on_timer();
       maybe_free_conn(slot);
     });
-    trim_slabs(turn_ms);
+    give_back_idle(turn_ms);
     if (stop_.load(std::memory_order_acquire)) {
       const std::uint64_t now = monotonic_ms();
       if (stop_deadline_ms == 0) {
@@ -170,7 +170,7 @@ void Shard::run() {
   io_uring_submit(ring_.raw());
 }
 
-void Shard::trim_slabs(std::uint64_t now) {
+void Shard::give_back_idle(std::uint64_t now) {
   if (now < next_trim_ms_) return;
   next_trim_ms_ = now + slab_trim_interval_ms;
   counters_.slab_bytes_trimmed += conns_.trim(slab_trim_min_bytes) +
@@ -178,6 +178,9 @@ void Shard::trim_slabs(std::uint64_t now) {
                                   strips_.trim(slab_trim_min_bytes) +
                                   bufs_.trim_spares(slab_trim_min_bytes) +
                                   upstreams_.trim(slab_trim_min_bytes);
+  // Same cadence: idle upstream connections the last second never needed are closed (half of
+  // them each time), before their slots could be trimmed on a later turn.
+  upstreams_.purge_surplus([this](std::uint32_t slot) { retire_upstream(slot); });
 }
 
 void Shard::begin_drain() {

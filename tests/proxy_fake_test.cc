@@ -6,6 +6,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <atomic>
+#include <chrono>
 #include <string>
 #include <thread>
 #include <vector>
@@ -14,6 +15,7 @@
 #include "support/http_client.h"
 #include "support/proxy_fixture.h"
 #include "tokentap/route.h"
+#include "tokentap/upstream_pool.h"
 
 namespace tokentap {
 namespace {
@@ -221,6 +223,22 @@ TEST_F(ProxyFake, ConnectionCloseIsHonouredEndToEnd) {
   EXPECT_NE(via.wait_close(2000), test::CloseKind::none) << "the proxy closes after the response";
 }
 
+// Sends `req` on `n` fresh client connections at once (one thread each); how many got a 200.
+int parallel_200s(std::uint16_t port, const std::string& req, int n) {
+  std::atomic<int> ok{0};
+  std::vector<std::thread> threads;
+  for (int t = 0; t < n; ++t) {
+    threads.emplace_back([&] {
+      test::HttpClient c;
+      if (!c.connect(port) || !c.send(req)) return;
+      const auto r = c.read_response();
+      if (r.ok() && r.status == 200) ++ok;
+    });
+  }
+  for (auto& t : threads) t.join();
+  return ok.load();
+}
+
 TEST_F(ProxyFake, UpstreamRestartWithPooledConnectionsLosesNoLaterRequest) {
   // Eight keep-alive exchanges at once fill the proxy's upstream pool; then the upstream
   // restarts (every socket closed, a new server on the same port). Requests after that must all
@@ -232,19 +250,8 @@ TEST_F(ProxyFake, UpstreamRestartWithPooledConnectionsLosesNoLaterRequest) {
       proxy.port());
   constexpr int parallel = 8;
   constexpr int restarts = 5;
-  std::atomic<int> ok{0};
-  auto burst = [&] {
-    std::vector<std::thread> threads;
-    for (int t = 0; t < parallel; ++t) {
-      threads.emplace_back([&] {
-        test::HttpClient c;
-        if (!c.connect(proxy.port()) || !c.send(req)) return;
-        const auto r = c.read_response();
-        if (r.ok() && r.status == 200) ++ok;
-      });
-    }
-    for (auto& t : threads) t.join();
-  };
+  int ok = 0;
+  auto burst = [&] { ok += parallel_200s(proxy.port(), req, parallel); };
   for (int round = 0; round < restarts; ++round) {
     burst();
     const std::uint64_t accepted_before = upstream_->stats().connections_accepted;
@@ -260,10 +267,44 @@ TEST_F(ProxyFake, UpstreamRestartWithPooledConnectionsLosesNoLaterRequest) {
     burst();
     EXPECT_GE(upstream_->stats().connections_accepted, 1u) << "fresh connections after restart";
   }
-  EXPECT_EQ(ok.load(), 2 * parallel * restarts);
+  EXPECT_EQ(ok, 2 * parallel * restarts);
   const std::string m = proxy.scrape();
   EXPECT_EQ(test::metric_sum(m, "tokentap_upstream_errors_total"), 0);
   EXPECT_EQ(test::metric_sum(m, "tokentap_requests_total", "status=\"502\""), 0);
+}
+
+TEST_F(ProxyFake, UpstreamPoolKeepsWhatTheLoadNeedsAndShrinksAfterIt) {
+  // 160 requests at once on one shard need 160 upstream connections. A second wave of 160 must
+  // reuse every one of them (no connect + close churn above a fixed idle cap), and once the
+  // load is gone the pool closes its surplus within seconds, down to upstream_idle_keep.
+  TT_START_PROXY(proxy, upstream_->port(), 1);
+  constexpr int parallel = 160;
+  static_assert(parallel > 2 * upstream_idle_keep);
+  const std::vector<Header> slow = {{"X-Fake-Delay-Ms", "300"}};
+  const std::string req = test::request(
+      "POST", "/api/generate", R"({"model":"llama3.2","prompt":"hi","stream":false})", slow,
+      proxy.port());
+  int ok = 0;
+  auto wave = [&] { ok += parallel_200s(proxy.port(), req, parallel); };
+  wave();
+  const std::uint64_t after_first = upstream_->stats().connections_accepted;
+  EXPECT_EQ(after_first, static_cast<std::uint64_t>(parallel));
+  wave();
+  EXPECT_EQ(upstream_->stats().connections_accepted, after_first) << "the second wave reused";
+  EXPECT_EQ(ok, 2 * parallel);
+  // Idle: each second half of the surplus goes (160 -> 16 in about ten purges).
+  const std::uint64_t want_closed = parallel - upstream_idle_keep;
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(30);
+  while (upstream_->stats().connections_closed_by_peer < want_closed &&
+         std::chrono::steady_clock::now() < deadline) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
+  EXPECT_EQ(upstream_->stats().connections_closed_by_peer, want_closed);
+  // The connections kept still serve, the closed ones are never handed out.
+  ok = 0;
+  wave();
+  EXPECT_EQ(ok, parallel);
+  EXPECT_EQ(test::metric_sum(proxy.scrape(), "tokentap_upstream_errors_total"), 0);
 }
 
 TEST_F(ProxyFake, MetricsOnProxyAnswersScrapesOnTheProxyPortOnlyWhenAsked) {

@@ -72,11 +72,14 @@ else
   echo "wrk: $rps req/s; tokentap CPU ${cpu_ms} ms over ${secs} s =" \
     "$(awk -v c="$cpu_ms" -v r="$rps" -v s="$secs" 'BEGIN {printf "%.1f", c * 1000 / (r * s)}') µs/request"
 fi
+set +o pipefail  # `head` closes the pipes of the reports below early: not a failure
 report() { perf report -i "$work/perf.data" --stdio "$@" 2>/dev/null | grep -v '^#' | grep -v '^$'; }
 echo "## share of samples by object"
 report --no-children --sort dso -g none | head -6
 echo "## hottest user-space symbols"
 report --no-children --sort dso,sym -g none | grep -v kernel | head -15
 echo "## kernel paths (inclusive share)"
-report --children --sort sym -g none | grep -E '\[k\] (io_sendmsg|io_recv|tcp_sendmsg|tcp_recvmsg|__dev_queue_xmit|net_rx_action|tcp_v4_rcv|sock_def_readable|schedule|io_cqring_wait|splice_to_socket|tcp_splice_read|pvm_irq_enable|__do_sys_io_uring_enter) *$' | head -14
+report --children --sort sym -g none | grep -E '\[k\] (io_sendmsg|io_recv|tcp_sendmsg|tcp_recvmsg|__dev_queue_xmit|net_rx_action|tcp_v4_rcv|sock_def_readable|schedule|io_cqring_wait|splice_to_socket|tcp_splice_read|pvm_irq_enable|__do_sys_io_uring_enter) *$' | head -14  # names differ between kernels
+echo "## hottest kernel symbols (self)"
+report --no-children --sort dso,sym -g none | grep kernel | head -15
 if [ "${PROFILE_KEEP:-0}" = 1 ]; then cp "$work/perf.data" "/tmp/tokentap-$workload.perf.data"; fi

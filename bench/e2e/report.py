@@ -11,6 +11,10 @@ PEERS = ["nginx", "haproxy"]
 # Pages a proxy touches once stay resident, so only its first rounds show growth: take the
 # largest per-round value, not the median.
 AGG_MAX = {"KiB_per_stream"}
+# A metric whose ratio is taken against another metric of the best peer: the kernel part of a
+# proxy's CPU over the best peer's *whole* CPU is the ratio that proxy would reach with no
+# user-space cost at all (the floor of "CPU per request" on this kernel).
+RATIO_REF = {"cpu_sys_us": "cpu_us"}
 # metric: (label, higher_is_better)
 METRICS = {
     "rps": ("req/s ↑", True),
@@ -18,6 +22,7 @@ METRICS = {
     "p99_ms": ("p99 ms ↓", False),
     "p999_ms": ("p99.9 ms ↓", False),
     "cpu_us": ("proxy CPU µs/req ↓", False),
+    "cpu_sys_us": ("of it in the kernel (stime), µs/req ↓", False),
     "down_MBps": ("download MB/s ↑", True),
     "down_cpu_ms_GiB": ("proxy CPU ms/GiB down ↓", False),
     "up_MBps": ("upload MB/s ↑", True),
@@ -76,7 +81,7 @@ def load(path):
     return data, phases
 
 
-def ratios(per_target, target, higher, metric):
+def ratios(per_target, target, higher, metric, ref):
     if metric in AGG_MAX:
         peers = [max(per_target[p].values()) for p in PEERS if per_target.get(p)]
         v = max(per_target.get(target, {}).values(), default=float("nan"))
@@ -84,7 +89,7 @@ def ratios(per_target, target, higher, metric):
         return [v / min(peers)] if peers and v == v else []
     out = []
     for rnd, v in per_target.get(target, {}).items():
-        peers = [per_target[p][rnd] for p in PEERS if rnd in per_target.get(p, {})]
+        peers = [ref[p][rnd] for p in PEERS if rnd in ref.get(p, {})]
         peers = [p for p in peers if p == p and p > 0]
         if not peers or v != v:
             continue
@@ -92,14 +97,14 @@ def ratios(per_target, target, higher, metric):
     return out
 
 
-def cell(per_target, target, metric):
+def cell(per_target, target, metric, ref):
     vals = [v for v in per_target.get(target, {}).values() if v == v]
     if not vals:
         return "—"
     if metric == "errors":
         return f"{sum(vals):.0f}"
     text = fmt(max(vals) if metric in AGG_MAX else statistics.median(vals))
-    r = ratios(per_target, target, METRICS[metric][1], metric)
+    r = ratios(per_target, target, METRICS[metric][1], metric, ref)
     if r:
         text += f" (×{statistics.median(r):.2f})"
     return text
@@ -144,7 +149,8 @@ def main():
                 continue
             title = phase_title(phase, meta) if first else ""
             first = False
-            cells = [cell(per_target, t, metric) for t in TARGETS]
+            ref = data.get((phase, RATIO_REF[metric]), {}) if metric in RATIO_REF else per_target
+            cells = [cell(per_target, t, metric, ref) for t in TARGETS]
             out.append(f"| {title} | {METRICS[metric][0]} | " + " | ".join(cells) + " |")
     spreads = []
     for (phase, metric), per_target in data.items():

@@ -139,10 +139,11 @@ died() {  # PID
   tail -n 20 "$work"/*.log "$work"/*.err >&2
   exit 1
 }
-ticks() {  # TARGET: utime+stime in clock ticks summed over its processes (threads included)
+ticks() {  # TARGET [sys]: utime+stime (or stime alone) in clock ticks over its processes and threads
   local t=0 p v
   for p in $(procs "$1"); do
-    v=$(sed 's/.*) //' "/proc/$p/stat" 2>/dev/null | awk '{print $12 + $13}')
+    v=$(sed 's/.*) //' "/proc/$p/stat" 2>/dev/null | awk -v sys="${2:-}" \
+      '{print sys == "sys" ? $13 : $12 + $13}')
     [ -n "$v" ] || died "$p"
     t=$((t + v))
   done
@@ -174,8 +175,8 @@ to_ms() { awk '{ v = $1; u = $1; sub(/[0-9.]+/, "", u); sub(/[a-z]+$/, "", v);
   f = (u == "us") ? 0.001 : (u == "ms") ? 1 : (u == "s") ? 1000 : (u == "m") ? 60000 : 1;
   printf "%.3f", v * f }'; }
 phase_wrk() {  # PHASE CONNS PATH BODY HEADERS
-  local c0 out
-  c0=$(ticks "$target")
+  local c0 s0 out
+  c0=$(ticks "$target"); s0=$(ticks "$target" sys)
   out=$(E2E_PATH=$3 E2E_BODY=$4 E2E_HEADERS=$5 wrk -t1 -c"$2" -d"${wrk_s}s" --latency \
     -s "$here/request.lua" "http://127.0.0.1:${port[$target]}$3")
   local reqs rps p50 p99 errs
@@ -188,6 +189,9 @@ phase_wrk() {  # PHASE CONNS PATH BODY HEADERS
   record "$1" rps "$rps"; record "$1" p50_ms "$p50"; record "$1" p99_ms "$p99"
   record "$1" errors "$errs"
   cpu_record "$1" "$c0" "$reqs"
+  # The kernel's share (stime): the floor no user-space change can go below.
+  [ "$target" = direct ] || record "$1" cpu_sys_us "$(awk -v a="$s0" -v b="$(ticks "$target" sys)" \
+    -v n="$reqs" -v hz="$hz" 'BEGIN { if (n > 0) printf "%.3f", (b - a) * 1e6 / hz / n; else print "nan" }')"
 }
 kv() { tr ' ' '\n' <<<"$1" | awk -F= -v k="$2" '$1 == k {print $2}'; }
 phase_paced() {

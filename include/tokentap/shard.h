@@ -108,7 +108,8 @@ class Shard {
   void rearm_starved();
   void shutdown_all();
   void begin_drain();
-  void trim_slabs(std::uint64_t now_ms);
+  // Once a second: slab tails and spare buffers back to the kernel, surplus idle upstreams closed.
+  void give_back_idle(std::uint64_t now_ms);
 
   const Config& config_;
   MetricsShard& metrics_;
