@@ -163,9 +163,9 @@ hz=$(getconf CLK_TCK)
 results=$work/results.tsv
 : >"$results"
 record() { printf '%s\t%s\t%s\t%s\t%s\n' "$round" "$1" "$target" "$2" "$3" >>"$results"; }
-cpu_record() {  # PHASE TICKS0 COUNT [metric]: proxy CPU per unit of work
+cpu_record() {  # PHASE TICKS0 COUNT [metric [sys]]: proxy CPU (or its stime) per unit of work
   [ "$target" = direct ] && return 0
-  local t1; t1=$(ticks "$target")
+  local t1; t1=$(ticks "$target" "${5:-}")
   record "$1" "${4:-cpu_us}" "$(awk -v a="$2" -v b="$t1" -v n="$3" -v hz="$hz" \
     'BEGIN { if (n > 0) printf "%.3f", (b - a) * 1e6 / hz / n; else print "nan" }')"
 }
@@ -190,8 +190,7 @@ phase_wrk() {  # PHASE CONNS PATH BODY HEADERS
   record "$1" errors "$errs"
   cpu_record "$1" "$c0" "$reqs"
   # The kernel's share (stime): the floor no user-space change can go below.
-  [ "$target" = direct ] || record "$1" cpu_sys_us "$(awk -v a="$s0" -v b="$(ticks "$target" sys)" \
-    -v n="$reqs" -v hz="$hz" 'BEGIN { if (n > 0) printf "%.3f", (b - a) * 1e6 / hz / n; else print "nan" }')"
+  cpu_record "$1" "$s0" "$reqs" cpu_sys_us sys
 }
 kv() { tr ' ' '\n' <<<"$1" | awk -F= -v k="$2" '$1 == k {print $2}'; }
 phase_paced() {

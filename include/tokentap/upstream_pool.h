@@ -85,9 +85,9 @@ class UpstreamPool {
   // from the list; starts the next interval's low-water mark.
   template <class Fn>
   void purge_surplus(Fn&& retire) {
-    const std::uint32_t keep_floor = upstream_idle_keep;
-    std::uint32_t surplus = idle_low_ > keep_floor ? (idle_low_ - keep_floor + 1) / 2 : 0;
-    surplus = std::min<std::uint32_t>(surplus, idle_count());
+    TT_ASSERT(idle_low_ <= idle_count());  // every shrink of the list lowers the mark
+    const std::uint32_t surplus =
+        idle_low_ > upstream_idle_keep ? (idle_low_ - upstream_idle_keep + 1) / 2 : 0;
     for (std::uint32_t i = 0; i < surplus; ++i) retire(idle_[i]);
     idle_.erase(idle_.begin(), idle_.begin() + surplus);
     renumber_from(0);
