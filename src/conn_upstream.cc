@@ -35,7 +35,9 @@ void Conn::attach_upstream() {
     u.owner = slot_;
     u.reused = true;
     upstream_ = s;
-    flush_upstream();
+    // No flush here: attach_upstream runs inside process_client_input, which flushes once the
+    // body bytes that arrived with the head are queued too, so head and body share one sendmsg
+    // (flushing here sent the head alone and the body after its completion: 3 sends/request).
     update_upstream_recv();
     return;
   }

@@ -14,6 +14,7 @@
 #include <chrono>
 #include <functional>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <thread>
 #include <unordered_map>
@@ -22,6 +23,7 @@
 #include "tokentap/clock.h"
 #include "tokentap/config.h"
 #include "support/proxy_fixture.h"
+#include "support/tcp_segments.h"
 #include "tokentap/server.h"
 #include "tokentap/upstream_pool.h"
 
@@ -204,6 +206,40 @@ TEST(ProxyScripted, KeepAliveReusesTheUpstreamConnection) {
   }
   close(c);
   EXPECT_EQ(up.accepted.load(), 1);
+}
+
+// A request whose head and body arrive together leaves in one sendmsg, on a fresh upstream
+// connection and on a pooled one alike: a head sent alone, with its body following after that
+// send completed, cost a third send per request (and a second TCP segment upstream).
+TEST(ProxyScripted, RequestHeadAndBodyLeaveInOneUpstreamSegment) {
+  constexpr int requests = 3;
+  std::vector<std::optional<std::uint32_t>> segments(requests);
+  ScriptedUpstream up([&segments](int fd, ScriptedUpstream& self) {
+    std::uint32_t before = 0;
+    for (int i = 0; i < requests; ++i) {
+      if (self.read_request(fd).empty()) return;
+      const auto now = test::data_segments_in(fd);
+      if (now) segments[i] = *now - before;
+      before = now.value_or(0);
+      send_all(fd, ok_body);
+    }
+  });
+  START_PROXY(proxy, up.port());
+  const int c = connect_loopback(proxy.port());
+  const std::string body = R"({"model":"m","prompt":"hi","stream":false})";
+  for (int i = 0; i < requests; ++i) {
+    send_all(c, "POST /api/generate HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                "Content-Length: " + std::to_string(body.size()) + "\r\n\r\n" + body);
+    ASSERT_EQ(read_ok(c), ok_body) << "request " << i;
+  }
+  close(c);
+  EXPECT_EQ(up.accepted.load(), 1);
+  ASSERT_EQ(up.requests().size(), static_cast<std::size_t>(requests));
+  if (!segments[0]) GTEST_SKIP() << "kernel reports no tcpi_data_segs_in";
+  for (int i = 0; i < requests; ++i) {
+    ASSERT_TRUE(segments[i].has_value()) << "request " << i;
+    EXPECT_EQ(*segments[i], 1u) << "request " << i << (i == 0 ? " (fresh connection)" : " (pooled)");
+  }
 }
 
 TEST(ProxyScripted, PipelinedRequestsAnsweredInOrder) {
