@@ -117,13 +117,40 @@ std::size_t JsonSkim::feed(const char* data, std::size_t size) {
         p = end;
         break;  // failed earlier: swallow input until reset()
       default:
-        p = run_structure(p, end);
+        p = run_members(p, end);
         break;
     }
   }
   if (raw_on_) capture_append(raw_from_, static_cast<std::size_t>(p - raw_from_));
   offset_ += static_cast<std::uint64_t>(p - data);
   return static_cast<std::size_t>(p - data);
+}
+
+// The structural tokens and the values nobody keeps (skipped strings, numbers, literals), in
+// one loop: going back through feed()'s dispatch after each of them cost a mispredicted
+// indirect jump per token, the bulk of the time on a stream of small chunks. Returns at the end
+// of the input, on an event, or when a mode that needs its own run (a decoded string, a
+// skipped container) begins.
+const char* JsonSkim::run_members(const char* p, const char* end) {
+  while (p < end && event_ == Event::none) {
+    switch (mode_) {
+      case Mode::skip_string:
+        p = run_skip_string(p, end);
+        break;
+      case Mode::scalar:
+        p = run_scalar(p, end);
+        break;
+      case Mode::key_string:
+      case Mode::text_string:
+      case Mode::skip:
+      case Mode::failed:
+        return p;
+      default:
+        p = run_structure(p, end);
+        break;
+    }
+  }
+  return p;
 }
 
 // Whitespace, then one structural token for the current grammar position.
@@ -141,12 +168,14 @@ const char* JsonSkim::run_structure(const char* p, const char* end) {
       [[fallthrough]];
     case Mode::key:
       if (c != '"') break;
+      if (const char* q = skip_plain_members(p, end); q != p) return q;
       filled_ |= bit_of(depth_);
-      mode_ = Mode::key_string;
       key_len_ = 0;
       key_long_ = false;
       fold_n_ = 0;
       begin_string();
+      if (const char* after = read_plain_key(p + 1, end)) return after;
+      mode_ = Mode::key_string;
       return p + 1;
     case Mode::colon:
       if (c != ':') break;
@@ -161,6 +190,78 @@ const char* JsonSkim::run_structure(const char* p, const char* end) {
   }
   fail(SkimError::syntax);
   return p + 1;
+}
+
+// Members that no path can use, read in one tight loop: a plain key (no escape) that the key
+// pre-filter rules out, then a string, number or literal value. Most of a streamed chunk's
+// members are such ("id", "created", "index", "finish_reason"...), and the general path spent
+// some 300 instructions on each, one token and one dispatch at a time. Called at a key's
+// opening quote; state is committed only at member boundaries, so any member this loop does
+// not fully understand (a candidate key, a container, an escape in the key, a token cut by the
+// end of the input, anything malformed) is left, untouched, to the general path, which reads
+// it, and fails it, exactly as before.
+const char* JsonSkim::skip_plain_members(const char* p, const char* end) {
+  if (spec_->fold_keys) return p;
+  const std::uint32_t d = depth_ - 1;
+  const std::uint32_t live = mask_[depth_] & ~spec_->star_at[depth_];
+  const auto& filter = spec_->key_filter[d];
+  const char* committed = p;
+  for (;;) {
+    const char* q = p + 1;  // p is at the key's opening quote
+    const char* key_end = byte_scan::find_string_special(q, end);
+    if (key_end == end || *key_end != '"') break;
+    const auto key_len = static_cast<std::size_t>(key_end - q);
+    if (key_len <= skim_key_bytes_max && (live & filter[skim_detail::key_hash(q, key_len)]) != 0) {
+      break;  // a path may want this key: the general path matches it
+    }
+    q = key_end + 1;
+    while (q < end && is_ws(*q)) ++q;
+    if (q == end || *q != ':') break;
+    ++q;
+    while (q < end && is_ws(*q)) ++q;
+    if (q == end) break;
+    if (*q == '"') {
+      bool escape = false;
+      bool closed = false;
+      q = byte_scan::skip_string(q + 1, end, &escape, &closed);
+      if (!closed) break;
+    } else if (!(q = skip_plain_scalar(q, end))) {
+      break;
+    }
+    while (q < end && is_ws(*q)) ++q;
+    if (q == end) break;
+    if (*q == '}') {  // the object's last member: the general path closes it
+      filled_ |= bit_of(depth_);
+      mode_ = Mode::after_value;
+      return q;
+    }
+    if (*q != ',') break;
+    ++q;
+    filled_ |= bit_of(depth_);
+    mode_ = Mode::key;
+    committed = q;
+    while (q < end && is_ws(*q)) ++q;
+    if (q == end || *q != '"') break;
+    p = q;
+  }
+  return committed;
+}
+
+// A number or literal starting at p that ends (on a byte that cannot continue it) before end
+// and is valid JSON: returns the byte after it. nullptr otherwise, for run_scalar to decide.
+const char* JsonSkim::skip_plain_scalar(const char* p, const char* end) {
+  const char* q = p;
+  while (q < end && is_scalar_char(*q)) ++q;
+  if (q == end || q == p) return nullptr;
+  const std::string_view token(p, static_cast<std::size_t>(q - p));
+  const std::string_view lit = literal_of(*p);
+  if (!lit.empty()) return token == lit ? q : nullptr;
+  std::uint8_t state = 0;
+  for (const char c : token) {
+    state = num_next(state, c);
+    if (state == num_reject) return nullptr;
+  }
+  return num_accepts(state) ? q : nullptr;
 }
 
 const char* JsonSkim::after_separator(const char* p) {

@@ -245,6 +245,27 @@ void JsonSkim::key_flush_fold() {
   }
 }
 
+// The common key: no escape, no control byte, its closing quote in this input, and no case
+// folding to apply. Read in one block scan, matched, and followed by its colon (and the value's
+// first byte, when both are here). Returns nullptr, having changed nothing, for any other key:
+// the byte-wise key_string mode reads that one.
+const char* JsonSkim::read_plain_key(const char* p, const char* end) {
+  if (spec_->fold_keys) return nullptr;
+  const char* q = find_string_special(p, end);
+  if (q == end || *q != '"') return nullptr;
+  const auto n = static_cast<std::size_t>(q - p);
+  key_long_ = n > skim_key_bytes_max;
+  key_len_ = static_cast<std::uint8_t>(key_long_ ? skim_key_bytes_max : n);
+  std::memcpy(key_.data(), p, key_len_);
+  end_key();
+  ++q;
+  while (q < end && (*q == ' ' || *q == '\t' || *q == '\n' || *q == '\r')) ++q;
+  if (q == end || *q != ':') return q;  // mode colon: run_structure checks what comes
+  ++q;
+  mode_ = Mode::value;
+  return q;
+}
+
 // The key is complete: the next value's candidates are the paths whose key at this depth is it.
 void JsonSkim::end_key() {
   key_flush_fold();

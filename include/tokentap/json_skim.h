@@ -283,7 +283,11 @@ class JsonSkim : private skim_detail::SkimCursor {
   using Mode = skim_detail::SkimMode;
   static constexpr std::uint8_t no_slot = skim_detail::no_slot;
 
+  const char* run_members(const char* p, const char* end);
   const char* run_structure(const char* p, const char* end);
+  const char* read_plain_key(const char* p, const char* end);
+  const char* skip_plain_members(const char* p, const char* end);
+  static const char* skip_plain_scalar(const char* p, const char* end);
   const char* run_skip(const char* p, const char* end);
   const char* run_skip_string(const char* p, const char* end);
   const char* run_decoded_string(const char* p, const char* end);
