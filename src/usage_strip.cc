@@ -33,6 +33,11 @@ UsageStrip::Step UsageStrip::step(const char* p, std::size_t n) {
     bypass_ = *p == '{' || *p == '[';
   }
   if (bypass_) return Step{n, 0, Disp::pass};
+  if (ahead_ == 0 && !in_event_ && lexer_.at_line_start()) {
+    if (const std::size_t len = untouchable_event(p, n); len > 0) {
+      return finalize(Step{len, 0, Disp::pass});
+    }
+  }
   if (ahead_ == 0) {
     SseLexer::Run run = SseLexer::Run::framing;
     const std::size_t len = lexer_.next(p, n, &run);
@@ -42,6 +47,23 @@ UsageStrip::Step UsageStrip::step(const char* p, std::size_t n) {
   Step s = data_step(p, ahead_);
   ahead_ -= s.consumed;
   return finalize(s);
+}
+
+// The length of a whole event at p (its blank line included) that this filter would pass
+// unchanged, or 0. Only a `"usage"` token can make an event dropped or edited, and those seven
+// bytes cannot occur inside a JSON string (its quotes would be escaped), so an event without
+// them passes as is: it goes out in one step instead of through the byte-wise tracker, which
+// is what almost every event of a stream is. Only LF-framed events wholly in this input qualify
+// (then the lexer ends them at line start, exactly where it began); anything else takes the
+// general path.
+std::size_t UsageStrip::untouchable_event(const char* p, std::size_t n) {
+  if (*p == '\n' || *p == '\r') return 0;  // a blank line: the lexer's to classify
+  const void* blank = memmem(p, n, "\n\n", 2);
+  if (blank == nullptr) return 0;
+  const std::size_t len = static_cast<std::size_t>(static_cast<const char*>(blank) - p) + 2;
+  if (std::memchr(p, '\r', len) != nullptr) return 0;
+  if (memmem(p, len, "\"usage\"", 7) != nullptr) return 0;
+  return len;
 }
 
 UsageStrip::Step UsageStrip::frame_step(SseLexer::Run run, std::size_t len) {

@@ -177,19 +177,42 @@ TEST(UsageStrip, BlockScansFindSpecialBytesAtEveryOffset) {
   }
 }
 
-// Bytes that pass in a row reach the sink as one span: a chat chunk is held up to its choices
-// value, and then released as the held bytes plus one span for all the rest of the event.
+// Bytes that pass in a row reach the sink as one span. A whole LF-framed event without a
+// "usage" token goes out at once; a CRLF-framed one takes the byte-wise tracker: held up to its
+// choices value, then released as the held bytes plus one span for all the rest of the event.
 TEST(UsageStrip, AdjacentPassedBytesReachTheSinkAsOneSpan) {
-  UsageStrip s;
-  std::vector<std::string> spans;
-  const auto sink = [&spans](const char* p, std::size_t n) { spans.emplace_back(p, n); };
+  const auto spans_of = [](const std::string& chunk) {
+    UsageStrip s;
+    std::vector<std::string> spans;
+    const auto sink = [&spans](const char* p, std::size_t n) { spans.emplace_back(p, n); };
+    s.feed(chunk.data(), chunk.size(), sink);
+    s.finish(sink);
+    return spans;
+  };
   const std::string chunk = chat_delta(R"({"role":"assistant","content":"a \"quoted\" [word]"})");
-  s.feed(chunk.data(), chunk.size(), sink);
-  s.finish(sink);
-  const std::size_t choices_at = chunk.find("\"choices\":[") + 11;
+  EXPECT_EQ(spans_of(chunk), std::vector<std::string>{chunk});
+  std::string crlf = chunk;
+  crlf.replace(crlf.size() - 2, 2, "\r\n\r\n");
+  const auto spans = spans_of(crlf);
+  const std::size_t choices_at = crlf.find("\"choices\":[") + 11;
   ASSERT_EQ(spans.size(), 2u);
-  EXPECT_EQ(spans[0], chunk.substr(0, choices_at));
-  EXPECT_EQ(spans[1], chunk.substr(choices_at));
+  EXPECT_EQ(spans[0], crlf.substr(0, choices_at));
+  EXPECT_EQ(spans[1], crlf.substr(choices_at));
+}
+
+// The whole-event fast lane only takes events the tracker would pass unchanged: any `"usage"`
+// token sends the event through the tracker, wherever it is, and the output is the same for
+// every split of the input (split events never take the fast lane).
+TEST(UsageStrip, WholeEventFastLaneChangesNoOutput) {
+  const std::string content_mentions_usage =
+      chat_delta(R"({"content":"the \"usage\" key"})");  // escaped: not a token, passes
+  const std::string usage_value = chat_delta(R"({"content":"usage"})");
+  const std::string body = content_mentions_usage + usage_value + chat_delta(R"({"content":"x"})") +
+                           R"(data: {"id":"c","choices":[],"usage":{"prompt_tokens":1}})" "\n\n" +
+                           "data: [DONE]\n\n";
+  const std::string want = content_mentions_usage + usage_value + chat_delta(R"({"content":"x"})") +
+                           "data: [DONE]\n\n";
+  expect_strips_to(body, want);
 }
 
 TEST(UsageStrip, CountsWhatItRemoved) {

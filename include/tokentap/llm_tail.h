@@ -106,6 +106,8 @@ class SseLexer {
   // Classifies the longest run of one kind at p (n > 0); returns its length (>= 1).
   [[nodiscard]] std::size_t next(const char* p, std::size_t n, Run* run);
   [[nodiscard]] Field field() const { return field_; }
+  // At the start of a line, with no CR just before it (an LF here would be its tail).
+  [[nodiscard]] bool at_line_start() const { return state_ == State::line_start && !after_cr_; }
 
  private:
   enum class State : std::uint8_t { line_start, name, after_colon, value, ignore };

@@ -112,6 +112,7 @@ class UsageStrip {
 
   Step step(const char* p, std::size_t n);
   Step frame_step(SseLexer::Run run, std::size_t len);
+  [[nodiscard]] static std::size_t untouchable_event(const char* p, std::size_t n);
   Step data_step(const char* p, std::size_t n);
   Step finalize(Step s);
   [[nodiscard]] std::size_t quiet_run(const char* p, std::size_t n);
