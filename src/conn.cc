@@ -42,7 +42,7 @@ void Conn::start(Shard* shard, std::uint32_t slot, int fd) {
 }
 
 void Conn::arm_timer(std::uint64_t timeout_ms) {
-  shard_->timers().arm(timer_, monotonic_ms() + timeout_ms);
+  shard_->timers().arm(timer_, shard_->now_ns() / ns_per_ms + timeout_ms);
 }
 
 void Conn::note_peer() {
@@ -196,7 +196,7 @@ void Conn::process_client_input() {
 
 bool Conn::feed_head(const char* data, std::uint32_t len, std::uint32_t* used) {
   if (head_len_ == 0 && start_ns_ == 0) {
-    start_ns_ = monotonic_ns();
+    start_ns_ = shard_->now_ns();
     // The head deadline runs from its first byte, however slowly the rest trickles in.
     arm_timer(shard_->config().head_timeout_ms);
   }
@@ -495,7 +495,7 @@ void Conn::record_exchange() {
   if (status == 0) status = client_aborted_ ? 499 : 502;  // nothing was sent: nginx's codes
   r.status = status < 100 || status > 999 ? 502 : status;
   r.client_aborted = client_aborted_;
-  r.duration_s = start_ns_ == 0 ? 0.0 : static_cast<double>(monotonic_ns() - start_ns_) / 1e9;
+  r.duration_s = start_ns_ == 0 ? 0.0 : static_cast<double>(shard_->now_ns() - start_ns_) / 1e9;
   r.request_bytes = request_bytes_;
   r.response_bytes = response_bytes_;
   meter_fill(&r);

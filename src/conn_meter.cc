@@ -32,7 +32,7 @@ void Conn::on_request_body(void* ctx, const char* data, std::size_t len) {
 void Conn::on_response_body(void* ctx, const char* data, std::size_t len) {
   auto* self = static_cast<Conn*>(ctx);
   Inspect& in = self->shard_->inspects()[self->inspect_];
-  if (TailScanner* t = in.tail()) t->feed(data, len, monotonic_ns());
+  if (TailScanner* t = in.tail()) t->feed(data, len, self->shard_->now_ns());
   if (self->strip_) {
     self->shard_->strips()[in.strip].feed(
         data, len, [self](const char* p, std::size_t n) { self->append_client_chunk(p, n); });

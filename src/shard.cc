@@ -125,11 +125,13 @@ void Shard::run() {
   std::uint64_t stop_deadline_ms = 0;
   std::uint64_t drain_deadline_ms = 0;
   bool hard_stopped = false;
+  turn_ns_ = monotonic_ns();
   for (;;) {
     const unsigned wait_ms =
         static_cast<unsigned>(timers_.ms_until_next(monotonic_ms(), loop_wait_ms));
     const int rc = ring_.submit_and_wait(wait_ms);
     (void)rc;  // -ETIME (timeout) and -EINTR (signal) are normal wake-ups
+    turn_ns_ = monotonic_ns();
     unsigned head;
     unsigned seen = 0;
     io_uring_cqe* cqe;
@@ -140,7 +142,7 @@ void Shard::run() {
     io_uring_cq_advance(ring_.raw(), seen);
     bufs_.flush();
     rearm_starved();
-    const std::uint64_t turn_ms = monotonic_ms();
+    const std::uint64_t turn_ms = turn_ns_ / ns_per_ms;
     timers_.advance(turn_ms, [this](TimerNode& node) {
       const auto slot = static_cast<std::uint32_t>(node.owner());
       conns_[slot].on_timer();

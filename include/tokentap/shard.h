@@ -93,6 +93,10 @@ class Shard {
   // on_buffers_available once buffers are back. `tag` is UserData{slot, generation}.encode().
   void starved_conn(std::uint64_t tag) { starved_conns_.push_back(tag); }
   std::uint32_t open_conns() const { return conns_.used(); }
+  // CLOCK_MONOTONIC read once per loop turn, right after the wait returned: every completion of
+  // the turn arrived by then. Timestamps on the data path (token times, durations, timer
+  // deadlines) use it, so a 32-line stream costs one clock read per turn, not one per line.
+  std::uint64_t now_ns() const { return turn_ns_; }
 
  private:
   void dispatch(io_uring_cqe* cqe);
@@ -137,6 +141,7 @@ class Shard {
   std::vector<std::uint64_t> starved_scratch_;  // swapped with starved_conns_ while re-arming
   ShardCounters counters_;
   std::uint64_t next_trim_ms_ = 0;
+  std::uint64_t turn_ns_ = 0;  // see now_ns()
 };
 
 }  // namespace tokentap
