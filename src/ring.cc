@@ -16,7 +16,8 @@ struct RequiredOp {
 
 constexpr RequiredOp required_ops[] = {
     {IORING_OP_ACCEPT, "accept"},     {IORING_OP_RECV, "recv"},
-    {IORING_OP_SENDMSG, "sendmsg"},   {IORING_OP_CONNECT, "connect"},
+    {IORING_OP_SENDMSG, "sendmsg"},   {IORING_OP_SEND, "send"},
+    {IORING_OP_CONNECT, "connect"},
     {IORING_OP_POLL_ADD, "poll_add"}, {IORING_OP_ASYNC_CANCEL, "async_cancel"},
     {IORING_OP_READ, "read"},         {IORING_OP_LINK_TIMEOUT, "link_timeout"},
     {IORING_OP_PROVIDE_BUFFERS, "provide_buffers"},
