@@ -247,8 +247,7 @@ const char* JsonSkim::skip_plain_members(const char* p, const char* end) {
   return committed;
 }
 
-// A number or literal starting at p that ends (on a byte that cannot continue it) before end
-// and is valid JSON: returns the byte after it. nullptr otherwise, for run_scalar to decide.
+// nullptr leaves the token to run_scalar, which decides (and reports) what is wrong with it.
 const char* JsonSkim::skip_plain_scalar(const char* p, const char* end) {
   const char* q = p;
   while (q < end && is_scalar_char(*q)) ++q;
@@ -262,6 +261,13 @@ const char* JsonSkim::skip_plain_scalar(const char* p, const char* end) {
     if (state == num_reject) return nullptr;
   }
   return num_accepts(state) ? q : nullptr;
+}
+
+void JsonSkim::skip_document(std::size_t bytes, JsonType type) {
+  TT_ASSERT(between_documents());
+  doc_begin_ = offset_;
+  doc_type_ = type;
+  offset_ += bytes;
 }
 
 const char* JsonSkim::after_separator(const char* p) {

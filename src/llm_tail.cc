@@ -14,6 +14,7 @@
 
 #include "byte_scan.h"
 #include "tokentap/assert.h"
+#include "tokentap/ollama_line.h"
 
 namespace tokentap {
 namespace {
@@ -286,6 +287,14 @@ void TailScanner::feed_json(const char* p, const char* end) {
       doc_ = Doc{};
       continue;
     }
+    if (const char* lf = piece_line_end(p, end)) {
+      skim_.skip_document(static_cast<std::size_t>(lf - p), JsonType::object);
+      doc_.done_false = true;
+      commit(doc_.kind);
+      doc_ = Doc{};
+      p = lf;  // the '\n' goes through the skimmer as the whitespace between documents
+      continue;
+    }
     p += skim_.feed(p, static_cast<std::size_t>(end - p));
     switch (skim_.event()) {
       case JsonSkim::Event::captured:
@@ -303,6 +312,19 @@ void TailScanner::feed_json(const char* p, const char* end) {
         break;
     }
   }
+}
+
+// Ollama's per-token line, whole in this feed at a document boundary: its '\n', or nullptr when
+// the line is anything else (JsonSkim then reads it). /api/embed is left to JsonSkim: a
+// done:false document means nothing there.
+const char* TailScanner::piece_line_end(const char* p, const char* end) const {
+  if (route_ != Route::api_generate && route_ != Route::api_chat) return nullptr;
+  if (*p != '{' || !skim_.between_documents()) return nullptr;
+  const void* lf = std::memchr(p, '\n', static_cast<std::size_t>(end - p));
+  if (lf == nullptr) return nullptr;
+  const auto* line_end = static_cast<const char*>(lf);
+  const std::string_view line(p, static_cast<std::size_t>(line_end - p));
+  return is_ollama_piece_line(line, ollama_paths) ? line_end : nullptr;
 }
 
 void TailScanner::feed_sse(const char* p, const char* end) {

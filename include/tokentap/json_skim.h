@@ -278,6 +278,18 @@ class JsonSkim : private skim_detail::SkimCursor {
   // The last document's root: its type and the offset of its first byte.
   [[nodiscard]] JsonType document_type() const { return doc_type_; }
   [[nodiscard]] std::uint64_t document_begin() const { return doc_begin_; }
+  // Multi-document mode, nothing failed, no document started: a new document may begin here.
+  [[nodiscard]] bool between_documents() const {
+    return multi_ && !doc_started_ && mode_ == Mode::value;
+  }
+  // The caller read the next `bytes` bytes as one whole document of root type `type` on its own
+  // (a line ollama_line recognised): offsets and document_begin/type move on as feed() would
+  // have moved them, and the skimmer stays between documents. Only when between_documents().
+  void skip_document(std::size_t bytes, JsonType type);
+
+  // A number or literal starting at p that ends (on a byte that cannot continue it) before end
+  // and is valid JSON: returns the byte after it; nullptr otherwise.
+  static const char* skip_plain_scalar(const char* p, const char* end);
 
  private:
   using Mode = skim_detail::SkimMode;
@@ -287,7 +299,6 @@ class JsonSkim : private skim_detail::SkimCursor {
   const char* run_structure(const char* p, const char* end);
   const char* read_plain_key(const char* p, const char* end);
   const char* skip_plain_members(const char* p, const char* end);
-  static const char* skip_plain_scalar(const char* p, const char* end);
   const char* run_skip(const char* p, const char* end);
   const char* run_skip_string(const char* p, const char* end);
   const char* run_decoded_string(const char* p, const char* end);
