@@ -6,7 +6,8 @@ import statistics
 import sys
 import time
 
-TARGETS = ["direct", "tokentap", "tokentap-t2", "nginx", "haproxy"]
+TARGETS = ["direct", "floor", "tokentap", "tokentap-t2", "nginx", "haproxy"]
+# The references of every (×r): never "floor", which is a lower bound, not a competitor.
 PEERS = ["nginx", "haproxy"]
 # Pages a proxy touches once stay resident, so only its first rounds show growth: take the
 # largest per-round value, not the median.
@@ -131,6 +132,9 @@ def main():
         f"Each cell is the median of {rounds} rounds; (×r) is the median of the per-round ratio"
         " to the best of nginx/HAProxy in the same round (↑: >1 is better, ↓: <1 is better)."
         " tokentap-t2 is `--threads 2`; every other proxy runs 1 worker/thread."
+        " floor is bench/e2e/floor_proxy.c, a bare epoll forwarder with no HTTP parsing"
+        " (recv/send, splice for big transfers): the least CPU and latency any proxy can add on"
+        " this machine."
         f" wrk phases {meta.get('wrk_s')} s, paced {meta.get('paced_s')} s, first line"
         f" {meta.get('first_s')} s per target per round; run took {meta.get('elapsed_s')} s.",
         "",

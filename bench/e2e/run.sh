@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
 # End-to-end comparison (issue 4): the same workloads against the fake upstream directly,
+# the floor (bench/e2e/floor_proxy.c: a bare forwarder, the least any proxy can add here),
 # tokentap (1 and 2 shards), nginx and HAProxy (1 worker/thread each), all on 127.0.0.1,
 # alternating targets phase by phase and round by round so the drift of a shared machine hits
 # every target alike. Prints one Markdown table and writes it to bench/e2e/last-run.md.
@@ -62,6 +63,10 @@ client=$build/e2e_client
 if [ ! -x "$client" ] || [ "$here/client.c" -nt "$client" ]; then
   cc -O2 -Wall -Wextra -o "$client" "$here/client.c"
 fi
+floor=$build/e2e_floor
+if [ ! -x "$floor" ] || [ "$here/floor_proxy.c" -nt "$floor" ]; then
+  cc -O2 -Wall -Wextra -o "$floor" "$here/floor_proxy.c"
+fi
 
 # ---- processes -------------------------------------------------------------------------
 work=$(mktemp -d /tmp/tokentap-e2e.XXXXXX)
@@ -84,8 +89,9 @@ trap 'echo "run.sh: failed at line $LINENO: $BASH_COMMAND" >&2' ERR
 trap 'exit 130' INT TERM
 
 up_port=$base tt1_port=$((base + 1)) tt2_port=$((base + 2))
-ngx_port=$((base + 3)) hap_port=$((base + 4))
-for p in $up_port $tt1_port $tt2_port $ngx_port $hap_port $((base + 11)) $((base + 12)); do
+ngx_port=$((base + 3)) hap_port=$((base + 4)) floor_port=$((base + 5))
+for p in $up_port $tt1_port $tt2_port $ngx_port $hap_port $floor_port $((base + 11)) \
+  $((base + 12)); do
   if ss -ltnH "sport = :$p" | grep -q .; then echo "port $p is in use" >&2; exit 1; fi
 done
 
@@ -118,15 +124,18 @@ nginx -p "$work" -e "$work/nginx.err" -c "$work/nginx.conf" &
 pids+=($!); ngx_pid=$!
 haproxy -q -f "$work/haproxy.cfg" >"$work/haproxy.log" 2>&1 &
 pids+=($!); hap_pid=$!
+"$floor" "$floor_port" "$up_port" >"$work/floor.log" 2>&1 &
+pids+=($!); floor_pid=$!
 wait_port "$tt1_port" tokentap; wait_port "$tt2_port" "tokentap --threads 2"
-wait_port "$ngx_port" nginx; wait_port "$hap_port" haproxy
+wait_port "$ngx_port" nginx; wait_port "$hap_port" haproxy; wait_port "$floor_port" e2e_floor
 
-targets=(direct tokentap tokentap-t2 nginx haproxy)
-declare -A port=([direct]=$up_port [tokentap]=$tt1_port [tokentap-t2]=$tt2_port
-  [nginx]=$ngx_port [haproxy]=$hap_port)
+targets=(direct floor tokentap tokentap-t2 nginx haproxy)
+declare -A port=([direct]=$up_port [floor]=$floor_port [tokentap]=$tt1_port
+  [tokentap-t2]=$tt2_port [nginx]=$ngx_port [haproxy]=$hap_port)
 procs() {  # TARGET: the PIDs whose CPU and memory count as that proxy's
   case $1 in
     direct) ;;
+    floor) echo "$floor_pid" ;;
     tokentap) echo "$tt1_pid" ;;
     tokentap-t2) echo "$tt2_pid" ;;
     nginx) echo "$ngx_pid"; pgrep -P "$ngx_pid" || true ;;
@@ -284,6 +293,8 @@ for round in $(seq "$rounds"); do
     for target in "${targets[@]}"; do
       # tokentap-t2 is there for throughput scaling only; the streams phase is slow.
       if [ "$target" = tokentap-t2 ] && [[ "$scaling_phases" != *" $phase "* ]]; then continue; fi
+      # The floor bounds CPU and latency per request; paced and held streams add nothing to it.
+      if [ "$target" = floor ] && [[ " paced streams " = *" $phase "* ]]; then continue; fi
       if [ "$phase" = streams ] && [ "$round" -gt "$streams_rounds" ]; then continue; fi
       run_target_phase "$phase"
       alive
