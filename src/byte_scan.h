@@ -165,6 +165,36 @@ inline const char* find_line_end(const char* p, const char* end) {
 
 #endif
 
+// The first byte of an SSE event that may decide its fate in UsageStrip: a '\r' (CR framing),
+// an LF followed by an LF (the blank line ending the event) or a '"' followed by 'u' (a key
+// that may be "usage"); end when none starts before end - 1. Byte pairs are tested 16 at a time
+// on SSE2 (the block at p and the block at p + 1); this replaced two memmem calls and a memchr
+// per event, which were a fifth of tokentap's time on a stripped chat stream.
+inline bool is_event_mark(const char* p) {
+  return p[0] == '\r' || (p[0] == '\n' && p[1] == '\n') || (p[0] == '"' && p[1] == 'u');
+}
+inline const char* find_event_mark(const char* p, const char* end) {
+#if defined(__SSE2__)
+  while (end - p >= 17) {
+    const __m128i b0 = load16(p);
+    const __m128i b1 = load16(p + 1);
+    const __m128i cr = _mm_cmpeq_epi8(b0, splat('\r'));
+    const __m128i lf2 =
+        _mm_and_si128(_mm_cmpeq_epi8(b0, splat('\n')), _mm_cmpeq_epi8(b1, splat('\n')));
+    const __m128i qu =
+        _mm_and_si128(_mm_cmpeq_epi8(b0, splat('"')), _mm_cmpeq_epi8(b1, splat('u')));
+    const auto m =
+        static_cast<unsigned>(_mm_movemask_epi8(_mm_or_si128(cr, _mm_or_si128(lf2, qu))));
+    if (m != 0) return p + std::countr_zero(m);
+    p += 16;
+  }
+#endif
+  for (; end - p >= 2; ++p) {
+    if (is_event_mark(p)) return p;
+  }
+  return end;
+}
+
 // Skips the inside of a JSON string from p (just after its opening quote, or mid-way) up to and
 // including the closing quote. *escape_pending carries a backslash that ended the previous
 // piece. Returns the byte after the closing quote with *closed set, or end when the string goes

@@ -58,12 +58,17 @@ UsageStrip::Step UsageStrip::step(const char* p, std::size_t n) {
 // general path.
 std::size_t UsageStrip::untouchable_event(const char* p, std::size_t n) {
   if (*p == '\n' || *p == '\r') return 0;  // a blank line: the lexer's to classify
-  const void* blank = memmem(p, n, "\n\n", 2);
-  if (blank == nullptr) return 0;
-  const std::size_t len = static_cast<std::size_t>(static_cast<const char*>(blank) - p) + 2;
-  if (std::memchr(p, '\r', len) != nullptr) return 0;
-  if (memmem(p, len, "\"usage\"", 7) != nullptr) return 0;
-  return len;
+  constexpr std::string_view usage_key = "\"usage\"";
+  const char* const end = p + n;
+  for (const char* q = p;; ++q) {
+    q = byte_scan::find_event_mark(q, end);
+    if (q == end || *q == '\r') return 0;  // no whole event here, or CR framing
+    if (*q == '\n') return static_cast<std::size_t>(q - p) + 2;
+    if (static_cast<std::size_t>(end - q) >= usage_key.size() &&
+        std::memcmp(q, usage_key.data(), usage_key.size()) == 0) {
+      return 0;
+    }
+  }
 }
 
 UsageStrip::Step UsageStrip::frame_step(SseLexer::Run run, std::size_t len) {

@@ -215,6 +215,26 @@ TEST(UsageStrip, WholeEventFastLaneChangesNoOutput) {
   expect_strips_to(body, want);
 }
 
+// The fast lane finds the blank line, a CR and a `"usage"` key 16 bytes at a time, comparing
+// byte pairs across block edges: put each of them at every offset of a block.
+TEST(UsageStrip, WholeEventFastLaneFindsMarksAtEveryOffset) {
+  for (std::size_t k = 0; k <= 40; ++k) {
+    SCOPED_TRACE(k);
+    const std::string pad(k, 'u');
+    const std::string plain = R"(data: {"id":")" + pad + R"(","u":"\"","choices":[]})" "\n\n";
+    UsageStrip s;
+    std::size_t spans = 0;
+    s.feed(plain.data(), plain.size(), [&spans](const char*, std::size_t) { ++spans; });
+    EXPECT_EQ(spans, 1u) << "a whole event without usage passes in one step";
+    const std::string with_usage = R"(data: {"id":")" + pad + R"(","choices":[],"usage":{"a":1}})"
+                                   "\n\n";
+    expect_strips_to(plain + with_usage + plain, plain + plain);
+    std::string crlf = plain;
+    crlf.replace(crlf.size() - 2, 2, "\r\n\r\n");
+    expect_strips_to(crlf + with_usage, crlf);
+  }
+}
+
 TEST(UsageStrip, CountsWhatItRemoved) {
   UsageStrip state;
   (void)strip({cmpl_stream(true)}, &state);
