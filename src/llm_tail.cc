@@ -324,7 +324,7 @@ const char* TailScanner::piece_line_end(const char* p, const char* end) const {
   if (lf == nullptr) return nullptr;
   const auto* line_end = static_cast<const char*>(lf);
   const std::string_view line(p, static_cast<std::size_t>(line_end - p));
-  return is_ollama_piece_line(line, ollama_paths) ? line_end : nullptr;
+  return is_ollama_piece_line(line, ollama_spec) ? line_end : nullptr;
 }
 
 void TailScanner::feed_sse(const char* p, const char* end) {

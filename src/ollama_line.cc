@@ -1,9 +1,11 @@
 // ollama_line: see ollama_line.h for what a yes guarantees.
 #include "tokentap/ollama_line.h"
 
+#include <bit>
 #include <cstdint>
 
 #include "byte_scan.h"
+#include "tokentap/assert.h"
 
 namespace tokentap {
 namespace {
@@ -11,9 +13,12 @@ namespace {
 constexpr std::string_view done_false_tail = R"(,"done":false})";
 constexpr std::string_view done_false_only = R"({"done":false})";
 
-bool is_wanted(std::string_view key, std::span<const SkimPath> wanted) {
-  for (const SkimPath& path : wanted) {
-    if (path.keys[0] == key) return true;
+bool is_wanted(const char* key, std::size_t len, const SkimSpec& spec) {
+  if (len > skim_key_bytes_max) return false;  // JsonSkim never matches longer keys
+  std::uint32_t maybe = spec.key_filter[0][skim_detail::key_hash(key, len)];
+  const std::string_view k(key, len);
+  for (; maybe != 0; maybe &= maybe - 1) {
+    if (spec.paths[std::countr_zero(maybe)].keys[0] == k) return true;
   }
   return false;
 }
@@ -67,7 +72,8 @@ const char* skip_value(const char* p, const char* members_end, const char* line_
 
 }  // namespace
 
-bool is_ollama_piece_line(std::string_view line, std::span<const SkimPath> wanted) {
+bool is_ollama_piece_line(std::string_view line, const SkimSpec& spec) {
+  TT_DASSERT(!spec.fold_keys);
   if (line == done_false_only) return true;
   if (line.size() <= done_false_tail.size() + 1 || line.front() != '{' ||
       !line.ends_with(done_false_tail)) {
@@ -80,9 +86,7 @@ bool is_ollama_piece_line(std::string_view line, std::span<const SkimPath> wante
     if (p == members_end || *p != '"') return false;
     const char* key_end = byte_scan::find_string_special(p + 1, members_end);
     if (key_end == members_end || *key_end != '"') return false;
-    if (is_wanted(std::string_view(p + 1, static_cast<std::size_t>(key_end - p - 1)), wanted)) {
-      return false;
-    }
+    if (is_wanted(p + 1, static_cast<std::size_t>(key_end - p - 1), spec)) return false;
     p = key_end + 1;
     if (p == members_end || *p != ':') return false;
     if (++p == members_end) return false;

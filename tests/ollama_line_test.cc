@@ -26,7 +26,10 @@ constexpr std::array<SkimPath, 8> wanted{{
     {{"total_duration"}, SkimKind::bytes, 24},
 }};
 
-bool piece(std::string_view line) { return is_ollama_piece_line(line, wanted); }
+constexpr SkimSpec spec = make_skim_spec(wanted, false);
+static_assert(spec.valid);
+
+bool piece(std::string_view line) { return is_ollama_piece_line(line, spec); }
 
 const std::string gen =
     R"({"model":"llama3.2","created_at":"2026-08-24T14:00:11.5Z","response":"The","done":false})";

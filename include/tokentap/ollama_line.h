@@ -20,7 +20,6 @@
 // No state, no allocation, no kernel features.
 #pragma once
 
-#include <span>
 #include <string_view>
 
 #include "tokentap/json_skim.h"
@@ -29,7 +28,8 @@ namespace tokentap {
 
 constexpr std::uint32_t ollama_line_nest_max = 64;  // deeper containers: left to JsonSkim
 
-// line: one NDJSON line without its '\n'. wanted: the spec's paths (each one root key).
-[[nodiscard]] bool is_ollama_piece_line(std::string_view line, std::span<const SkimPath> wanted);
+// line: one NDJSON line without its '\n'. spec: the skimmer's (every path one root key, keys
+// compared exactly), whose key pre-filter rules most keys out without a comparison.
+[[nodiscard]] bool is_ollama_piece_line(std::string_view line, const SkimSpec& spec);
 
 }  // namespace tokentap
