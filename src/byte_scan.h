@@ -220,4 +220,45 @@ inline const char* skip_string(const char* p, const char* end, bool* escape_pend
   return p;
 }
 
+// The inside of a string after its opening quote, wholly before end: the byte after its closing
+// quote, or nullptr if it does not close there.
+inline const char* skip_whole_string(const char* p, const char* end) {
+  bool escape = false;
+  bool closed = false;
+  p = skip_string(p, end, &escape, &closed);
+  return closed ? p : nullptr;
+}
+
+// A whole JSON container at p ('{' or '['), read as JsonSkim reads a subtree no path enters:
+// only strings (escapes followed) and bracket matching count. Returns the byte after its closing
+// bracket, or nullptr when it does not close before end, a bracket does not match, or it nests
+// deeper than nest_max (a caller's cue to leave it to JsonSkim).
+constexpr std::uint32_t skip_container_nest_max = 64;
+inline const char* skip_container(const char* p, const char* end) {
+  std::uint64_t objects = 0;  // bit d: the container at depth d is an object
+  std::uint32_t depth = 0;
+  static_assert(skip_container_nest_max <= 64, "one bit per open container");
+  while (p < end) {
+    p = find_bracket_or_quote(p, end);
+    if (p == end) return nullptr;
+    const char c = *p++;
+    if (c == '"') {
+      if ((p = skip_whole_string(p, end)) == nullptr) return nullptr;
+      continue;
+    }
+    if (c == '{' || c == '[') {
+      if (depth == skip_container_nest_max) return nullptr;
+      const std::uint64_t bit = std::uint64_t{1} << depth;
+      objects = c == '{' ? objects | bit : objects & ~bit;
+      ++depth;
+      continue;
+    }
+    if (depth == 0) return nullptr;
+    --depth;
+    if ((c == '}') != ((objects >> depth & 1) != 0)) return nullptr;
+    if (depth == 0) return p;
+  }
+  return nullptr;
+}
+
 }  // namespace tokentap::byte_scan

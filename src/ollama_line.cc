@@ -23,49 +23,11 @@ bool is_wanted(const char* key, std::size_t len, const SkimSpec& spec) {
   return false;
 }
 
-// A string's contents after its opening quote, as JsonSkim skips a string nobody reads: the byte
-// after its closing quote, or nullptr if it does not close before end.
-const char* skip_string(const char* p, const char* end) {
-  bool escape = false;
-  bool closed = false;
-  p = byte_scan::skip_string(p, end, &escape, &closed);
-  return closed ? p : nullptr;
-}
-
-// A container at p, as JsonSkim skips a subtree no path enters: only strings and bracket
-// matching count. The byte after its closing bracket, or nullptr.
-const char* skip_container(const char* p, const char* end) {
-  std::uint64_t objects = 0;  // bit d: the container at depth d is an object
-  std::uint32_t depth = 0;
-  static_assert(ollama_line_nest_max <= 64, "one bit per open container");
-  while (p < end) {
-    p = byte_scan::find_bracket_or_quote(p, end);
-    if (p == end) return nullptr;
-    const char c = *p++;
-    if (c == '"') {
-      if ((p = skip_string(p, end)) == nullptr) return nullptr;
-      continue;
-    }
-    if (c == '{' || c == '[') {
-      if (depth == ollama_line_nest_max) return nullptr;
-      const std::uint64_t bit = std::uint64_t{1} << depth;
-      objects = c == '{' ? objects | bit : objects & ~bit;
-      ++depth;
-      continue;
-    }
-    if (depth == 0) return nullptr;
-    --depth;
-    if ((c == '}') != ((objects >> depth & 1) != 0)) return nullptr;
-    if (depth == 0) return p;
-  }
-  return nullptr;
-}
-
 // One value nobody keeps at p (< members_end); line_end bounds a number or literal, which
 // needs the byte after it. The byte after the value, or nullptr.
 const char* skip_value(const char* p, const char* members_end, const char* line_end) {
-  if (*p == '"') return skip_string(p + 1, members_end);
-  if (*p == '{' || *p == '[') return skip_container(p, members_end);
+  if (*p == '"') return byte_scan::skip_whole_string(p + 1, members_end);
+  if (*p == '{' || *p == '[') return byte_scan::skip_container(p, members_end);
   const char* q = JsonSkim::skip_plain_scalar(p, line_end);
   return q != nullptr && q <= members_end ? q : nullptr;
 }

@@ -36,6 +36,8 @@ const std::string gen =
 const std::string chat =
     R"({"model":"llama3.2","created_at":"2026-08-24T14:00:11.5Z",)"
     R"("message":{"role":"assistant","content":"Hi \"there\" {[","images":null},"done":false})";
+constexpr std::size_t nest_max = 64;  // byte_scan::skip_container_nest_max (src/ internal)
+
 const std::string done_line =
     R"({"model":"llama3.2","created_at":"x","response":"","done":true,"done_reason":"stop",)"
     R"("context":[1,2,3],"total_duration":5,"load_duration":1,"prompt_eval_count":4,)"
@@ -76,11 +78,11 @@ TEST(OllamaLine, LeavesEverythingElseToJsonSkim) {
   };
   for (const char* line : no) EXPECT_FALSE(piece(line)) << line;
   EXPECT_FALSE(piece(done_line));
-  std::string deep = R"({"m":)" + std::string(ollama_line_nest_max + 1, '[') +
-                     std::string(ollama_line_nest_max + 1, ']') + R"(,"done":false})";
+  std::string deep = R"({"m":)" + std::string(nest_max + 1, '[') +
+                     std::string(nest_max + 1, ']') + R"(,"done":false})";
   EXPECT_FALSE(piece(deep));
-  std::string ok_deep = R"({"m":)" + std::string(ollama_line_nest_max, '[') +
-                        std::string(ollama_line_nest_max, ']') + R"(,"done":false})";
+  std::string ok_deep = R"({"m":)" + std::string(nest_max, '[') +
+                        std::string(nest_max, ']') + R"(,"done":false})";
   EXPECT_TRUE(piece(ok_deep));
 }
 

@@ -11,7 +11,7 @@
 //   member = plain key (no escape, no control byte) that no path names, ':' and a value read as
 //   JsonSkim reads a value nobody keeps: a string (escapes followed, contents unchecked), a
 //   number or literal (checked by JsonSkim::skip_plain_scalar), or a container (strings and
-//   bracket matching only, at most nest_max deep).
+//   bracket matching only, at most byte_scan::skip_container_nest_max deep).
 // If the line ends with that tail and is valid JSON, the tail's "done" is the root's last key
 // (a quote preceded by 'e' closes a string, and the '}' closes the root), so no context beyond
 // the line is needed. Any other line is a no and goes through JsonSkim exactly as before; a no
@@ -25,8 +25,6 @@
 #include "tokentap/json_skim.h"
 
 namespace tokentap {
-
-constexpr std::uint32_t ollama_line_nest_max = 64;  // deeper containers: left to JsonSkim
 
 // line: one NDJSON line without its '\n'. spec: the skimmer's (every path one root key, keys
 // compared exactly), whose key pre-filter rules most keys out without a comparison.
