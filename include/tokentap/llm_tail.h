@@ -197,6 +197,7 @@ class TailScanner {
 
   void feed_json(const char* p, const char* end);
   [[nodiscard]] const char* piece_line_end(const char* p, const char* end) const;
+  [[nodiscard]] const char* whole_chunk_event(const char* p, const char* end);
   void feed_sse(const char* p, const char* end);
   void sse_data(const char* p, std::size_t n);
   void skim(const char* p, std::size_t n);

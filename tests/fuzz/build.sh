@@ -12,9 +12,11 @@ out=${TOKENTAP_FUZZ_OUT:-build-fuzz}  # a long run can use its own folder beside
 mkdir -p "$out"
 flags=(-std=c++20 -O1 -g -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined
        -Iinclude)
-core=(src/json_skim.cc src/json_skim_string.cc src/llm_tail.cc src/usage_strip.cc src/request_probe.cc)
+core=(src/json_skim.cc src/json_skim_string.cc src/llm_tail.cc src/ollama_line.cc
+      src/compact_skim.cc src/usage_strip.cc src/request_probe.cc)
 # TOKENTAP_FUZZ_TARGETS narrows the set (e.g. a long run of only the target whose code changed).
-targets=(${TOKENTAP_FUZZ_TARGETS:-json_skim_fuzz llm_tail_fuzz usage_strip_fuzz request_probe_fuzz http1_fuzz})
+targets=(${TOKENTAP_FUZZ_TARGETS:-json_skim_fuzz compact_skim_fuzz llm_tail_fuzz usage_strip_fuzz
+  request_probe_fuzz http1_fuzz})
 for t in "${targets[@]}"; do
   if [[ $t == http1_fuzz ]]; then
     # llhttp's C sources are compiled in with the fuzzer's instrumentation.
