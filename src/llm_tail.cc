@@ -96,7 +96,9 @@ constexpr std::uint8_t field_bit(UsageField f) {
 constexpr std::uint8_t token_bits =
     field_bit(UsageField::prompt_tokens) | field_bit(UsageField::completion_tokens);
 
-const SkimSpec& spec_for(Dialect d) {
+}  // namespace
+
+const SkimSpec& tail_spec(Dialect d) {
   switch (d) {
     case Dialect::ollama:
       return ollama_spec;
@@ -107,6 +109,8 @@ const SkimSpec& spec_for(Dialect d) {
       return openai_spec;
   }
 }
+
+namespace {
 
 // Length of the line content at p: up to the first CR or LF (n if none).
 std::size_t line_length(const char* p, std::size_t n) {
@@ -260,7 +264,7 @@ void TailScanner::init(Route route, int http_status, PieceParser* parser) {
   usage_.error_seen = !status_ok_;
   if (!status_ok_) return;  // an error body: nothing to meter
   framing_ = dialect_ == Dialect::ollama ? Framing::json : Framing::undecided;
-  skim_.init(spec_for(dialect_), true);
+  skim_.init(tail_spec(dialect_), true);
 }
 
 void TailScanner::feed(const char* data, std::size_t size, std::uint64_t now_ns) {
@@ -271,7 +275,7 @@ void TailScanner::feed(const char* data, std::size_t size, std::uint64_t now_ns)
     while (p < end && (*p == ' ' || *p == '\t' || *p == '\r' || *p == '\n')) ++p;
     if (p == end) return;
     framing_ = (*p == '{' || *p == '[') ? Framing::json : Framing::sse;
-    skim_.init(spec_for(dialect_), framing_ == Framing::json);
+    skim_.init(tail_spec(dialect_), framing_ == Framing::json);
   }
   if (framing_ == Framing::json) feed_json(p, end);
   if (framing_ == Framing::sse) feed_sse(p, end);
@@ -344,7 +348,7 @@ const char* TailScanner::whole_chunk_event(const char* p, const char* end) {
   const char* lf = byte_scan::find_line_end(json, end);
   if (lf + 1 >= end || *lf != '\n' || lf[1] != '\n') return nullptr;
   CompactCaptures caps;
-  if (!compact_skim(std::string_view(json, static_cast<std::size_t>(lf - json)), spec_for(dialect_),
+  if (!compact_skim(std::string_view(json, static_cast<std::size_t>(lf - json)), tail_spec(dialect_),
                     &caps)) {
     return nullptr;
   }

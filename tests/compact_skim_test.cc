@@ -9,25 +9,14 @@
 #include <string>
 #include <vector>
 
+#include "support/json_mutation.h"
+#include "tokentap/llm_tail.h"
+
 namespace tokentap {
 namespace {
 
-// The OpenAI dialect's paths (llm_tail.cc), a bytes path among them.
-constexpr std::array<SkimPath, 11> paths{{
-    {{"choices"}},
-    {{"usage"}, SkimKind::bytes, 512},
-    {{"error"}},
-    {{"model"}},
-    {{"choices", "*", "delta", "content"}},
-    {{"choices", "*", "delta", "reasoning"}},
-    {{"choices", "*", "delta", "reasoning_content"}},
-    {{"choices", "*", "delta", "tool_calls"}},
-    {{"choices", "*", "delta", "refusal"}},
-    {{"choices", "*", "delta", "function_call"}},
-    {{"choices", "*", "text"}},
-}};
-constexpr SkimSpec spec = make_skim_spec(paths, false);
-static_assert(spec.valid);
+// The scanner's own OpenAI spec (a bytes path, usage, among its paths).
+const SkimSpec& spec = tail_spec(Dialect::openai_chat);
 
 std::string describe(const SkimCapture& c) {
   return std::to_string(c.slot) + ":" + std::to_string(static_cast<int>(c.type)) +
@@ -115,28 +104,11 @@ TEST(CompactSkim, LeavesWhatItDoesNotReadTheSameToJsonSkim) {
 
 TEST(CompactSkim, AgreesWithJsonSkimOnMutatedChunks) {
   std::mt19937 rng(7);
-  const std::string alphabet = "{}[]\",:\\ \nx0-.etrufaln";
   const std::string seeds[] = {chat,        tool,        completions, empty_delta,
                                usage_chunk, error_chunk, odd_values};
   int answered = 0;
   for (int round = 0; round < 20000; ++round) {
-    std::string doc = seeds[rng() % std::size(seeds)];
-    const int edits = 1 + static_cast<int>(rng() % 3);
-    for (int e = 0; e < edits && !doc.empty(); ++e) {
-      const std::size_t at = rng() % doc.size();
-      const char c = alphabet[rng() % alphabet.size()];
-      switch (rng() % 3) {
-        case 0:
-          doc[at] = c;
-          break;
-        case 1:
-          doc.insert(doc.begin() + static_cast<std::ptrdiff_t>(at), c);
-          break;
-        default:
-          doc.erase(at, 1);
-          break;
-      }
-    }
+    const std::string doc = test::mutate_json(seeds[rng() % std::size(seeds)], rng);
     std::string got;
     if (!compact(doc, &got)) continue;
     ++answered;

@@ -9,25 +9,14 @@
 #include <string>
 #include <vector>
 
+#include "support/json_mutation.h"
 #include "tokentap/llm_tail.h"
 
 namespace tokentap {
 namespace {
 
-// The Ollama spec's root keys (llm_tail.cc's ollama_paths), as the fast lane is called.
-constexpr std::array<SkimPath, 8> wanted{{
-    {{"done"}},
-    {{"error"}},
-    {{"prompt_eval_count"}, SkimKind::bytes, 24},
-    {{"eval_count"}, SkimKind::bytes, 24},
-    {{"load_duration"}, SkimKind::bytes, 24},
-    {{"prompt_eval_duration"}, SkimKind::bytes, 24},
-    {{"eval_duration"}, SkimKind::bytes, 24},
-    {{"total_duration"}, SkimKind::bytes, 24},
-}};
-
-constexpr SkimSpec spec = make_skim_spec(wanted, false);
-static_assert(spec.valid);
+// The scanner's own Ollama spec, as TailScanner calls the fast lane.
+const SkimSpec& spec = tail_spec(Dialect::ollama);
 
 bool piece(std::string_view line) { return is_ollama_piece_line(line, spec); }
 
@@ -78,11 +67,11 @@ TEST(OllamaLine, LeavesEverythingElseToJsonSkim) {
   };
   for (const char* line : no) EXPECT_FALSE(piece(line)) << line;
   EXPECT_FALSE(piece(done_line));
-  std::string deep = R"({"m":)" + std::string(nest_max + 1, '[') +
-                     std::string(nest_max + 1, ']') + R"(,"done":false})";
+  std::string deep = R"({"m":)" + std::string(nest_max + 1, '[') + std::string(nest_max + 1, ']') +
+                     R"(,"done":false})";
   EXPECT_FALSE(piece(deep));
-  std::string ok_deep = R"({"m":)" + std::string(nest_max, '[') +
-                        std::string(nest_max, ']') + R"(,"done":false})";
+  std::string ok_deep =
+      R"({"m":)" + std::string(nest_max, '[') + std::string(nest_max, ']') + R"(,"done":false})";
   EXPECT_TRUE(piece(ok_deep));
 }
 
@@ -137,27 +126,10 @@ TEST(OllamaLine, FastLaneAndJsonSkimAgreeOnRealAndMutatedLines) {
   expect_same(Route::api_generate, {gen, gen, done_line});
   expect_same(Route::api_chat, {chat, chat, chat, done_line});
   std::mt19937 rng(2026);
-  const std::string alphabet = "{}[]\",:\\ \nx0-.etrufaln";
   const std::string seeds[] = {gen, chat, R"({"done":false})", done_line};
   int taken = 0;
   for (int round = 0; round < 6000; ++round) {
-    std::string line = seeds[rng() % 4];
-    const int edits = 1 + static_cast<int>(rng() % 3);
-    for (int e = 0; e < edits && !line.empty(); ++e) {
-      const std::size_t at = rng() % line.size();
-      const char c = alphabet[rng() % alphabet.size()];
-      switch (rng() % 3) {
-        case 0:
-          line[at] = c;
-          break;
-        case 1:
-          line.insert(line.begin() + static_cast<std::ptrdiff_t>(at), c);
-          break;
-        default:
-          line.erase(at, 1);
-          break;
-      }
-    }
+    const std::string line = test::mutate_json(seeds[rng() % 4], rng);
     if (line.find('\n') != std::string::npos) continue;  // one line per piece
     taken += piece(line) ? 1 : 0;
     expect_same(round % 2 ? Route::api_chat : Route::api_generate, {gen, line, chat, done_line});

@@ -60,6 +60,10 @@ constexpr std::size_t sse_event_name_bytes_max = 48;  // longer `event:` values 
 // that fits in 64 bits. Anything else gives nullopt.
 [[nodiscard]] std::optional<std::uint64_t> json_uint(std::string_view token);
 
+// The skimmer's key paths for a dialect's response bodies (llm_tail.cc lists them). Public so
+// that the one-pass readers' tests check against the very spec the scanner uses.
+[[nodiscard]] const SkimSpec& tail_spec(Dialect d);
+
 // Reads small captured JSON pieces with simdjson on-demand (error codes, no exceptions) into
 // preallocated buffers: construct one per shard at start-up and share it between connections.
 class PieceParser {
