@@ -14,8 +14,6 @@
 
 #include "byte_scan.h"
 #include "tokentap/assert.h"
-#include "tokentap/compact_skim.h"
-#include "tokentap/ollama_line.h"
 
 namespace tokentap {
 namespace {
@@ -317,46 +315,6 @@ void TailScanner::feed_json(const char* p, const char* end) {
         break;
     }
   }
-}
-
-// Ollama's per-token line, whole in this feed at a document boundary: its '\n', or nullptr when
-// the line is anything else (JsonSkim then reads it). /api/embed is left to JsonSkim: a
-// done:false document means nothing there.
-const char* TailScanner::piece_line_end(const char* p, const char* end) const {
-  if (route_ != Route::api_generate && route_ != Route::api_chat) return nullptr;
-  if (*p != '{' || !skim_.between_documents()) return nullptr;
-  const void* lf = std::memchr(p, '\n', static_cast<std::size_t>(end - p));
-  if (lf == nullptr) return nullptr;
-  const auto* line_end = static_cast<const char*>(lf);
-  const std::string_view line(p, static_cast<std::size_t>(line_end - p));
-  return is_ollama_piece_line(line, ollama_spec) ? line_end : nullptr;
-}
-
-// An OpenAI chat/completions stream chunk, whole in this feed at an event boundary
-// (`data: {...}` then an empty line, LF framing), read by compact_skim and dispatched as the
-// lexer and JsonSkim would have: returns the byte after the event, or nullptr when the event is
-// anything else (split, CR framing, [DONE], usage, whitespace...), which the general path reads.
-const char* TailScanner::whole_chunk_event(const char* p, const char* end) {
-  constexpr std::string_view data_prefix = "data: {";
-  if (dialect_ != Dialect::openai_chat && dialect_ != Dialect::openai_completions) return nullptr;
-  if (!lexer_.at_line_start() || has_data_ || event_len_ > 0 || event_long_) return nullptr;
-  const auto n = static_cast<std::size_t>(end - p);
-  if (n < data_prefix.size() || std::memcmp(p, data_prefix.data(), data_prefix.size()) != 0) {
-    return nullptr;
-  }
-  const char* json = p + data_prefix.size() - 1;
-  const char* lf = byte_scan::find_line_end(json, end);
-  if (lf + 1 >= end || *lf != '\n' || lf[1] != '\n') return nullptr;
-  CompactCaptures caps;
-  if (!compact_skim(std::string_view(json, static_cast<std::size_t>(lf - json)), tail_spec(dialect_),
-                    &caps)) {
-    return nullptr;
-  }
-  for (std::uint8_t i = 0; i < caps.count; ++i) on_capture(caps.at[i]);
-  has_data_ = true;
-  doc_complete_ = true;
-  dispatch();
-  return lf + 2;
 }
 
 void TailScanner::feed_sse(const char* p, const char* end) {
@@ -666,6 +624,9 @@ void TailScanner::output() {
   ++usage_.output_events;
 }
 
-static_assert(sizeof(TailScanner) <= 1152, "a scanner is part of every connection's state");
+bool TailScanner::is_output_slot(std::uint8_t slot) { return slot >= openai_first_output; }
+
+// The chunk memo (256 bytes) is most of it: per metered exchange, never per idle connection.
+static_assert(sizeof(TailScanner) <= 1408, "a scanner is part of every metered exchange's state");
 
 }  // namespace tokentap

@@ -55,6 +55,7 @@ namespace tokentap {
 constexpr std::size_t piece_bytes_max = skim_capture_bytes_max;  // largest piece PieceParser reads
 constexpr std::size_t sse_field_name_bytes_max = 8;   // longer field names are ignored fields
 constexpr std::size_t sse_event_name_bytes_max = 48;  // longer `event:` values classify as other
+constexpr std::size_t chunk_memo_bytes_max = 256;     // a chunk's bytes around its output string
 
 // Parses a JSON unsigned integer token ("0", "123"; no sign, fraction, exponent or leading zero)
 // that fits in 64 bits. Anything else gives nullopt.
@@ -200,8 +201,13 @@ class TailScanner {
   };
 
   void feed_json(const char* p, const char* end);
+  // Fast lanes (llm_tail_lanes.cc): whole pieces read in one pass, exactly as the general path
+  // would read them; nullptr means "not taken".
   [[nodiscard]] const char* piece_line_end(const char* p, const char* end) const;
   [[nodiscard]] const char* whole_chunk_event(const char* p, const char* end);
+  [[nodiscard]] bool repeats_memo(std::string_view json) const;
+  void remember_chunk(std::string_view json, const struct CompactCaptures& caps, bool only_output);
+  [[nodiscard]] static bool is_output_slot(std::uint8_t slot);
   void feed_sse(const char* p, const char* end);
   void sse_data(const char* p, std::size_t n);
   void skim(const char* p, std::size_t n);
@@ -242,6 +248,11 @@ class TailScanner {
   std::uint8_t event_len_ = 0;
   bool event_long_ = false;
   std::array<char, sse_event_name_bytes_max> event_{};
+  // The last chunk whose only effect was one output piece, from one non-empty string: its bytes
+  // before that string's contents and from its closing quote on (whole_chunk_event).
+  std::uint16_t memo_prefix_ = 0;  // 0: no memo
+  std::uint16_t memo_suffix_ = 0;
+  std::array<char, chunk_memo_bytes_max> memo_;
 };
 
 }  // namespace tokentap

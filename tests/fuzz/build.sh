@@ -13,7 +13,7 @@ mkdir -p "$out"
 flags=(-std=c++20 -O1 -g -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined
        -Iinclude)
 core=(src/json_skim.cc src/json_skim_string.cc src/llm_tail.cc src/ollama_line.cc
-      src/compact_skim.cc src/usage_strip.cc src/request_probe.cc)
+      src/llm_tail_lanes.cc src/compact_skim.cc src/usage_strip.cc src/request_probe.cc)
 # TOKENTAP_FUZZ_TARGETS narrows the set (e.g. a long run of only the target whose code changed).
 targets=(${TOKENTAP_FUZZ_TARGETS:-json_skim_fuzz compact_skim_fuzz llm_tail_fuzz usage_strip_fuzz
   request_probe_fuzz http1_fuzz})
