@@ -31,9 +31,10 @@ class CompactReader {
     const std::uint32_t targets = cand & spec_.ends_at[depth];
     const std::uint32_t deeper = cand & spec_.goes_past[depth];
     const auto slot = targets != 0 ? static_cast<std::uint8_t>(std::countr_zero(targets)) : no_slot;
-    if (slot != no_slot && spec_.paths[slot].kind == SkimKind::bytes) return false;
     const char* const start = p_;
     const char c = *p_;
+    // A bytes path keeps a string unescaped: JsonSkim's decoder alone does that.
+    if (c == '"' && slot != no_slot && spec_.paths[slot].kind == SkimKind::bytes) return false;
     if ((c == '{' || c == '[') && deeper != 0) {
       if (depth == skim_path_keys_max) return false;  // make_skim_spec rules this out
       return c == '{' ? object(depth + 1, deeper, slot) : array(depth + 1, deeper, slot);
@@ -125,6 +126,8 @@ class CompactReader {
     return slot == no_slot || emit(slot, type, filled, start);
   }
 
+  // A bytes path's value (a number, a literal or a container: never a string here) is kept as
+  // its raw text up to the path's cap, as JsonSkim keeps it; the view points into the document.
   bool emit(std::uint8_t slot, JsonType type, bool nonempty, const char* start) {
     if (out_->count == compact_captures_max) return false;
     SkimCapture& c = out_->at[out_->count++];
@@ -134,6 +137,12 @@ class CompactReader {
     c.nonempty = nonempty;
     c.begin = static_cast<std::uint64_t>(start - begin_);
     c.end = static_cast<std::uint64_t>(p_ - begin_);
+    if (spec_.paths[slot].kind == SkimKind::bytes) {
+      const std::size_t cap = spec_.paths[slot].cap_bytes;
+      const auto len = static_cast<std::size_t>(p_ - start);
+      c.truncated = len > cap;
+      c.bytes = std::string_view(start, c.truncated ? cap : len);
+    }
     return true;
   }
 

@@ -19,8 +19,10 @@ namespace {
 const SkimSpec& spec = tail_spec(Dialect::openai_chat);
 
 std::string describe(const SkimCapture& c) {
+  const bool keep = spec.paths[c.slot].kind == SkimKind::bytes;
   return std::to_string(c.slot) + ":" + std::to_string(static_cast<int>(c.type)) +
-         (c.nonempty ? "+" : "-") + "@" + std::to_string(c.begin) + "-" + std::to_string(c.end);
+         (c.nonempty ? "+" : "-") + "@" + std::to_string(c.begin) + "-" + std::to_string(c.end) +
+         (keep ? "[" + std::string(c.bytes) + (c.truncated ? "...]" : "]") : "");
 }
 
 // JsonSkim's captures for one document fed whole, or "failed" / "unfinished".
@@ -62,16 +64,25 @@ const std::string empty_delta =
 const std::string usage_chunk =
     R"({"id":"c","choices":[],"usage":{"prompt_tokens":3,"completion_tokens":5}})";
 const std::string error_chunk = R"({"error":{"message":"boom"}})";
+// OpenAI's own chunks carry "usage":null in every chunk once include_usage is set.
+const std::string openai_null_usage =
+    R"({"id":"chatcmpl-9","object":"chat.completion.chunk","created":1,"model":"gpt-4o",)"
+    R"("choices":[{"index":0,"delta":{"content":"Hi"},"logprobs":null,"finish_reason":null}],)"
+    R"("usage":null})";
+// A usage object longer than the path's 512-byte cap: kept cut, marked truncated.
+const std::string long_usage =
+    R"({"choices":[],"usage":{"pad":")" + std::string(600, 'x') + R"(","prompt_tokens":1}})";
 // Flag targets that are scalars and skipped containers, empty with and without whitespace.
 const std::string odd_values =
     R"({"model":null,"choices":[{"delta":{"content":null,"tool_calls":[ ],"refusal":7,)"
     R"("function_call":{},"reasoning":[{"x":[]}]},"text":true}],"error":false})";
 
 TEST(CompactSkim, ReadsStreamChunksAsJsonSkimDoes) {
-  for (const std::string& doc : {chat, tool, completions, empty_delta, error_chunk, odd_values,
-                                 std::string(R"({"choices":[]})"), std::string("{}"),
-                                 // "*" stands for array elements, never for a key named "*"
-                                 std::string(R"({"choices":{"*":{"delta":{"content":"x"}}}})")}) {
+  for (const std::string& doc :
+       {chat, tool, completions, empty_delta, error_chunk, odd_values, usage_chunk,
+        openai_null_usage, long_usage, std::string(R"({"choices":[]})"), std::string("{}"),
+        // "*" stands for array elements, never for a key named "*"
+        std::string(R"({"choices":{"*":{"delta":{"content":"x"}}}})")}) {
     std::string got;
     ASSERT_TRUE(compact(doc, &got)) << doc;
     EXPECT_EQ(got, skim(doc)) << doc;
@@ -80,8 +91,8 @@ TEST(CompactSkim, ReadsStreamChunksAsJsonSkimDoes) {
 
 TEST(CompactSkim, LeavesWhatItDoesNotReadTheSameToJsonSkim) {
   const char* no[] = {
-      R"({"choices":[],"usage":{"prompt_tokens":3}})",  // a bytes path: simdjson's
-      R"({ "model":"m"})",                              // whitespace on a matched path
+      R"({"choices":[],"usage":"3"})",  // a bytes path's string: JsonSkim unescapes it
+      R"({ "model":"m"})",              // whitespace on a matched path
       R"({"model": "m"})",
       R"({"choices":[ {}]})",
       R"({"mo\u0064el":"m"})",  // escape in a key
@@ -105,7 +116,7 @@ TEST(CompactSkim, LeavesWhatItDoesNotReadTheSameToJsonSkim) {
 TEST(CompactSkim, AgreesWithJsonSkimOnMutatedChunks) {
   std::mt19937 rng(7);
   const std::string seeds[] = {chat,        tool,        completions, empty_delta,
-                               usage_chunk, error_chunk, odd_values};
+                               usage_chunk, error_chunk, odd_values,  openai_null_usage};
   int answered = 0;
   for (int round = 0; round < 20000; ++round) {
     const std::string doc = test::mutate_json(seeds[rng() % std::size(seeds)], rng);

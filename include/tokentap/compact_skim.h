@@ -5,10 +5,12 @@
 //
 // Exactness. When it answers true, `out` holds exactly the captures JsonSkim (same spec, single
 // document, fed the same bytes from a reset) would emit, in the same order, with the same slot,
-// type, emptiness and offsets, and JsonSkim would end the document without failing. It answers
+// type, emptiness, offsets and kept bytes (a `bytes` path's raw value, such as a usage object,
+// viewed in `doc` and cut at the path's cap), and JsonSkim would end the document without
+// failing. It answers
 // false (the caller then feeds JsonSkim as before) for anything it does not read the same way:
 //   - whitespace or a key with an escape or control byte inside a container a path enters;
-//   - a `bytes` path's value (usage: simdjson reads those), more than compact_captures_max
+//   - a `bytes` path's string value (JsonSkim unescapes those), more than compact_captures_max
 //     captures, a matched array element that is not a container, containers nested deeper than
 //     byte_scan::skip_container_nest_max where no path enters;
 //   - any malformed token, or bytes after the root value.

@@ -1,7 +1,7 @@
 // libFuzzer target for compact_skim. Oracle: whenever it answers for a document, its captures
-// are exactly JsonSkim's (slot, type, emptiness, offsets, order) and JsonSkim ends the document
+// are exactly JsonSkim's (slot, type, emptiness, offsets, kept bytes, order) and JsonSkim ends the document
 // without failing. The spec is the OpenAI dialect's, with a star path, a flag path that is also
-// a prefix, and a bytes path (which compact_skim must leave alone).
+// a prefix, and a bytes path (kept raw, cut at 64 bytes; its strings are left to JsonSkim).
 #include <cstdint>
 #include <cstdlib>
 #include <string>
@@ -27,8 +27,10 @@ constexpr tokentap::SkimSpec spec = tokentap::make_skim_spec(paths, false);
 static_assert(spec.valid);
 
 std::string describe(const tokentap::SkimCapture& c) {
+  const bool keep = spec.paths[c.slot].kind == SkimKind::bytes;
   return std::to_string(c.slot) + ":" + std::to_string(static_cast<int>(c.type)) +
-         (c.nonempty ? "+" : "-") + std::to_string(c.begin) + "-" + std::to_string(c.end) + " ";
+         (c.nonempty ? "+" : "-") + std::to_string(c.begin) + "-" + std::to_string(c.end) +
+         (keep ? "[" + std::string(c.bytes) + (c.truncated ? "...]" : "]") : "") + " ";
 }
 
 }  // namespace
