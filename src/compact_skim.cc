@@ -33,8 +33,9 @@ class CompactReader {
     const auto slot = targets != 0 ? static_cast<std::uint8_t>(std::countr_zero(targets)) : no_slot;
     const char* const start = p_;
     const char c = *p_;
-    // A bytes path keeps a string unescaped: JsonSkim's decoder alone does that.
-    if (c == '"' && slot != no_slot && spec_.paths[slot].kind == SkimKind::bytes) return false;
+    if (c == '"' && slot != no_slot && spec_.paths[slot].kind == SkimKind::bytes) {
+      return kept_string(slot);
+    }
     if ((c == '{' || c == '[') && deeper != 0) {
       if (depth == skim_path_keys_max) return false;  // make_skim_spec rules this out
       return c == '{' ? object(depth + 1, deeper, slot) : array(depth + 1, deeper, slot);
@@ -61,6 +62,16 @@ class CompactReader {
     }
     if (p_ == nullptr) return false;
     return slot == no_slot || emit(slot, type, nonempty, start);
+  }
+
+  // A bytes path keeps a string decoded. Without an escape or a control byte (a type name, an
+  // id) the decoded value is the raw contents; anything else is left to JsonSkim's decoder.
+  bool kept_string(std::uint8_t slot) {
+    const char* const start = p_;
+    const char* const close = byte_scan::find_string_special(p_ + 1, end_);
+    if (close == end_ || *close != '"') return false;
+    p_ = close + 1;
+    return emit(slot, JsonType::string, close - start > 1, start);
   }
 
   // p_ at '{'; depth counts it.
@@ -126,12 +137,13 @@ class CompactReader {
     return slot == no_slot || emit(slot, type, filled, start);
   }
 
-  // A bytes path's value (a number, a literal or a container: never a string here) is kept as
-  // its raw text up to the path's cap, as JsonSkim keeps it; the view points into the document.
+  // A bytes path's value is kept up to the path's cap, as JsonSkim keeps it: a number, a literal
+  // or a container as its raw text, a string (escape-free, see kept_string) as its contents. The
+  // view points into the document.
   bool emit(std::uint8_t slot, JsonType type, bool nonempty, const char* start) {
-    if (out_->count == compact_captures_max) return false;
-    SkimCapture& c = out_->at[out_->count++];
-    c = SkimCapture{};
+    SkimCapture* const added = out_->add();
+    if (added == nullptr) return false;
+    SkimCapture& c = *added;
     c.slot = slot;
     c.type = type;
     c.nonempty = nonempty;
@@ -139,9 +151,11 @@ class CompactReader {
     c.end = static_cast<std::uint64_t>(p_ - begin_);
     if (spec_.paths[slot].kind == SkimKind::bytes) {
       const std::size_t cap = spec_.paths[slot].cap_bytes;
-      const auto len = static_cast<std::size_t>(p_ - start);
+      const bool quoted = type == JsonType::string;
+      const char* const from = quoted ? start + 1 : start;
+      const auto len = static_cast<std::size_t>(p_ - from) - (quoted ? 1 : 0);
       c.truncated = len > cap;
-      c.bytes = std::string_view(start, c.truncated ? cap : len);
+      c.bytes = std::string_view(from, c.truncated ? cap : len);
     }
     return true;
   }

@@ -2,9 +2,10 @@
 // the general path (SseLexer + JsonSkim) would read them, and anything else left to that path.
 //
 //  - Ollama's per-token NDJSON line (ollama_line.h).
-//  - An OpenAI chat/completions chunk event, `data: {...}` and an empty line, LF framing, whole
-//    in one feed at an event boundary (compact_skim.h).
-//  - The chunk memo: a stream's token chunks differ only in the token's text ("id", "created",
+//  - A compact chunk event, `data: {...}` and an empty line (after an `event: NAME` line for
+//    Responses and Anthropic), LF framing, whole in one feed at an event boundary
+//    (compact_skim.h). OpenAI chat/completions, Responses and Anthropic streams.
+//  - The chunk memo (OpenAI chat/completions): a stream's token chunks differ only in the token's text ("id", "created",
 //    "model", the structure around "content" repeat), so once a chunk's only effect was one
 //    output piece from one non-empty string, the next chunk made of the same bytes before that
 //    string's contents and from its closing quote on, around a non-empty string body, has that
@@ -34,13 +35,32 @@ const char* TailScanner::piece_line_end(const char* p, const char* end) const {
   return is_ollama_piece_line(line, tail_spec(Dialect::ollama)) ? line_end : nullptr;
 }
 
-// An OpenAI chunk event whole in this feed at an event boundary, dispatched as the lexer and
+// A compact chunk event whole in this feed at an event boundary, dispatched as the lexer and
 // JsonSkim would have dispatched it: returns the byte after the event, or nullptr when the event
 // is anything else (split, CR framing, [DONE], whitespace...), which the general path reads.
+// OpenAI chat/completions events are one `data:` line; Responses and Anthropic events may open
+// with an `event: NAME` line, which then classifies the event as the lexer's would.
 const char* TailScanner::whole_chunk_event(const char* p, const char* end) {
   constexpr std::string_view data_prefix = "data: {";
-  if (dialect_ != Dialect::openai_chat && dialect_ != Dialect::openai_completions) return nullptr;
+  constexpr std::string_view event_prefix = "event: ";
+  const bool typed = dialect_ == Dialect::openai_responses || dialect_ == Dialect::anthropic;
+  if (!typed && dialect_ != Dialect::openai_chat && dialect_ != Dialect::openai_completions) {
+    return nullptr;
+  }
   if (!lexer_.at_line_start() || has_data_ || event_len_ > 0 || event_long_) return nullptr;
+  std::string_view name;  // the `event:` line's value; empty: none
+  if (typed && static_cast<std::size_t>(end - p) > event_prefix.size() &&
+      std::memcmp(p, event_prefix.data(), event_prefix.size()) == 0) {
+    const char* const name_begin = p + event_prefix.size();
+    const char* const name_end = byte_scan::find_line_end(name_begin, end);
+    // An empty or over-long name, or CR framing, is the lexer's to read.
+    if (name_end == end || *name_end != '\n' || name_end == name_begin ||
+        static_cast<std::size_t>(name_end - name_begin) > event_.size()) {
+      return nullptr;
+    }
+    name = std::string_view(name_begin, static_cast<std::size_t>(name_end - name_begin));
+    p = name_end + 1;
+  }
   const auto n = static_cast<std::size_t>(end - p);
   if (n < data_prefix.size() || std::memcmp(p, data_prefix.data(), data_prefix.size()) != 0) {
     return nullptr;
@@ -49,18 +69,22 @@ const char* TailScanner::whole_chunk_event(const char* p, const char* end) {
   const char* lf = byte_scan::find_line_end(json_begin, end);
   if (lf + 1 >= end || *lf != '\n' || lf[1] != '\n') return nullptr;
   const std::string_view json(json_begin, static_cast<std::size_t>(lf - json_begin));
-  if (repeats_memo(json)) {
+  if (!typed && repeats_memo(json)) {
     output();  // the whole effect of such a chunk; the event state is still fresh
     return lf + 2;
   }
   CompactCaptures caps;
   if (!compact_skim(json, tail_spec(dialect_), &caps)) return nullptr;
   const std::uint32_t unreadable_before = unreadable_;
-  for (std::uint8_t i = 0; i < caps.count; ++i) on_capture(caps.at[i]);
-  // What commit_openai will do with this chunk: output() and nothing else?
-  const bool only_output = doc_.output && !doc_.error && !doc_.model_empty && !doc_.usage_ok &&
-                           unreadable_ == unreadable_before;
-  remember_chunk(json, caps, only_output);
+  for (std::uint8_t i = 0; i < caps.count; ++i) on_capture(caps.at(i));
+  if (!typed) {
+    // What commit_openai will do with this chunk: output() and nothing else?
+    const bool only_output = doc_.output && !doc_.error && !doc_.model_empty && !doc_.usage_ok &&
+                             unreadable_ == unreadable_before;
+    remember_chunk(json, caps, only_output);
+  }
+  if (!name.empty()) std::memcpy(event_.data(), name.data(), name.size());
+  event_len_ = static_cast<std::uint8_t>(name.size());
   has_data_ = true;
   doc_complete_ = true;
   dispatch();
@@ -87,7 +111,7 @@ void TailScanner::remember_chunk(std::string_view json, const CompactCaptures& c
   if (!only_output) return;
   const SkimCapture* text = nullptr;
   for (std::uint8_t i = 0; i < caps.count; ++i) {
-    const SkimCapture& c = caps.at[i];
+    const SkimCapture& c = caps.at(i);
     if (!is_output_slot(c.slot)) continue;
     const bool sets_output =
         (c.type == JsonType::string || c.type == JsonType::array || c.type == JsonType::object) &&

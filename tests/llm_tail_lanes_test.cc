@@ -1,7 +1,8 @@
 // TailScanner's fast lanes (llm_tail_lanes.cc) change no number: a stream fed one event per feed
 // (the lanes' case, as Ollama and OpenAI flush one chunk per write) gives the same Usage and the
 // same unreadable count as the same bytes fed one at a time (the general path alone), for token
-// chunks whose text the chunk memo must not misread and for thousands of mutated streams.
+// chunks whose text the chunk memo must not misread, for the `event:` lines of Responses and
+// Anthropic streams in every form the lexer reads, and for thousands of mutated streams.
 #include <gtest/gtest.h>
 
 #include <random>
@@ -103,6 +104,95 @@ TEST(TailLanes, MutatedStreamsReadTheSameWithAndWithoutTheLanes) {
     events.push_back(usage_event);
     events.push_back(done_event);
     expect_same(round % 2 ? Route::v1_chat_completions : Route::v1_completions, events);
+  }
+}
+
+// ---- Responses and Anthropic: an `event:` line, then one data line ----------------------------
+
+std::string typed_event(const std::string& name, const std::string& json) {
+  return (name.empty() ? "" : "event: " + name + "\n") + "data: " + json + "\n\n";
+}
+std::string anthropic_delta(const std::string& text) {
+  return typed_event("content_block_delta",
+                     R"({"type":"content_block_delta","index":0,"delta":{"type":"text_delta",)"
+                     R"("text":")" + text + R"("}})");
+}
+const std::string anthropic_start = typed_event(
+    "message_start",
+    R"({"type":"message_start","message":{"id":"msg_1","type":"message","role":"assistant",)"
+    R"("model":"qwen3:8b","content":[],"usage":{"input_tokens":16,"output_tokens":1}}})");
+const std::string anthropic_message_delta =
+    typed_event("message_delta", R"({"type":"message_delta","delta":{"stop_reason":"end_turn"},)"
+                                 R"("usage":{"output_tokens":150}})");
+const std::string anthropic_stop = typed_event("message_stop", R"({"type":"message_stop"})");
+
+std::string responses_delta(const std::string& text, int seq) {
+  return typed_event("response.output_text.delta",
+                     R"({"type":"response.output_text.delta","item_id":"msg_1",)"
+                     R"("output_index":0,"content_index":0,"delta":")" +
+                         text + R"(","sequence_number":)" + std::to_string(seq) + "}");
+}
+std::string responses_end(const std::string& type) {
+  return typed_event(type, R"({"type":")" + type + R"(","sequence_number":9,"response":{)"
+                           R"("id":"resp_1","output":[],"usage":{"input_tokens":3,)"
+                           R"("output_tokens":4}}})");
+}
+
+// Every way an `event:` line can name (or not name) the event, each dispatched as the lexer
+// would: the name decides over "type", an empty or over-long name falls back or classifies as
+// other, CR framing and lines in other orders stay with the general path.
+TEST(TailLanes, TypedEventLinesClassifyAsTheLexerDoes) {
+  const std::string delta_json = R"({"type":"content_block_delta","delta":{"text":"x"}})";
+  const std::string usage_json = R"({"type":"message_delta","usage":{"output_tokens":7}})";
+  const std::vector<std::string> variants = {
+      typed_event("", delta_json),                 // no event line: "type" decides
+      typed_event("message_delta", delta_json),    // the name wins over "type"
+      typed_event("content_block_delta", usage_json),
+      typed_event("ping", usage_json),
+      "event: \ndata: " + usage_json + "\n\n",     // empty name: "type" decides
+      "event:message_delta\ndata: " + usage_json + "\n\n",  // no space after the colon
+      "event:  message_delta\ndata: " + usage_json + "\n\n",  // the second space is the name's
+      typed_event(std::string(48, 'm'), usage_json),  // the longest name kept
+      typed_event(std::string(49, 'm'), usage_json),  // too long: other
+      "event: message_delta\r\ndata: " + usage_json + "\r\n\r\n",
+      "event: message_delta\ndata: " + usage_json + "\r\n\r\n",
+      "data: " + usage_json + "\nevent: message_delta\n\n",
+      "event: content_block_delta\nevent: message_delta\ndata: " + usage_json + "\n\n",
+      typed_event("message_delta", R"({ "type":"message_delta","usage":{"output_tokens":7}})"),
+      typed_event("message_delta", R"({"type":"message_\u0064elta","usage":{"output_tokens":7}})"),
+      typed_event("message_delta", R"({"type":"message_delta","usage":{"output_tokens":7})"),
+      typed_event("error", R"({"type":"error","error":{"type":"overloaded_error"}})"),
+      "event: message_delta\ndata: [DONE]\n\n",
+  };
+  for (std::size_t i = 0; i < variants.size(); ++i) {
+    SCOPED_TRACE(i);
+    expect_same(Route::v1_messages, {anthropic_start, anthropic_delta("a"), variants[i],
+                                     anthropic_delta("b"), anthropic_stop});
+    expect_same(Route::v1_responses, {responses_delta("a", 1), variants[i],
+                                      responses_end("response.completed")});
+  }
+}
+
+TEST(TailLanes, TypedStreamsReadTheSameWithAndWithoutTheLanes) {
+  expect_same(Route::v1_messages, {anthropic_start, anthropic_delta("Hi"), anthropic_delta(""),
+                                   anthropic_delta(R"(\"q\")"), anthropic_message_delta,
+                                   anthropic_stop});
+  for (const char* end : {"response.completed", "response.incomplete", "response.failed"}) {
+    expect_same(Route::v1_responses,
+                {responses_delta("Hi", 1), responses_delta("", 2), responses_end(end)});
+  }
+  std::mt19937 rng(13);
+  for (int round = 0; round < 3000; ++round) {
+    const bool anthropic = round % 2 == 0;
+    std::vector<std::string> events =
+        anthropic ? std::vector<std::string>{anthropic_start, anthropic_delta("The"),
+                                             anthropic_delta(" fox"), anthropic_message_delta}
+                  : std::vector<std::string>{responses_delta("The", 1), responses_delta(" fox", 2),
+                                             responses_end("response.completed")};
+    const std::size_t victim = rng() % events.size();
+    events[victim] = test::mutate_json(events[victim], rng);
+    events.push_back(anthropic ? anthropic_stop : responses_delta(" late", 3));
+    expect_same(anthropic ? Route::v1_messages : Route::v1_responses, events);
   }
 }
 

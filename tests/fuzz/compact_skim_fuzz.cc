@@ -1,7 +1,9 @@
 // libFuzzer target for compact_skim. Oracle: whenever it answers for a document, its captures
 // are exactly JsonSkim's (slot, type, emptiness, offsets, kept bytes, order) and JsonSkim ends the document
 // without failing. The spec is the OpenAI dialect's, with a star path, a flag path that is also
-// a prefix, and a bytes path (kept raw, cut at 64 bytes; its strings are left to JsonSkim).
+// a prefix, and two bytes paths: "usage" (containers and scalars kept raw, cut at 64 bytes) and
+// "type" (the typed dialects' event type: escape-free strings kept as their contents, cut at 8
+// bytes; strings with escapes are left to JsonSkim).
 #include <cstdint>
 #include <cstdlib>
 #include <string>
@@ -14,7 +16,7 @@ namespace {
 using tokentap::SkimKind;
 using tokentap::SkimPath;
 
-constexpr std::array<SkimPath, 7> paths{{
+constexpr std::array<SkimPath, 8> paths{{
     {{"choices"}},
     {{"usage"}, SkimKind::bytes, 64},
     {{"error"}},
@@ -22,6 +24,7 @@ constexpr std::array<SkimPath, 7> paths{{
     {{"choices", "*", "delta", "content"}},
     {{"choices", "*", "delta", "tool_calls"}},
     {{"choices", "*", "text"}},
+    {{"type"}, SkimKind::bytes, 8},
 }};
 constexpr tokentap::SkimSpec spec = tokentap::make_skim_spec(paths, false);
 static_assert(spec.valid);
@@ -40,7 +43,7 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   tokentap::CompactCaptures caps;
   if (!tokentap::compact_skim(doc, spec, &caps)) return 0;
   std::string fast;
-  for (std::uint8_t i = 0; i < caps.count; ++i) fast += describe(caps.at[i]);
+  for (std::uint8_t i = 0; i < caps.count; ++i) fast += describe(caps.at(i));
   tokentap::JsonSkim skim;
   skim.init(spec, false);
   std::string slow;
