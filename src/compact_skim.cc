@@ -151,9 +151,10 @@ class CompactReader {
     c.end = static_cast<std::uint64_t>(p_ - begin_);
     if (spec_.paths[slot].kind == SkimKind::bytes) {
       const std::size_t cap = spec_.paths[slot].cap_bytes;
-      const bool quoted = type == JsonType::string;
+      const bool quoted = type == JsonType::string;  // kept without its quotes
       const char* const from = quoted ? start + 1 : start;
-      const auto len = static_cast<std::size_t>(p_ - from) - (quoted ? 1 : 0);
+      const char* const to = quoted ? p_ - 1 : p_;
+      const auto len = static_cast<std::size_t>(to - from);
       c.truncated = len > cap;
       c.bytes = std::string_view(from, c.truncated ? cap : len);
     }

@@ -5,14 +5,14 @@
 //  - A compact chunk event, `data: {...}` and an empty line (after an `event: NAME` line for
 //    Responses and Anthropic), LF framing, whole in one feed at an event boundary
 //    (compact_skim.h). OpenAI chat/completions, Responses and Anthropic streams.
-//  - The chunk memo (OpenAI chat/completions): a stream's token chunks differ only in the token's text ("id", "created",
-//    "model", the structure around "content" repeat), so once a chunk's only effect was one
-//    output piece from one non-empty string, the next chunk made of the same bytes before that
-//    string's contents and from its closing quote on, around a non-empty string body, has that
-//    effect too: compact_skim would walk it the same way up to the string, skip the string to
-//    the same closing quote, and walk the same bytes after it; the captures differ only in that
-//    string's length and the offsets after it, which no rule reads. Two memcmp and one string
-//    scan instead of a parse.
+//  - The chunk memo (OpenAI chat/completions): a stream's token chunks differ only in the
+//    token's text ("id", "created", "model", the structure around "content" repeat), so once a
+//    chunk's only effect was one output piece from one non-empty string, the next chunk made of
+//    the same bytes before that string's contents and from its closing quote on, around a
+//    non-empty string body, has that effect too: compact_skim would walk it the same way up to
+//    the string, skip the string to the same closing quote, and walk the same bytes after it;
+//    the captures differ only in that string's length and the offsets after it, which no rule
+//    reads. Two memcmp and one string scan instead of a parse.
 #include <cstring>
 
 #include "byte_scan.h"

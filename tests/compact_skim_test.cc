@@ -84,7 +84,7 @@ const std::string anthropic_start =
     R"({"type":"message_start","message":{"id":"msg_1","type":"message","role":"assistant",)"
     R"("model":"qwen3:8b","content":[],"usage":{"input_tokens":16,"output_tokens":0}}})";
 const std::string anthropic_delta =
-    R"({"type":"content_block_delta","index":0,"delta":{"type":"text_delta","text":"Hi "x""}})";
+    R"({"type":"content_block_delta","index":0,"delta":{"type":"text_delta","text":"Hi \"x\""}})";
 const std::string anthropic_message_delta =
     R"({"type":"message_delta","delta":{"stop_reason":"end_turn"},)"
     R"("usage":{"input_tokens":27,"output_tokens":150}})";

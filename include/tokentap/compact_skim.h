@@ -43,7 +43,7 @@ class CompactCaptures {
   [[nodiscard]] const SkimCapture& at(std::uint8_t i) const {
     return *std::launder(reinterpret_cast<const SkimCapture*>(storage_.data()) + i);
   }
-  // Constructs the next capture; false when all compact_captures_max are taken.
+  // Constructs the next capture; nullptr when all compact_captures_max are taken.
   [[nodiscard]] SkimCapture* add() {
     if (count == compact_captures_max) return nullptr;
     return new (storage_.data() + sizeof(SkimCapture) * count++) SkimCapture{};
