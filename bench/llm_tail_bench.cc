@@ -11,7 +11,7 @@
 #include <vector>
 
 #include "stream_shapes.h"
-#include "tokentap/llm_tail.h"
+#include "tokentap/meter/llm_tail.h"
 
 namespace tokentap {
 namespace {

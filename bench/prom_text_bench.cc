@@ -10,7 +10,7 @@
 #include <string>
 #include <vector>
 
-#include "tokentap/prom_text.h"
+#include "tokentap/obs/prom_text.h"
 
 namespace tokentap {
 namespace {

@@ -8,7 +8,7 @@
 #include <string>
 #include <vector>
 
-#include "tokentap/request_probe.h"
+#include "tokentap/meter/request_probe.h"
 
 namespace tokentap {
 namespace {

@@ -10,7 +10,7 @@
 #include <string>
 #include <vector>
 
-#include "tokentap/timer_wheel.h"
+#include "tokentap/loop/timer_wheel.h"
 
 namespace tokentap {
 namespace {

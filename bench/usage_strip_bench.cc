@@ -10,7 +10,7 @@
 #include <vector>
 
 #include "stream_shapes.h"
-#include "tokentap/usage_strip.h"
+#include "tokentap/meter/usage_strip.h"
 
 namespace tokentap {
 namespace {

@@ -12,8 +12,8 @@ out=${TOKENTAP_FUZZ_OUT:-build-fuzz}  # a long run can use its own folder beside
 mkdir -p "$out"
 flags=(-std=c++20 -O1 -g -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined
        -Iinclude)
-core=(src/json_skim.cc src/json_skim_string.cc src/llm_tail.cc src/ollama_line.cc
-      src/llm_tail_lanes.cc src/compact_skim.cc src/usage_strip.cc src/request_probe.cc)
+core=(src/meter/json_skim.cc src/meter/json_skim_string.cc src/meter/llm_tail.cc src/meter/ollama_line.cc
+      src/meter/llm_tail_lanes.cc src/meter/compact_skim.cc src/meter/usage_strip.cc src/meter/request_probe.cc)
 # TOKENTAP_FUZZ_TARGETS narrows the set (e.g. a long run of only the target whose code changed).
 targets=(${TOKENTAP_FUZZ_TARGETS:-json_skim_fuzz compact_skim_fuzz llm_tail_fuzz usage_strip_fuzz
   request_probe_fuzz http1_fuzz})
@@ -25,7 +25,7 @@ for t in "${targets[@]}"; do
         -I/usr/share/include/llhttp \
         -c "/usr/share/llhttp/$c.c" -o "$out/llhttp_$c.o"
     done
-    clang++ "${flags[@]}" -I/usr/share/include/llhttp "tests/fuzz/$t.cc" src/http1.cc \
+    clang++ "${flags[@]}" -I/usr/share/include/llhttp "tests/fuzz/$t.cc" src/http/http1.cc \
       "$out"/llhttp_{llhttp,api,http}.o -o "$out/$t"
   else
     clang++ "${flags[@]}" "tests/fuzz/$t.cc" "${core[@]}" -lsimdjson -o "$out/$t"

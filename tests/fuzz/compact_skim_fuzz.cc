@@ -9,7 +9,7 @@
 #include <string>
 #include <string_view>
 
-#include "tokentap/compact_skim.h"
+#include "tokentap/meter/compact_skim.h"
 
 namespace {
 

@@ -9,7 +9,7 @@
 #include <string>
 #include <string_view>
 
-#include "tokentap/http1.h"
+#include "tokentap/http/http1.h"
 
 using tokentap::HttpParser;
 

@@ -10,7 +10,7 @@
 #include <string>
 #include <vector>
 
-#include "tokentap/json_skim.h"
+#include "tokentap/meter/json_skim.h"
 
 namespace {
 

@@ -4,7 +4,7 @@
 #include <cstdlib>
 #include <string>
 
-#include "tokentap/llm_tail.h"
+#include "tokentap/meter/llm_tail.h"
 
 namespace {
 

@@ -5,7 +5,7 @@
 #include <cstdlib>
 #include <string>
 
-#include "tokentap/request_probe.h"
+#include "tokentap/meter/request_probe.h"
 
 namespace {
 

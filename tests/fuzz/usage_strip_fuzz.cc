@@ -5,7 +5,7 @@
 #include <cstdlib>
 #include <string>
 
-#include "tokentap/usage_strip.h"
+#include "tokentap/meter/usage_strip.h"
 
 namespace {
 

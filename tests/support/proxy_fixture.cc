@@ -7,7 +7,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-#include "tokentap/config.h"
+#include "tokentap/app/config_parse.h"
 
 namespace tokentap::test {
 

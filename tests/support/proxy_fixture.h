@@ -7,7 +7,7 @@
 #include <string>
 #include <vector>
 
-#include "tokentap/server.h"
+#include "tokentap/app/server.h"
 
 namespace tokentap::test {
 

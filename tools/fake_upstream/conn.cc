@@ -13,7 +13,7 @@
 #include <algorithm>
 #include <array>
 
-#include "../../include/tokentap/assert.h"
+#include "../../include/tokentap/base/assert.h"
 #include "render.h"
 #include "worker.h"
 

@@ -1,7 +1,7 @@
 // Plan and Script (see plan.h): routing, the per-request answer plan, and stream event order.
 #include "plan.h"
 
-#include "../../include/tokentap/assert.h"
+#include "../../include/tokentap/base/assert.h"
 
 namespace tokentap::fake {
 namespace {

@@ -1,5 +1,5 @@
 // Request head parsing and chunked request-body decoding for the fake upstream. Pure functions over
-// bytes: no sockets, no allocation; unit-tested in tests/fake_upstream_test.cc.
+// bytes: no sockets, no allocation; unit-tested in tools/fake_upstream/fake_upstream_test.cc.
 //
 // The head parser takes a complete head (request line through the empty line) and fills a
 // RequestHead whose views point into those bytes, so the caller keeps the bytes alive (Conn copies

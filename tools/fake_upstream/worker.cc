@@ -12,7 +12,7 @@
 
 #include <cstring>
 
-#include "../../include/tokentap/assert.h"
+#include "../../include/tokentap/base/assert.h"
 #include "conn.h"
 
 namespace tokentap::fake {

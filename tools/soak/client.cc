@@ -15,7 +15,7 @@
 
 #include <fmt/format.h>
 
-#include "../../include/tokentap/assert.h"
+#include "../../include/tokentap/base/assert.h"
 
 namespace tokentap::soak {
 namespace {

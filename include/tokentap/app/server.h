@@ -1,0 +1,64 @@
+// Server: starts one Shard per configured thread, each on its own thread with its own
+// SO_REUSEPORT listener and its own MetricsShard, plus the metrics listener that merges the
+// shards on each scrape, and stops them all. The listeners are opened here, on the caller's thread,
+// so a bad address fails start() synchronously and port 0 (tests) resolves to one port that
+// every shard shares.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "tokentap/base/config.h"
+
+namespace tokentap {
+
+class Shard;
+class MetricsShard;
+class MetricsServer;
+class ModelTable;
+class AccessLog;
+
+constexpr int listen_backlog = 4096;
+
+class Server {
+ public:
+  explicit Server(Config config);
+  Server(const Server&) = delete;
+  Server& operator=(const Server&) = delete;
+  ~Server();
+
+  // Opens the listeners and starts every shard; returns once all are accepting or one failed.
+  [[nodiscard]] bool start(std::string* error);
+  // Asks every shard to stop and joins their threads. With drain_ms > 0, requests in progress
+  // get that long to finish first (SIGTERM); new connections are refused at once.
+  void stop(std::uint32_t drain_ms = 0);
+  std::uint16_t port() const { return port_; }
+  std::uint16_t metrics_port() const;
+  // SIGUSR1: reopen the access log file (logrotate moved it).
+  void reopen_access_log();
+  const Config& config() const { return config_; }
+  int shard_count() const { return static_cast<int>(shards_.size()); }
+  const char* features() const;
+
+ private:
+  [[nodiscard]] int open_listener(const Endpoint& ep, std::string* error);
+
+  Config config_;
+  std::uint16_t port_ = 0;
+  std::vector<int> listen_fds_;
+  std::unique_ptr<ModelTable> models_;
+  std::unique_ptr<AccessLog> access_log_;
+  std::vector<std::unique_ptr<MetricsShard>> metrics_;
+  std::unique_ptr<MetricsServer> metrics_server_;
+  std::vector<std::unique_ptr<Shard>> shards_;
+  std::vector<std::thread> threads_;
+  std::string features_;
+};
+
+// Raises RLIMIT_NOFILE's soft limit to its hard limit: every connection costs two descriptors.
+void raise_fd_limit();
+
+}  // namespace tokentap

@@ -1,0 +1,178 @@
+// Server: listener set-up and shard threads; see server.h.
+#include "tokentap/app/server.h"
+
+#include <netinet/in.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+#include <fmt/format.h>
+#include <future>
+
+#include "tokentap/obs/access_log.h"
+#include "tokentap/loop/buf_ring.h"
+#include "tokentap/obs/metrics.h"
+#include "tokentap/obs/metrics_server.h"
+#include "tokentap/obs/model_table.h"
+#include "tokentap/proxy/shard.h"
+
+namespace tokentap {
+
+void raise_fd_limit() {
+  rlimit lim{};
+  if (getrlimit(RLIMIT_NOFILE, &lim) == 0 && lim.rlim_cur < lim.rlim_max) {
+    lim.rlim_cur = lim.rlim_max;
+    (void)setrlimit(RLIMIT_NOFILE, &lim);
+  }
+}
+
+namespace {
+
+// The address a local client reaches a listener at: its own address with the bound port, or
+// loopback when it listens on a wildcard.
+Endpoint local_endpoint(const Endpoint& listen, std::uint16_t port) {
+  Endpoint ep = listen;
+  if (ep.addr.ss_family == AF_INET) {
+    auto* a = reinterpret_cast<sockaddr_in*>(&ep.addr);
+    if (a->sin_addr.s_addr == htonl(INADDR_ANY)) a->sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    a->sin_port = htons(port);
+  } else if (ep.addr.ss_family == AF_INET6) {
+    auto* a = reinterpret_cast<sockaddr_in6*>(&ep.addr);
+    if (IN6_IS_ADDR_UNSPECIFIED(&a->sin6_addr)) a->sin6_addr = in6addr_loopback;
+    a->sin6_port = htons(port);
+  }
+  return ep;
+}
+
+}  // namespace
+
+Server::Server(Config config) : config_(std::move(config)) {}
+
+Server::~Server() { stop(); }
+
+int Server::open_listener(const Endpoint& ep, std::string* error) {
+  const int fd = socket(ep.addr.ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (fd < 0) {
+    *error = fmt::format("socket: {}", std::strerror(errno));
+    return -1;
+  }
+  const int one = 1;
+  setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+  setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one));
+  sockaddr_storage addr = ep.addr;
+  if (port_ != 0) {
+    // Every shard binds the port the first one got (port 0 asks the kernel for one).
+    if (addr.ss_family == AF_INET) reinterpret_cast<sockaddr_in*>(&addr)->sin_port = htons(port_);
+    if (addr.ss_family == AF_INET6) reinterpret_cast<sockaddr_in6*>(&addr)->sin6_port = htons(port_);
+  }
+  if (bind(fd, reinterpret_cast<sockaddr*>(&addr), ep.addr_len) != 0 ||
+      listen(fd, listen_backlog) != 0) {
+    *error = fmt::format("cannot listen on {}: {}", ep.text, std::strerror(errno));
+    close(fd);
+    return -1;
+  }
+  if (port_ == 0) {
+    sockaddr_storage bound{};
+    socklen_t len = sizeof(bound);
+    getsockname(fd, reinterpret_cast<sockaddr*>(&bound), &len);
+    port_ = ntohs(bound.ss_family == AF_INET
+                      ? reinterpret_cast<sockaddr_in*>(&bound)->sin_port
+                      : reinterpret_cast<sockaddr_in6*>(&bound)->sin6_port);
+  }
+  return fd;
+}
+
+std::uint16_t Server::metrics_port() const {
+  return metrics_server_ ? metrics_server_->port() : 0;
+}
+
+bool Server::start(std::string* error) {
+  raise_fd_limit();
+  models_ = std::make_unique<ModelTable>(config_.max_models);
+  if (!config_.access_log.empty()) {
+    access_log_ = std::make_unique<AccessLog>(config_.access_log,
+                                              static_cast<std::size_t>(config_.threads));
+    if (!access_log_->start(error)) return false;
+  }
+  for (int i = 0; i < config_.threads; ++i) {
+    const int fd = open_listener(config_.listen, error);
+    if (fd < 0) {
+      stop();
+      return false;
+    }
+    listen_fds_.push_back(fd);
+    metrics_.push_back(std::make_unique<MetricsShard>());
+    AccessRing* ring = access_log_ ? &access_log_->ring(static_cast<std::size_t>(i)) : nullptr;
+    shards_.push_back(
+        std::make_unique<Shard>(config_, i, fd, *metrics_.back(), *models_, ring));
+  }
+  std::vector<const MetricsShard*> views;
+  for (const auto& m : metrics_) views.push_back(m.get());
+  metrics_server_ = std::make_unique<MetricsServer>(
+      views, *models_, MetricsServerOptions{config_.metrics_listen, config_.metrics_token,
+                                            TOKENTAP_VERSION});
+  if (!metrics_server_->start(error)) {
+    *error = "--metrics-listen: " + *error;
+    stop();
+    return false;
+  }
+  config_.metrics_local = local_endpoint(config_.metrics_listen, metrics_server_->port());
+  std::vector<std::promise<std::string>> ready(shards_.size());
+  std::vector<std::future<std::string>> results;
+  for (auto& p : ready) results.push_back(p.get_future());
+  for (std::size_t i = 0; i < shards_.size(); ++i) {
+    threads_.emplace_back([this, i, promise = &ready[i]]() mutable {
+      std::string err;
+      if (!shards_[i]->init(&err)) {
+        promise->set_value(err.empty() ? "shard init failed" : err);
+        return;
+      }
+      promise->set_value("");
+      shards_[i]->run();
+    });
+  }
+  bool ok = true;
+  for (std::size_t i = 0; i < results.size(); ++i) {
+    std::string err = results[i].get();
+    if (!err.empty() && ok) {
+      *error = fmt::format("shard {}: {}", i, err);
+      ok = false;
+    }
+  }
+  if (!ok) {
+    stop();
+    return false;
+  }
+  // Written by shard 0 during init, read here after its promise was fulfilled.
+  features_ = fmt::format("{} shards, {}, multishot accept/recv, {} provided buffers of {} KiB, "
+                          "splice pipes, SO_REUSEPORT",
+                          shards_.size(), shards_[0]->ring().features_text(),
+                          config_.ring_buffers, buf_bytes / 1024);
+  return true;
+}
+
+void Server::stop(std::uint32_t drain_ms) {
+  for (auto& s : shards_) s->request_stop(drain_ms);
+  for (int fd : listen_fds_) shutdown(fd, SHUT_RD);  // refuse new connections during a drain
+  for (auto& t : threads_) {
+    if (t.joinable()) t.join();
+  }
+  threads_.clear();
+  if (metrics_server_) metrics_server_->stop();
+  shards_.clear();
+  metrics_server_.reset();
+  metrics_.clear();
+  if (access_log_) access_log_->stop();  // after the shards: their last lines are written
+  for (int fd : listen_fds_) close(fd);
+  listen_fds_.clear();
+}
+
+const char* Server::features() const { return features_.c_str(); }
+
+void Server::reopen_access_log() {
+  if (access_log_) access_log_->reopen();
+}
+
+}  // namespace tokentap
