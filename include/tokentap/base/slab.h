@@ -25,10 +25,14 @@
 
 namespace tokentap {
 
+// The one "no slot" value of every slab (connections, upstream connections, metering state):
+// a slot index of one slab is never compared with another slab's sentinel by mistake.
+inline constexpr std::uint32_t slot_none = UINT32_MAX;
+
 template <typename T>
 class Slab {
  public:
-  static constexpr std::uint32_t none = UINT32_MAX;
+  static constexpr std::uint32_t none = slot_none;
 
   Slab() = default;
   Slab(const Slab&) = delete;

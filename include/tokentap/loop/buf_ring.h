@@ -32,6 +32,11 @@ constexpr std::uint16_t buf_group_id = 0;
 static_assert((buf_ring_count & (buf_ring_count - 1)) == 0, "ring entries must be a power of 2");
 static_assert(32768 + buf_spare_count <= 65535, "buffer ids are 16 bits, --buffers included");
 
+// The ring buffer a multishot recv completion filled (valid when IORING_CQE_F_BUFFER is set).
+[[nodiscard]] inline std::uint16_t buffer_id(std::uint32_t cqe_flags) {
+  return static_cast<std::uint16_t>(cqe_flags >> IORING_CQE_BUFFER_SHIFT);
+}
+
 class BufRing {
  public:
   BufRing() = default;
