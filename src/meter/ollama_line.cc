@@ -1,11 +1,11 @@
 // ollama_line: see ollama_line.h for what a yes guarantees.
-#include "tokentap/ollama_line.h"
+#include "tokentap/meter/ollama_line.h"
 
 #include <bit>
 #include <cstdint>
 
 #include "byte_scan.h"
-#include "tokentap/assert.h"
+#include "tokentap/base/assert.h"
 
 namespace tokentap {
 namespace {
