@@ -23,6 +23,8 @@
 #include "tokentap/base/clock.h"
 #include "tokentap/base/config.h"
 #include "support/proxy_fixture.h"
+#include "support/scripted_upstream.h"
+#include "support/stream_parts.h"
 #include "support/tcp_segments.h"
 #include "tokentap/app/server.h"
 #include "tokentap/upstream/upstream_pool.h"
@@ -32,150 +34,17 @@ namespace {
 
 using namespace std::chrono_literals;
 
-int listen_loopback(std::uint16_t* port) {
-  const int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  sockaddr_in a{};
-  a.sin_family = AF_INET;
-  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  const int one = 1;
-  setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
-  if (bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof(a)) != 0 || listen(fd, 4096) != 0) return -1;
-  socklen_t len = sizeof(a);
-  getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len);
-  *port = ntohs(a.sin_port);
-  return fd;
-}
-
-int connect_loopback(std::uint16_t port) {
-  const int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  sockaddr_in a{};
-  a.sin_family = AF_INET;
-  a.sin_port = htons(port);
-  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  if (connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof(a)) != 0) {
-    close(fd);
-    return -1;
-  }
-  const int one = 1;
-  setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-  return fd;
-}
-
-void send_all(int fd, std::string_view s) {
-  while (!s.empty()) {
-    const ssize_t n = send(fd, s.data(), s.size(), MSG_NOSIGNAL);
-    if (n <= 0) return;
-    s.remove_prefix(static_cast<std::size_t>(n));
-  }
-}
-
-// Reads until `done(data)` says so, the peer closes, or the deadline passes.
-std::string read_until(int fd, const std::function<bool(const std::string&)>& done,
-                       std::chrono::milliseconds deadline = 5000ms, bool* closed = nullptr) {
-  std::string data;
-  const auto end = std::chrono::steady_clock::now() + deadline;
-  if (closed != nullptr) *closed = false;
-  while (!done(data)) {
-    const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
-        end - std::chrono::steady_clock::now());
-    if (left.count() <= 0) break;
-    pollfd p{fd, POLLIN, 0};
-    if (poll(&p, 1, static_cast<int>(left.count())) <= 0) break;
-    char buf[65536];
-    const ssize_t n = recv(fd, buf, sizeof(buf), 0);
-    if (n <= 0) {
-      if (closed != nullptr) *closed = true;
-      break;
-    }
-    data.append(buf, static_cast<std::size_t>(n));
-  }
-  return data;
-}
-
-bool has_head(const std::string& d) { return d.find("\r\n\r\n") != std::string::npos; }
-
-// Everything the peer sends until it closes (or the deadline passes).
-std::string read_to_close(int fd, std::chrono::milliseconds deadline = 5000ms,
-                          bool* closed = nullptr) {
-  return read_until(
-      fd, [](const std::string&) { return false; }, deadline, closed);
-}
-
-// A one-thread upstream that hands each accepted connection to the test's script.
-class ScriptedUpstream {
- public:
-  using Script = std::function<void(int fd, ScriptedUpstream& self)>;
-  explicit ScriptedUpstream(Script script) : script_(std::move(script)) {
-    fd_ = listen_loopback(&port_);
-    thread_ = std::thread([this] {
-      for (;;) {
-        const int c = accept(fd_, nullptr, nullptr);
-        if (c < 0) return;
-        ++accepted;
-        workers_.emplace_back([this, c] {
-          script_(c, *this);
-          close(c);
-        });
-      }
-    });
-  }
-  ~ScriptedUpstream() {
-    shutdown(fd_, SHUT_RDWR);
-    close(fd_);
-    thread_.join();
-    for (auto& w : workers_) w.join();
-  }
-  // Reads one request head (and a Content-Length body) from fd.
-  std::string read_request(int fd) {
-    std::string req = read_until(fd, [](const std::string& d) {
-      const auto h = d.find("\r\n\r\n");
-      if (h == std::string::npos) return false;
-      const auto cl = d.find("Content-Length: ");
-      if (cl == std::string::npos || cl > h) return true;
-      return d.size() >= h + 4 + std::stoul(d.substr(cl + 16));
-    });
-    std::lock_guard<std::mutex> lock(mu_);
-    requests_.push_back(req);
-    return req;
-  }
-  std::vector<std::string> requests() {
-    std::lock_guard<std::mutex> lock(mu_);
-    return requests_;
-  }
-  std::uint16_t port() const { return port_; }
-  // A script answering up to `times` requests on each connection with the same bytes.
-  static Script answer_each(std::string response, int times = INT32_MAX) {
-    return [response = std::move(response), times](int fd, ScriptedUpstream& self) {
-      for (int i = 0; i < times; ++i) {
-        if (self.read_request(fd).empty()) return;
-        send_all(fd, response);
-      }
-    };
-  }
-  std::atomic<int> accepted{0};
-  std::atomic<std::uint64_t> peer_closed_ns{0};
-
- private:
-  Script script_;
-  int fd_ = -1;
-  std::uint16_t port_ = 0;
-  std::thread thread_;
-  std::vector<std::thread> workers_;
-  std::mutex mu_;
-  std::vector<std::string> requests_;
-};
-
-using Proxy = test::TestProxy;
-
-#define START_PROXY(name, upstream_port) TT_START_PROXY(name, upstream_port)
-
-constexpr const char* ok_body = "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\n"
-                                "Content-Length: 5\r\n\r\nhello";
-
-// Reads one ok_body-sized answer from the proxy.
-std::string read_ok(int fd) {
-  return read_until(fd, [](const std::string& d) { return d.size() >= std::strlen(ok_body); });
-}
+using test::ScriptedUpstream;
+using test::chunk;
+using test::connect_loopback;
+using test::dechunk;
+using test::has_head;
+using test::listen_loopback;
+using test::ok_body;
+using test::read_ok;
+using test::read_to_close;
+using test::read_until;
+using test::send_all;
 
 TEST(ProxyScripted, ForwardsAndRewritesHost) {
   ScriptedUpstream up([](int fd, ScriptedUpstream& self) {
@@ -183,7 +52,7 @@ TEST(ProxyScripted, ForwardsAndRewritesHost) {
     send_all(fd, ok_body);
     read_to_close(fd, 2000ms);
   });
-  START_PROXY(proxy, up.port());
+  TT_START_PROXY(proxy, up.port());
   const int c = connect_loopback(proxy.port());
   send_all(c, "GET /api/tags HTTP/1.1\r\nHost: proxy.example.com\r\nX-Keep: yes\r\n\r\n");
   const std::string resp = read_ok(c);
@@ -197,7 +66,7 @@ TEST(ProxyScripted, ForwardsAndRewritesHost) {
 
 TEST(ProxyScripted, KeepAliveReusesTheUpstreamConnection) {
   ScriptedUpstream up(ScriptedUpstream::answer_each(ok_body, 3));
-  START_PROXY(proxy, up.port());
+  TT_START_PROXY(proxy, up.port());
   const int c = connect_loopback(proxy.port());
   for (int i = 0; i < 3; ++i) {
     send_all(c, "GET / HTTP/1.1\r\nHost: x\r\n\r\n");
@@ -224,7 +93,7 @@ TEST(ProxyScripted, RequestHeadAndBodyLeaveInOneUpstreamSegment) {
       send_all(fd, ok_body);
     }
   });
-  START_PROXY(proxy, up.port());
+  TT_START_PROXY(proxy, up.port());
   const int c = connect_loopback(proxy.port());
   const std::string body = R"({"model":"m","prompt":"hi","stream":false})";
   for (int i = 0; i < requests; ++i) {
@@ -251,7 +120,7 @@ TEST(ProxyScripted, PipelinedRequestsAnsweredInOrder) {
       send_all(fd, "HTTP/1.1 200 OK\r\nContent-Length: 3\r\n\r\n" + body);
     }
   });
-  START_PROXY(proxy, up.port());
+  TT_START_PROXY(proxy, up.port());
   const int c = connect_loopback(proxy.port());
   send_all(c, "GET /first HTTP/1.1\r\nHost: x\r\n\r\nGET /second HTTP/1.1\r\nHost: x\r\n\r\n");
   const std::string resp = read_until(c, [](const std::string& d) {
@@ -266,7 +135,7 @@ TEST(ProxyScripted, UpstreamDownGives502InOllamaShape) {
   std::uint16_t dead_port = 0;
   const int fd = listen_loopback(&dead_port);
   close(fd);  // nothing listens there now
-  START_PROXY(proxy, dead_port);
+  TT_START_PROXY(proxy, dead_port);
   const int c = connect_loopback(proxy.port());
   send_all(c, "POST /api/generate HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\n\r\n{}");
   bool closed = false;
@@ -287,7 +156,7 @@ TEST(ProxyScripted, UpstreamResetMidStreamTruncatesTheClient) {
     linger l{1, 0};
     setsockopt(fd, SOL_SOCKET, SO_LINGER, &l, sizeof(l));  // close() sends RST
   });
-  START_PROXY(proxy, up.port());
+  TT_START_PROXY(proxy, up.port());
   const int c = connect_loopback(proxy.port());
   send_all(c, "POST /api/generate HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\n\r\n{}");
   bool closed = false;
@@ -307,7 +176,7 @@ TEST(ProxyScripted, ClientAbortClosesTheUpstreamWithin50ms) {
     read_to_close(fd, 5000ms);
     upstream_saw_close_ns = monotonic_ns();
   });
-  START_PROXY(proxy, up.port());
+  TT_START_PROXY(proxy, up.port());
   const int c = connect_loopback(proxy.port());
   send_all(c, "POST /api/chat HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\n\r\n{}");
   read_until(c, [](const std::string& d) { return d.find("token") != std::string::npos; });
@@ -324,7 +193,7 @@ TEST(ProxyScripted, GarbageFromUpstreamGives502) {
     send_all(fd, "THIS IS NOT HTTP\r\n\r\n");
     read_to_close(fd, 1000ms);
   });
-  START_PROXY(proxy, up.port());
+  TT_START_PROXY(proxy, up.port());
   const int c = connect_loopback(proxy.port());
   send_all(c, "GET / HTTP/1.1\r\nHost: x\r\n\r\n");
   const std::string resp = read_until(c, has_head);
@@ -338,7 +207,7 @@ TEST(ProxyScripted, UpstreamClosingAPooledConnectionIsNoticed) {
     send_all(fd, ok_body);
     // then close while the proxy holds this connection in its pool
   });
-  START_PROXY(proxy, up.port());
+  TT_START_PROXY(proxy, up.port());
   for (int i = 0; i < 3; ++i) {
     const int c = connect_loopback(proxy.port());
     send_all(c, "GET / HTTP/1.1\r\nHost: x\r\n\r\n");
@@ -352,7 +221,7 @@ TEST(ProxyScripted, UpstreamClosingAPooledConnectionIsNoticed) {
 
 TEST(ProxyScripted, BadRequestGets400AndClose) {
   ScriptedUpstream up([](int fd, ScriptedUpstream& self) { self.read_request(fd); });
-  START_PROXY(proxy, up.port());
+  TT_START_PROXY(proxy, up.port());
   const int c = connect_loopback(proxy.port());
   send_all(c, "GET / HTTP/1.1\r\nHost: x\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\nab");
   bool closed = false;
@@ -365,7 +234,7 @@ TEST(ProxyScripted, BadRequestGets400AndClose) {
 
 TEST(ProxyScripted, OversizedHeadGets431) {
   ScriptedUpstream up([](int fd, ScriptedUpstream& self) { self.read_request(fd); });
-  START_PROXY(proxy, up.port());
+  TT_START_PROXY(proxy, up.port());
   const int c = connect_loopback(proxy.port());
   send_all(c, "GET / HTTP/1.1\r\nHost: x\r\nX-Big: " + std::string(20000, 'a') + "\r\n\r\n");
   const std::string resp = read_until(c, has_head);
@@ -387,7 +256,7 @@ TEST(ProxyScripted, HeadResponseHasNoBody) {
       }
     }
   });
-  START_PROXY(proxy, up.port());
+  TT_START_PROXY(proxy, up.port());
   const int c = connect_loopback(proxy.port());
   send_all(c, "HEAD / HTTP/1.1\r\nHost: x\r\n\r\n");
   const std::string head = read_until(c, has_head);
@@ -408,7 +277,7 @@ TEST(ProxyScripted, Http10ClientGetsACloseDelimitedResponse) {
     // Go answers an HTTP/1.0 request without chunking and closes.
     send_all(fd, "HTTP/1.0 200 OK\r\nContent-Type: application/json\r\n\r\n{\"ok\":true}");
   });
-  START_PROXY(proxy, up.port());
+  TT_START_PROXY(proxy, up.port());
   const int c = connect_loopback(proxy.port());
   send_all(c, "GET /api/version HTTP/1.0\r\n\r\n");
   bool closed = false;
@@ -431,7 +300,7 @@ TEST(ProxyScripted, ExpectContinueIsForwardedBothWays) {
     send_all(fd, "HTTP/1.1 201 Created\r\nContent-Length: " + std::to_string(body.size()) +
                      "\r\n\r\n" + body);
   });
-  START_PROXY(proxy, up.port());
+  TT_START_PROXY(proxy, up.port());
   const int c = connect_loopback(proxy.port());
   send_all(c, "POST /api/blobs/sha256:abc HTTP/1.1\r\nHost: x\r\nContent-Length: 10\r\n"
               "Expect: 100-continue\r\n\r\n");
@@ -445,9 +314,9 @@ TEST(ProxyScripted, ExpectContinueIsForwardedBothWays) {
   close(c);
 }
 
+// The upstream-side and client-side checksums of a spliced body, chunk by chunk.
 std::uint64_t fnv1a(std::uint64_t h, const char* p, std::size_t n) {
-  for (std::size_t i = 0; i < n; ++i) h = (h ^ static_cast<unsigned char>(p[i])) * 1099511628211ull;
-  return h;
+  return test::fnv1a64(std::string_view(p, n), h);
 }
 constexpr std::uint64_t fnv_basis = 14695981039346656037ull;
 
@@ -471,7 +340,7 @@ TEST(ProxyScripted, LargeUploadIsSplicedIntact) {
     upstream_bytes = got;
     send_all(fd, "HTTP/1.1 201 Created\r\nContent-Length: 0\r\n\r\n");
   });
-  START_PROXY(proxy, up.port());
+  TT_START_PROXY(proxy, up.port());
   const int c = connect_loopback(proxy.port());
   send_all(c, "POST /api/blobs/sha256:big HTTP/1.1\r\nHost: x\r\nContent-Length: " +
                   std::to_string(total) + "\r\n\r\n");
@@ -504,7 +373,7 @@ TEST(ProxyScripted, LargeDownloadIsSplicedIntact) {
     }
     read_to_close(fd, 2000ms);
   });
-  START_PROXY(proxy, up.port());
+  TT_START_PROXY(proxy, up.port());
   const int c = connect_loopback(proxy.port());
   send_all(c, "GET /model.bin HTTP/1.1\r\nHost: x\r\n\r\n");
   std::string head = read_until(c, has_head);
@@ -535,7 +404,7 @@ using test::metric_sum;
 
 TEST(ProxyScripted, MetricsCountRequestsBytesAndFailures) {
   ScriptedUpstream up(ScriptedUpstream::answer_each(ok_body, 3));
-  START_PROXY(proxy, up.port());
+  TT_START_PROXY(proxy, up.port());
   const int c = connect_loopback(proxy.port());
   const std::string req = "GET /api/tags HTTP/1.1\r\nHost: x\r\n\r\n";
   for (int i = 0; i < 3; ++i) {
@@ -557,7 +426,7 @@ TEST(ProxyScripted, MetricsCountRequestsBytesAndFailures) {
 TEST(ProxyScripted, MetricsCountUpstreamConnectErrorsAnd502) {
   std::uint16_t dead_port = 0;
   close(listen_loopback(&dead_port));
-  START_PROXY(proxy, dead_port);
+  TT_START_PROXY(proxy, dead_port);
   const int c = connect_loopback(proxy.port());
   send_all(c, "POST /api/generate HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\n\r\n{}");
   read_to_close(c, 3000ms);
@@ -654,12 +523,6 @@ TEST(ProxyScripted, IdleKeepAliveIsClosedButStreamsAreNot) {
 }
 
 
-std::string chunk(const std::string& data) {
-  char size[16];
-  std::snprintf(size, sizeof(size), "%zx\r\n", data.size());
-  return size + data + "\r\n";
-}
-
 TEST(ProxyScripted, MetersAnOllamaStream) {
   ScriptedUpstream up([](int fd, ScriptedUpstream& self) {
     self.read_request(fd);
@@ -677,7 +540,7 @@ TEST(ProxyScripted, MetersAnOllamaStream) {
                      "0\r\n\r\n");
     read_to_close(fd, 1000ms);
   });
-  START_PROXY(proxy, up.port());
+  TT_START_PROXY(proxy, up.port());
   const int c = connect_loopback(proxy.port());
   const std::string body = "{\"prompt\":\"Why is the sky blue?\",\"model\":\"llama3.2\"}";
   send_all(c, "POST /api/generate HTTP/1.1\r\nHost: x\r\nContent-Length: " +
@@ -708,7 +571,7 @@ TEST(ProxyScripted, TruncatedStreamCountsUsageMissing) {
                      chunk("{\"model\":\"m1\",\"response\":\"The\",\"done\":false}\n"));
     std::this_thread::sleep_for(30ms);
   });
-  START_PROXY(proxy, up.port());
+  TT_START_PROXY(proxy, up.port());
   const int c = connect_loopback(proxy.port());
   const std::string body = "{\"model\":\"m1\",\"prompt\":\"x\"}";
   send_all(c, "POST /api/chat HTTP/1.1\r\nHost: x\r\nContent-Length: " +
@@ -723,22 +586,6 @@ TEST(ProxyScripted, TruncatedStreamCountsUsageMissing) {
   EXPECT_EQ(metric(m, "tokentap_upstream_errors_total{kind=\"reset\"}"), 0);
 }
 
-
-// The body of a chunked HTTP/1.1 message, de-chunked (framing is not part of what a client reads).
-std::string dechunk(const std::string& message) {
-  std::size_t at = message.find("\r\n\r\n");
-  if (at == std::string::npos) return "";
-  at += 4;
-  std::string body;
-  for (;;) {
-    const std::size_t eol = message.find("\r\n", at);
-    if (eol == std::string::npos) return body;
-    const std::size_t size = std::stoul(message.substr(at, eol - at), nullptr, 16);
-    if (size == 0) return body;
-    body += message.substr(eol + 2, size);
-    at = eol + 2 + size + 2;
-  }
-}
 
 const std::string sse_prefix =
     "data: {\"id\":\"chatcmpl-318\",\"object\":\"chat.completion.chunk\",\"created\":1787580250,"
@@ -767,7 +614,7 @@ void serve_openai_stream(int fd, ScriptedUpstream& self) {
 
 TEST(ProxyScripted, InjectsIncludeUsageAndStripsItFromTheStream) {
   ScriptedUpstream up(serve_openai_stream);
-  START_PROXY(proxy, up.port());
+  TT_START_PROXY(proxy, up.port());
   const int c = connect_loopback(proxy.port());
   const std::string body =
       "{\"model\":\"llama3.2\",\"messages\":[{\"role\":\"user\",\"content\":\"Hi\"}],\"stream\":true}";
@@ -797,7 +644,7 @@ TEST(ProxyScripted, InjectsIncludeUsageAndStripsItFromTheStream) {
 
 TEST(ProxyScripted, ClientAskedForUsageGetsItUntouched) {
   ScriptedUpstream up(serve_openai_stream);
-  START_PROXY(proxy, up.port());
+  TT_START_PROXY(proxy, up.port());
   const int c = connect_loopback(proxy.port());
   const std::string body = "{\"model\":\"llama3.2\",\"messages\":[],\"stream\":true,"
                            "\"stream_options\":{\"include_usage\":true}}";
@@ -833,7 +680,7 @@ TEST(ProxyScripted, ThousandConcurrentStreams) {
       send_all(fd, "0\r\n\r\n");
     }
   });
-  START_PROXY(proxy, up.port());
+  TT_START_PROXY(proxy, up.port());
   std::vector<int> fds;
   std::unordered_map<int, std::string> got;
   for (int i = 0; i < clients; ++i) {
@@ -884,7 +731,7 @@ TEST(ProxyScripted, BodylessResponseEndsWithoutWaitingForMoreBytes) {
   // proxy must see the response end at the head, deliver it, and reuse the connection.
   ScriptedUpstream up(ScriptedUpstream::answer_each(
       "HTTP/1.1 204 No Content\r\nDate: Mon, 24 Aug 2026 14:00:11 GMT\r\n\r\n", 2));
-  START_PROXY(proxy, up.port());
+  TT_START_PROXY(proxy, up.port());
   const int c = connect_loopback(proxy.port());
   for (int i = 0; i < 2; ++i) {
     send_all(c, "OPTIONS /api/chat HTTP/1.1\r\nHost: x\r\n\r\n");
@@ -907,7 +754,7 @@ TEST(ProxyScripted, DrainLetsStreamsFinishAndRefusesNewConnections) {
     send_all(fd, "0\r\n\r\n");
     read_to_close(fd, 2000ms);
   });
-  START_PROXY(proxy, up.port());
+  TT_START_PROXY(proxy, up.port());
   const int streaming = connect_loopback(proxy.port());
   const int idle = connect_loopback(proxy.port());
   send_all(streaming, "POST /api/generate HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\n\r\n{}");
@@ -970,7 +817,7 @@ TEST(ProxyScripted, TokenSumsAreExactOver100kRequestsOnAllShards) {
                    "Content-Length: " + std::to_string(body.size()) + "\r\n\r\n" + body);
     }
   });
-  START_PROXY(proxy, up.port());
+  TT_START_PROXY(proxy, up.port());
   std::vector<std::thread> clients;
   std::atomic<int> ok{0};
   for (int t = 0; t < connections; ++t) {
@@ -1034,7 +881,7 @@ TEST(ProxyScripted, SmugglingCorpusIsRefusedAndNeverReachesTheUpstream) {
       {"GET /" + std::string(9000, 'a') + " HTTP/1.1\r\nHost: x\r\n\r\n", "400"},
   };
   ScriptedUpstream up([](int fd, ScriptedUpstream& self) { self.read_request(fd); });
-  START_PROXY(proxy, up.port());
+  TT_START_PROXY(proxy, up.port());
   for (const Case& c : cases) {
     const int fd = connect_loopback(proxy.port());
     send_all(fd, c.raw);
@@ -1064,7 +911,7 @@ TEST(ProxyScripted, BrokenChunkedRequestBodyGets400AndCutsTheUpstream) {
     const std::string got = read_to_close(fd, 3000ms);
     if (got.find("0\r\n\r\n") != std::string::npos) ++complete_bodies;
   });
-  START_PROXY(proxy, up.port());
+  TT_START_PROXY(proxy, up.port());
   for (const std::string& body : bodies) {
     const int c = connect_loopback(proxy.port());
     send_all(c, "POST /api/generate HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n");
@@ -1108,7 +955,7 @@ TEST(ProxyScripted, BodyShorterThanContentLengthIsMalformedAndTruncated) {
     self.read_request(fd);
     send_all(fd, "HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\nonly part");
   });  // then a clean close (FIN) 91 bytes early
-  START_PROXY(proxy, up.port());
+  TT_START_PROXY(proxy, up.port());
   const int c = connect_loopback(proxy.port());
   send_all(c, "GET /api/version HTTP/1.1\r\nHost: x\r\n\r\n");
   bool closed = false;
@@ -1129,7 +976,7 @@ TEST(ProxyScripted, MalformedChunkAfterOutputDeliversWhatCameThenCloses) {
     send_all(fd, good + "zz\r\n");  // not a chunk size
     read_to_close(fd, 1000ms);
   });
-  START_PROXY(proxy, up.port());
+  TT_START_PROXY(proxy, up.port());
   const int c = connect_loopback(proxy.port());
   send_all(c, "POST /api/generate HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\n\r\n{}");
   bool closed = false;
