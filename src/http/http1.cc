@@ -29,6 +29,7 @@ void HttpParser::init(llhttp_type_t type) {
   no_body_ = false;
   request_ = type == HTTP_REQUEST;
   upgrade_ = false;
+  bodyless_ = false;
   content_length_ = 0;
   pending_ = Stop::need_more;
 }
@@ -41,6 +42,7 @@ int HttpParser::on_headers_complete(llhttp_t* p) {
   auto* self = static_cast<HttpParser*>(p->data);
   self->content_length_ = p->content_length;
   self->upgrade_ = p->upgrade != 0;
+  self->bodyless_ = false;
   // A request that asked for an upgrade (h2c, websocket) is forwarded without Upgrade, so the
   // bytes after it are the next HTTP/1.1 request. llhttp reads the flag after this callback,
   // both to frame the body and at the message end; cleared here, it frames the body as usual
@@ -48,9 +50,21 @@ int HttpParser::on_headers_complete(llhttp_t* p) {
   // connection wedged, issue 20). CONNECT keeps it: what follows its head is a tunnel.
   if (self->request_ && p->method != HTTP_CONNECT) p->upgrade = 0;
   if (self->no_body_) {
+    self->bodyless_ = true;
+    self->content_length_ = 0;
     // A response to HEAD: llhttp cannot know the method, so tell it there is no body.
     // The message then completes at once and its pause reports both stops together.
     return 1;
+  }
+  const int status = p->status_code;
+  if (!self->request_ && (status < 200 || status == 204 || status == 304)) {
+    // RFC 9112 §6.3 rule 1: a 1xx, 204 or 304 response ends at its head whatever its
+    // Content-Length or Transfer-Encoding say; llhttp 8 would read that many bytes of the next
+    // response as a body. F_SKIPBODY is what returning 1 sets; set by hand, the head pause
+    // below is kept, so the caller still sees head_done, then message_done.
+    p->flags |= F_SKIPBODY;
+    self->bodyless_ = true;
+    self->content_length_ = 0;  // a Content-Length here describes a body that is not sent
   }
   self->pending_ = Stop::head_done;
   return HPE_PAUSED;

@@ -5,6 +5,7 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <cstring>
 #include <string>
 #include <vector>
 
@@ -256,6 +257,38 @@ TEST(HttpParser, FramingConflictsAreErrors) {
     const auto stops = stops_of(p, raw, 4096);
     ASSERT_FALSE(stops.empty()) << raw;
     EXPECT_EQ(stops.back(), HttpParser::Stop::error) << raw;
+  }
+}
+
+TEST(HttpParser, BodylessStatusesEndAtTheirHead) {
+  // RFC 9112 §6.3 rule 1: 1xx, 204 and 304 end at the empty line whatever their Content-Length
+  // or Transfer-Encoding say; llhttp 8 alone read the next response's bytes as their body.
+  const std::string next = "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok";
+  const char* heads[] = {
+      "HTTP/1.1 204 No Content\r\nContent-Length: 5\r\n\r\n",
+      "HTTP/1.1 304 Not Modified\r\nContent-Length: 100000\r\n\r\n",
+      "HTTP/1.1 204 No Content\r\nTransfer-Encoding: chunked\r\n\r\n",
+      "HTTP/1.1 103 Early Hints\r\nContent-Length: 5\r\n\r\n",
+  };
+  using S = HttpParser::Stop;
+  for (const char* head : heads) {
+    HttpParser p;
+    p.init_response();
+    const std::string msg = head + next;
+    std::size_t used = 0;
+    ASSERT_EQ(p.feed(msg.data(), msg.size(), &used), S::head_done) << head;
+    EXPECT_EQ(used, std::strlen(head));
+    EXPECT_TRUE(p.bodyless());
+    EXPECT_EQ(p.content_length(), 0u);
+    EXPECT_EQ(p.body_remaining(), 0u);
+    std::size_t off = used;
+    ASSERT_EQ(p.feed(msg.data() + off, msg.size() - off, &used), S::message_done) << head;
+    EXPECT_EQ(used, 0u);
+    if (p.status() >= 200) p.init_response();
+    ASSERT_EQ(p.feed(msg.data() + off, msg.size() - off, &used), S::head_done) << head;
+    EXPECT_EQ(p.status(), 200);
+    EXPECT_FALSE(p.bodyless());
+    EXPECT_EQ(p.content_length(), 2u);
   }
 }
 

@@ -66,9 +66,14 @@ class HttpParser {
   bool keep_alive() const { return llhttp_should_keep_alive(&parser_) != 0; }
   bool chunked() const { return (parser_.flags & F_CHUNKED) != 0; }
   bool has_content_length() const { return (parser_.flags & F_CONTENT_LENGTH) != 0; }
+  // The body's length from Content-Length; 0 for a bodyless response (see bodyless()).
   std::uint64_t content_length() const { return content_length_; }
   // Body bytes of a Content-Length message not parsed yet (llhttp counts them down).
-  std::uint64_t body_remaining() const { return parser_.content_length; }
+  std::uint64_t body_remaining() const { return bodyless_ ? 0 : parser_.content_length; }
+  // Response side: no body follows this head whatever its fields say (RFC 9112 §6.3 rule 1:
+  // an answer to HEAD, 1xx, 204, 304). has_content_length() and chunked() still report the
+  // fields as sent; content_length() and body_remaining() are 0.
+  bool bodyless() const { return bodyless_; }
   int status() const { return parser_.status_code; }
   std::uint8_t method() const { return parser_.method; }
   std::uint8_t http_major() const { return parser_.http_major; }
@@ -96,6 +101,7 @@ class HttpParser {
   bool no_body_ = false;
   bool request_ = false;
   bool upgrade_ = false;
+  bool bodyless_ = false;
   Stop pending_ = Stop::need_more;
 };
 
