@@ -32,7 +32,15 @@ struct ResponseScan {
   bool transfer_encoding = false;
   bool chunked_only = true;  // every transfer coding named is `chunked` (vacuous when none)
   bool chunked_last = false;
+  bool keep_alive_option = false;  // the upstream's Connection field said keep-alive
 };
+
+void connection_put(Writer* w, std::string_view name, std::string_view options) {
+  w->put(name);
+  w->put(": ");
+  w->put(options);
+  w->put("\r\n");
+}
 
 void transfer_codings_note(std::string_view value, ResponseScan* scan) {
   scan->transfer_encoding = true;
@@ -49,6 +57,9 @@ RewriteError response_head_scan(std::string_view rest, ResponseScan* scan) {
     if (!split_header(line, &h)) return RewriteError::bad_head;
     if (iequals(h.name, "connection")) {
       scan->tokens.add_list(h.value);
+      head_field::for_each_token(h.value, [scan](std::string_view option) {
+        if (iequals(option, "keep-alive")) scan->keep_alive_option = true;
+      });
     } else if (iequals(h.name, "transfer-encoding")) {
       transfer_codings_note(h.value, scan);
     }
@@ -93,6 +104,14 @@ RewriteError rewrite_response_head(std::string_view raw, const ResponseRewriteOp
     facts->dechunk = true;
   }
 
+  // The upstream's Connection field is replaced, where it stood and spelled as it was, by our
+  // own options for the client connection (RFC 9110 §7.6.1 allows exactly that), so a response
+  // the client connection keeps alive keeps its bytes: `Connection: keep-alive` stays as sent.
+  const bool closing = opt.close || facts->dechunk;
+  const std::string_view own = closing                                    ? "close"
+                               : opt.keep_alive_10 || scan.keep_alive_option ? "keep-alive"
+                                                                            : "";
+  bool own_written = false;
   Writer w(out, cap);
   w.put("HTTP/1.1");
   w.put(status_line.substr(8));  // " 200 OK\r\n": code and reason as the upstream sent them
@@ -100,18 +119,19 @@ RewriteError rewrite_response_head(std::string_view raw, const ResponseRewriteOp
   while (next_line(&rest, &line) && line.size() > 2) {
     Line h;
     if (!split_header(line, &h)) return RewriteError::bad_head;  // pass 1 saw the same lines
+    if (iequals(h.name, "connection")) {
+      if (!own_written && !own.empty()) connection_put(&w, h.name, own);
+      own_written = true;
+      continue;
+    }
     if (scan.tokens.drops(h.name)) continue;
     // De-chunked, the body is close-delimited (RFC 9112 §6.3 rule 8): neither length field
     // may stay (a Content-Length beside Transfer-Encoding is already refused by llhttp).
     if (facts->dechunk && head_field::is_framing(h.name)) continue;
     w.put(h.whole);
   }
-  const bool closing = opt.close || facts->dechunk;
-  if (closing) {
-    w.put("Connection: close\r\n");
-  } else if (opt.keep_alive_10) {
-    w.put("Connection: keep-alive\r\n");  // RFC 9112 §9.3 / RFC 2068 §19.7.1 for 1.0 clients
-  }
+  // RFC 9112 §9.6 (close) / §9.3 and RFC 2068 §19.7.1 (a 1.0 client kept alive).
+  if (!own_written && (closing || opt.keep_alive_10)) connection_put(&w, "Connection", own);
   w.put("\r\n");
   if (w.overflow()) return RewriteError::too_large;
   *out_len = w.len();

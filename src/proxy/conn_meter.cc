@@ -6,18 +6,16 @@
 // The active-requests gauge is raised once the model is known (end of the request body), and
 // every started exchange reports request_finished exactly once (record_exchange).
 #include <algorithm>
-#include <cstdio>
 #include <cstring>
+#include <ctime>
 
-#include "tokentap/proxy/conn.h"
 #include "tokentap/base/clock.h"
 #include "tokentap/obs/metrics.h"
+#include "tokentap/proxy/conn.h"
 #include "tokentap/proxy/shard.h"
 
 namespace tokentap {
 namespace {
-
-constexpr std::uint32_t none = Slab<int>::none;
 
 double seconds(std::uint64_t ns) { return static_cast<double>(ns) / 1e9; }
 
@@ -25,72 +23,100 @@ double seconds(std::uint64_t ns) { return static_cast<double>(ns) / 1e9; }
 
 void Conn::on_request_body(void* ctx, const char* data, std::size_t len) {
   auto* self = static_cast<Conn*>(ctx);
-  TT_DASSERT(self->inspect_ != none);
-  if (RequestProbe* p = self->shard_->inspects()[self->inspect_].probe()) p->feed(data, len);
+  TT_DASSERT(self->ex_.inspect != slot_none);
+  if (RequestProbe* p = self->shard_->inspects()[self->ex_.inspect].probe()) p->feed(data, len);
 }
 
 void Conn::on_response_body(void* ctx, const char* data, std::size_t len) {
   auto* self = static_cast<Conn*>(ctx);
-  Inspect& in = self->shard_->inspects()[self->inspect_];
-  if (TailScanner* t = in.tail()) t->feed(data, len, self->shard_->now_ns());
-  if (self->strip_) {
-    self->shard_->strips()[in.strip].feed(
-        data, len, [self](const char* p, std::size_t n) { self->append_client_chunk(p, n); });
+  Exchange& ex = self->ex_;
+  if (ex.inspect != slot_none) {
+    Inspect& in = self->shard_->inspects()[ex.inspect];
+    if (TailScanner* t = in.tail()) t->feed(data, len, self->shard_->now_ns());
+    if (ex.strip) {
+      self->shard_->strips()[in.strip].feed(
+          data, len, [self](const char* p, std::size_t n) { (void)self->write_body(p, n); });
+      return;
+    }
   }
+  if (ex.dechunk) (void)self->write_body(data, len);
+}
+
+// Body bytes tokentap writes itself (stripped or de-chunked); (nullptr, 0) queues what was
+// collected. A failure closes the connection (the response cannot be completed).
+bool Conn::write_body(const char* data, std::size_t len) {
+  if (state_ != State::open) return false;
+  BufRing& bufs = shard_->bufs();
+  SegmentPool& segs = shard_->segments();
+  const bool ok = data == nullptr ? ex_.body_out.flush(bufs, segs, to_client_)
+                                  : ex_.body_out.append(bufs, segs, to_client_, data, len);
+  if (!ok) close_now();
+  return ok;
 }
 
 void Conn::meter_request_head(bool body_encoded) {
   // The request parser lives as long as the connection: a sink left from an earlier metered
   // request on this keep-alive connection must not see this one's body.
   req_.set_sink(nullptr, nullptr);
-  if (!is_inference(route_)) return;
-  inspect_ = shard_->inspects().alloc();
-  if (inspect_ == none) return;  // slab full: metered without model or usage, never blocked
-  shard_->inspects()[inspect_].start_probe(route_, body_encoded);
+  if (!is_inference(ex_.route)) return;
+  ex_.inspect = shard_->inspects().alloc();
+  if (ex_.inspect == slot_none) return;  // slab full: metered without model or usage
+  shard_->inspects()[ex_.inspect].start_probe(ex_.route, body_encoded);
   req_.set_sink(&Conn::on_request_body, this);
 }
 
 void Conn::meter_request_done() {
-  if (!is_inference(route_) || active_reported_) return;
-  if (inspect_ != none) {
-    if (RequestProbe* p = shard_->inspects()[inspect_].probe()) {
+  if (!is_inference(ex_.route) || ex_.active_reported) return;
+  if (ex_.inspect != slot_none) {
+    if (RequestProbe* p = shard_->inspects()[ex_.inspect].probe()) {
       p->finish();
       const auto name = p->model();
-      model_ = name ? shard_->models().intern(*name) : model_unknown;
-      stream_ = p->stream();
+      ex_.model = name ? shard_->models().intern(*name) : model_unknown;
+      ex_.stream = p->stream();
     }
   }
-  shard_->metrics().request_started(route_, model_);
-  active_reported_ = true;
+  shard_->metrics().request_started(ex_.route, ex_.model);
+  ex_.active_reported = true;
 }
 
 void Conn::meter_response_head(int status) {
-  if (inspect_ == none) return;
+  if (ex_.inspect == slot_none) return;
   // An early answer (before the request body ended) settles the probe with what it saw.
   meter_request_done();
-  Inspect& in = shard_->inspects()[inspect_];
-  in.start_tail(route_, status, &shard_->piece_parser());
-  resp_.set_sink(&Conn::on_response_body, this);
+  Inspect& in = shard_->inspects()[ex_.inspect];
+  in.start_tail(ex_.route, status, &shard_->piece_parser());
+  ex_.resp_parser.set_sink(&Conn::on_response_body, this);
   // The client did not ask for usage: the stream it gets must not carry the usage we added.
-  strip_ = injected_ && status == 200 && resp_.chunked();
-  if (strip_) {
+  ex_.strip = ex_.injected && status == 200 && ex_.resp_parser.chunked();
+  if (ex_.strip) {
     // Sized like the connection slab, so a stripped response always finds a slot.
     in.strip = shard_->strips().alloc();
-    TT_ASSERT(in.strip != none);
+    TT_ASSERT(in.strip != slot_none);
     shard_->strips()[in.strip].reset();
+    // An HTTP/1.0 client reads the stripped body raw (on_response_head sets that framing).
+    ex_.body_out.set_framing(BodyWriter::Framing::chunked);
   }
 }
 
+void Conn::end_stripped_body() {
+  Inspect& in = shard_->inspects()[ex_.inspect];
+  shard_->strips()[in.strip].finish(
+      [this](const char* p, std::size_t n) { (void)write_body(p, n); });
+  ex_.strip = false;
+  if (state_ != State::open) return;
+  if (!ex_.body_out.finish(shard_->bufs(), shard_->segments(), to_client_)) close_now();
+}
+
 void Conn::meter_fill(RequestRecord* r) {
-  if (is_inference(route_) && !active_reported_) {
+  if (is_inference(ex_.route) && !ex_.active_reported) {
     // Failed before the body ended: report the start so the gauge pairs up, then the end.
-    shard_->metrics().request_started(route_, model_);
-    active_reported_ = true;
+    shard_->metrics().request_started(ex_.route, ex_.model);
+    ex_.active_reported = true;
   }
-  r->model = model_;
-  r->stream = stream_;
-  if (inspect_ == none) return;
-  Inspect& in = shard_->inspects()[inspect_];
+  r->model = ex_.model;
+  r->stream = ex_.stream;
+  if (ex_.inspect == slot_none) return;
+  Inspect& in = shard_->inspects()[ex_.inspect];
   if (TailScanner* t = in.tail()) {
     const Usage& u = t->finish();
     r->prompt_tokens = u.get(UsageField::prompt_tokens).value_or(0);
@@ -99,8 +125,8 @@ void Conn::meter_fill(RequestRecord* r) {
     r->prompt_eval_ns = u.get(UsageField::prompt_eval_ns).value_or(0);
     r->eval_ns = u.get(UsageField::eval_ns).value_or(0);
     r->usage_missing = u.usage_missing;
-    if (stream_ && u.output_events > 0 && start_ns_ != 0) {
-      r->ttft_s = seconds(u.first_output_ns - start_ns_);
+    if (ex_.stream && u.output_events > 0 && ex_.start_ns != 0) {
+      r->ttft_s = seconds(u.first_output_ns - ex_.start_ns);
       if (r->completion_tokens >= 2) {
         r->tpot_s = seconds(u.last_output_ns - u.first_output_ns) /
                     static_cast<double>(r->completion_tokens - 1);
@@ -108,121 +134,53 @@ void Conn::meter_fill(RequestRecord* r) {
     }
   }
   in.state.emplace<std::monostate>();
-  if (in.strip != none) {
+  if (in.strip != slot_none) {
     shard_->strips().release(in.strip);
-    in.strip = none;
+    in.strip = slot_none;
   }
-  shard_->inspects().release(inspect_);
-  inspect_ = none;
+  shard_->inspects().release(ex_.inspect);
+  ex_.inspect = slot_none;
 }
 
-}  // namespace tokentap
-
-namespace tokentap {
-
-// ---- include_usage injection (metrics.md "OpenAI streams and usage") -------------------------
-
-bool Conn::hold_candidate(const HeadFacts& facts) const {
-  // Only the two routes that take stream_options, with a body small enough to hold whole and
-  // framed by Content-Length (chunked request bodies are forwarded untouched).
-  return inspect_ != Slab<int>::none &&
-         (route_ == Route::v1_chat_completions || route_ == Route::v1_completions) &&
-         !facts.content_encoded && !req_.chunked() && req_.has_content_length() &&
-         req_.content_length() > 0 && req_.content_length() <= inject_body_bytes_max;
+void Conn::record_exchange() {
+  if (!ex_.open) return;
+  ex_.open = false;
+  RequestRecord r;
+  r.route = ex_.route;
+  std::uint16_t status = ex_.status;
+  if (status == 0) status = ex_.client_aborted ? 499 : 502;  // nothing was sent: nginx's codes
+  r.status = status < 100 || status > 999 ? 502 : status;
+  r.client_aborted = ex_.client_aborted;
+  r.duration_s =
+      ex_.start_ns == 0 ? 0.0 : static_cast<double>(shard_->now_ns() - ex_.start_ns) / 1e9;
+  r.request_bytes = ex_.request_bytes;
+  r.response_bytes = ex_.response_bytes;
+  meter_fill(&r);
+  shard_->metrics().request_finished(r);
+  log_exchange(r);
 }
 
-void Conn::release_held_request() {
-  hold_ = false;
-  BufRing& bufs = shard_->bufs();
-  SegmentPool& segs = shard_->segments();
-  const std::uint64_t body_len = to_upstream_.bytes();
-  InjectEdit edit;
-  RequestProbe* probe = shard_->inspects()[inspect_].probe();
-  injected_ = probe != nullptr &&
-              plan_include_usage(*probe, route_, false, body_len, &edit) == InjectOutcome::injected;
-  const int out = bufs.alloc_spare();
-  if (out < 0) return close_now();
-  const auto out_id = static_cast<std::uint16_t>(out);
-  const Config& cfg = shard_->config();
-  RewriteOptions opts{cfg.upstream_host, cfg.preserve_host};
-  opts.drop_expect = expect_continue_;
-  if (injected_) {
-    opts.content_length =
-        static_cast<std::int64_t>(body_len - edit.remove + edit.insert().size());
-  }
-  HeadFacts facts;
-  std::size_t out_len = 0;
-  const RewriteError err = rewrite_request_head(
-      std::string_view(bufs.data(static_cast<std::uint16_t>(head_buf_)), head_len_), opts,
-      bufs.data(out_id), buf_bytes, &out_len, &facts);
-  bufs.unref(static_cast<std::uint16_t>(head_buf_));
-  head_buf_ = -1;
-  head_len_ = 0;
-  bool ok = err == RewriteError::ok;
-  if (ok && injected_) {
-    const int text = bufs.alloc_spare();
-    ok = text >= 0;
-    if (ok) {
-      const auto text_id = static_cast<std::uint16_t>(text);
-      std::memcpy(bufs.data(text_id), edit.insert().data(), edit.insert().size());
-      ok = to_upstream_.edit(segs, bufs, edit.at, edit.remove, text_id, 0,
-                             static_cast<std::uint32_t>(edit.insert().size()));
-      bufs.unref(text_id);
-    }
-  }
-  ok = ok && to_upstream_.push_front(segs, bufs, out_id, 0, static_cast<std::uint32_t>(out_len));
-  bufs.unref(out_id);
-  if (!ok) return close_now();
-  flush_upstream();
-  update_client_recv();
-}
-
-void Conn::append_client_chunk(const char* data, std::size_t len) {
-  // Layout of a chunk buffer: [size line, right-aligned in chunk_prefix_bytes][data][CRLF].
-  constexpr std::uint32_t chunk_prefix_bytes = 10;  // up to 8 hex digits + CRLF
-  BufRing& bufs = shard_->bufs();
-  while (len > 0 && state_ == State::open) {
-    if (chunk_buf_ < 0) {
-      chunk_buf_ = bufs.alloc_spare();
-      if (chunk_buf_ < 0) return close_now();
-      chunk_len_ = 0;
-    }
-    const std::uint32_t room = buf_bytes - chunk_prefix_bytes - 2 - chunk_len_;
-    const auto n = static_cast<std::uint32_t>(std::min<std::size_t>(len, room));
-    std::memcpy(bufs.data(static_cast<std::uint16_t>(chunk_buf_)) + chunk_prefix_bytes + chunk_len_,
-                data, n);
-    chunk_len_ += n;
-    data += n;
-    len -= n;
-    if (len > 0) flush_client_chunk();
-  }
-}
-
-void Conn::flush_client_chunk() {
-  if (chunk_buf_ < 0) return;
-  constexpr std::uint32_t chunk_prefix_bytes = 10;
-  BufRing& bufs = shard_->bufs();
-  const auto id = static_cast<std::uint16_t>(chunk_buf_);
-  chunk_buf_ = -1;
-  if (chunk_len_ == 0) return bufs.unref(id);
-  char* base = bufs.data(id);
-  char line[chunk_prefix_bytes + 1];
-  const int n = std::snprintf(line, sizeof(line), "%x\r\n", chunk_len_);
-  std::memcpy(base + chunk_prefix_bytes - n, line, static_cast<std::size_t>(n));
-  std::memcpy(base + chunk_prefix_bytes + chunk_len_, "\r\n", 2);
-  const bool ok = to_client_.push(shard_->segments(), bufs, id,
-                                  chunk_prefix_bytes - static_cast<std::uint32_t>(n),
-                                  static_cast<std::uint32_t>(n) + chunk_len_ + 2);
-  bufs.unref(id);
-  if (!ok) close_now();
-}
-
-void Conn::end_stripped_body() {
-  Inspect& in = shard_->inspects()[inspect_];
-  shard_->strips()[in.strip].finish([this](const char* p, std::size_t n) { append_client_chunk(p, n); });
-  flush_client_chunk();
-  strip_ = false;
-  if (!queue_client_text("0\r\n\r\n")) close_now();
+void Conn::log_exchange(const RequestRecord& r) {
+  AccessRing* log = shard_->access_log();
+  if (log == nullptr) return;
+  AccessRecord a;
+  timespec now;
+  clock_gettime(CLOCK_REALTIME, &now);
+  a.unix_ms = static_cast<std::int64_t>(now.tv_sec) * 1000 + now.tv_nsec / 1'000'000;
+  a.duration_s = r.duration_s;
+  a.ttft_s = r.ttft_s.value_or(-1);
+  a.prompt_tokens = r.prompt_tokens;
+  a.completion_tokens = r.completion_tokens;
+  a.request_bytes = r.request_bytes;
+  a.response_bytes = r.response_bytes;
+  std::memcpy(&a.client, &peer_, sizeof(peer_));
+  a.route = r.route;
+  a.status = r.status;
+  a.stream = r.stream;
+  const std::string_view name = shard_->models().name(r.model);
+  a.model_len = static_cast<std::uint8_t>(std::min(name.size(), a.model.size()));
+  std::memcpy(a.model.data(), name.data(), a.model_len);
+  (void)log->push(a);  // a full ring drops the line and counts it; the request is unaffected
 }
 
 }  // namespace tokentap

@@ -10,64 +10,64 @@ namespace tokentap {
 
 bool Conn::splice_candidate(const HttpParser& p) const {
   // Metered routes are never spliced: their bodies must pass through the JSON inspection.
-  return !is_inference(route_) && !p.chunked() && p.has_content_length() &&
+  return !is_inference(ex_.route) && !p.chunked() && p.has_content_length() &&
          p.content_length() >= splice_min_bytes;
 }
 
 void Conn::maybe_start_splice() {
-  if (state_ != State::open || upstream_ == Slab<Conn>::none) return;
-  const UpstreamConn& u = shard_->upstreams().at(upstream_);
-  if (splice_mode_ == Splice::pending_request) {
-    if (req_state_ == Req::done) {
-      splice_mode_ = Splice::off;  // the bytes already buffered held the whole body
+  if (state_ != State::open || ex_.upstream == slot_none) return;
+  const UpstreamConn& u = shard_->upstreams().at(ex_.upstream);
+  if (ex_.splice_mode == Splice::pending_request) {
+    if (ex_.req == Req::done) {
+      ex_.splice_mode = Splice::off;  // the bytes already buffered held the whole body
       return update_client_recv();
     }
-    if (recv_armed_ || !client_in_.empty() || !to_upstream_.empty() || u.send_inflight ||
+    if (recv_armed_ || !client_in_.empty() || !ex_.to_upstream.empty() || u.send_inflight ||
         u.state != UpstreamConn::State::active) {
       return;
     }
-    splice_.remaining = req_.body_remaining();
-  } else if (splice_mode_ == Splice::pending_response) {
-    if (resp_state_ == Resp::done) {
-      splice_mode_ = Splice::off;
+    ex_.splice.remaining = req_.body_remaining();
+  } else if (ex_.splice_mode == Splice::pending_response) {
+    if (ex_.resp == Resp::done) {
+      ex_.splice_mode = Splice::off;
       return update_upstream_recv();
     }
     if (u.recv_armed || !to_client_.empty() || send_inflight_) return;
-    splice_.remaining = resp_.body_remaining();
+    ex_.splice.remaining = ex_.resp_parser.body_remaining();
   } else {
     return;
   }
-  splice_.pipe = shard_->pipes().take();
-  splice_.in_pipe = 0;
-  const bool request = splice_mode_ == Splice::pending_request;
-  if (splice_.pipe < 0) {
+  ex_.splice.pipe = shard_->pipes().take();
+  ex_.splice.in_pipe = 0;
+  const bool request = ex_.splice_mode == Splice::pending_request;
+  if (ex_.splice.pipe < 0) {
     // Every pipe is busy: forward this body through buffers instead.
-    splice_mode_ = Splice::off;
+    ex_.splice_mode = Splice::off;
     return request ? update_client_recv() : update_upstream_recv();
   }
-  splice_mode_ = request ? Splice::request : Splice::response;
-  splice_total_ = splice_.remaining;
+  ex_.splice_mode = request ? Splice::request : Splice::response;
+  ex_.splice_total = ex_.splice.remaining;
   run_splice();
 }
 
 void Conn::arm_poll(bool on_client, unsigned events) {
   if (on_client) {
     shard_->arm_poll(fd_, events, UserData{slot_, generation_, Op::client_poll}.encode());
-    ++inflight_;
+    submitted(Op::client_poll);
     return;
   }
-  UpstreamConn& u = shard_->upstreams().at(upstream_);
-  shard_->arm_poll(u.fd, events, UserData{upstream_, u.generation, Op::upstream_poll}.encode());
-  ++u.inflight;
+  UpstreamConn& u = shard_->upstreams().at(ex_.upstream);
+  shard_->arm_poll(u.fd, events, UserData{ex_.upstream, u.generation, Op::upstream_poll}.encode());
+  u.submitted(Op::upstream_poll);
 }
 
 void Conn::run_splice() {
-  TT_ASSERT(upstream_ != Slab<Conn>::none);
-  const bool request = splice_mode_ == Splice::request;
-  const int upstream_fd = shard_->upstreams().at(upstream_).fd;
+  TT_ASSERT(ex_.upstream != slot_none);
+  const bool request = ex_.splice_mode == Splice::request;
+  const int upstream_fd = shard_->upstreams().at(ex_.upstream).fd;
   const int src = request ? fd_ : upstream_fd;
   const int dst = request ? upstream_fd : fd_;
-  switch (pump(src, dst, shard_->pipes().at(splice_.pipe), splice_)) {
+  switch (pump(src, dst, shard_->pipes().at(ex_.splice.pipe), ex_.splice)) {
     case PumpResult::done:
       return finish_splice();
     case PumpResult::want_read:
@@ -78,7 +78,7 @@ void Conn::run_splice() {
     case PumpResult::source_eof:
     case PumpResult::error:
       if (request) {
-        client_aborted_ = true;  // the upload broke off
+        ex_.client_aborted = true;  // the upload broke off
       } else {
         shard_->metrics().upstream_error(UpstreamError::reset);  // download broke off: truncate
       }
@@ -87,27 +87,27 @@ void Conn::run_splice() {
 }
 
 void Conn::finish_splice() {
-  shard_->pipes().give_back(splice_.pipe, /*empty=*/true);
-  splice_.pipe = -1;
-  const bool request = splice_mode_ == Splice::request;
-  splice_mode_ = Splice::off;
-  (request ? request_bytes_ : response_bytes_) += splice_total_;
+  shard_->pipes().give_back(ex_.splice.pipe, /*empty=*/true);
+  ex_.splice.pipe = -1;
+  const bool request = ex_.splice_mode == Splice::request;
+  ex_.splice_mode = Splice::off;
+  (request ? ex_.request_bytes : ex_.response_bytes) += ex_.splice_total;
   if (request) {
     req_.init_request();  // llhttp never saw the spliced bytes; the next request starts fresh
     update_client_recv();
     return on_request_done();
   }
-  resp_state_ = Resp::done;
+  ex_.advance(Resp::done);
   update_upstream_recv();  // an idle pooled connection keeps a recv armed
   maybe_finish_exchange();
 }
 
 void Conn::drop_splice() {
-  if (splice_.pipe >= 0) {
-    shard_->pipes().give_back(splice_.pipe, /*empty=*/splice_.in_pipe == 0);
-    splice_.pipe = -1;
+  if (ex_.splice.pipe >= 0) {
+    shard_->pipes().give_back(ex_.splice.pipe, /*empty=*/ex_.splice.in_pipe == 0);
+    ex_.splice.pipe = -1;
   }
-  splice_mode_ = Splice::off;
+  ex_.splice_mode = Splice::off;
 }
 
 }  // namespace tokentap

@@ -241,7 +241,7 @@ void Shard::dispatch(io_uring_cqe* cqe) {
 
 void Shard::drop_buffer(int res, std::uint32_t flags) {
   if ((flags & IORING_CQE_F_BUFFER) == 0) return;
-  const auto bid = static_cast<std::uint16_t>(flags >> IORING_CQE_BUFFER_SHIFT);
+  const std::uint16_t bid = buffer_id(flags);
   bufs_.on_received(bid);
   bufs_.unref(bid);
   (void)res;
@@ -255,12 +255,7 @@ void Shard::dispatch_conn(UserData ud, int res, std::uint32_t flags) {
     return;
   }
   Conn& c = conns_[ud.slot];
-  const bool op_ended = ud.op != Op::client_recv || (flags & IORING_CQE_F_MORE) == 0;
-  if (op_ended) {
-    TT_ASSERT(c.inflight() > 0);
-    --c.inflight();
-    if (ud.op == Op::client_recv) c.recv_armed() = false;
-  }
+  c.completed(ud.op, (flags & IORING_CQE_F_MORE) != 0);
   c.on_completion(ud.op, res, flags);
   maybe_free_conn(ud.slot);
 }
@@ -272,14 +267,8 @@ void Shard::dispatch_upstream(UserData ud, int res, std::uint32_t flags) {
     drop_buffer(res, flags);
     return;
   }
-  const bool op_ended = ud.op != Op::upstream_recv || (flags & IORING_CQE_F_MORE) == 0;
-  if (op_ended) {
-    TT_ASSERT(u.inflight > 0);
-    --u.inflight;
-    if (ud.op == Op::upstream_recv) u.recv_armed = false;
-    if (ud.op == Op::upstream_send) u.send_inflight = false;
-  }
-  if (u.owner != Slab<Conn>::none) {
+  u.completed(ud.op, (flags & IORING_CQE_F_MORE) != 0);
+  if (u.owner != slot_none) {
     const std::uint32_t owner = u.owner;
     conns_[owner].on_completion(ud.op, res, flags);
     maybe_free_conn(owner);
@@ -318,10 +307,10 @@ void Shard::on_accept(int res, std::uint32_t flags) {
   }
   if (res < 0) return;  // EMFILE, ECONNABORTED…: the listener stays armed
   const std::uint32_t slot = conns_.alloc();
-  if (slot == Slab<Conn>::none || stop_.load(std::memory_order_acquire)) {
+  if (slot == slot_none || stop_.load(std::memory_order_acquire)) {
     metrics_.connection_rejected(RejectReason::limit);
     close(res);
-    if (slot != Slab<Conn>::none) conns_.release(slot);
+    if (slot != slot_none) conns_.release(slot);
     return;
   }
   metrics_.connection_opened();
@@ -333,19 +322,20 @@ void Shard::on_accept(int res, std::uint32_t flags) {
 
 std::uint32_t Shard::connect_upstream(std::uint32_t owner, const Endpoint& ep) {
   const std::uint32_t slot = upstreams_.alloc();
-  if (slot == Slab<UpstreamConn>::none) return slot;
+  if (slot == slot_none) return slot;
   const int fd = socket(ep.addr.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
   if (fd < 0) {
     upstreams_.release(slot);
-    return Slab<UpstreamConn>::none;
+    return slot_none;
   }
   set_nodelay(fd);
   UpstreamConn& u = upstreams_.at(slot);
   u.fd = fd;
   u.state = UpstreamConn::State::connecting;
   u.owner = owner;
-  u.inflight = 1;
+  u.inflight = 0;
   u.recv_armed = u.recv_starved = u.send_inflight = u.reused = false;
+  u.submitted(Op::upstream_connect);
   ring_.reserve(2);
   io_uring_sqe* sqe = ring_.sqe();
   io_uring_sqe* timeout = ring_.sqe();
@@ -361,7 +351,7 @@ void Shard::retire_upstream(std::uint32_t slot) {
   UpstreamConn& u = upstreams_.at(slot);
   if (u.state == UpstreamConn::State::closing) return;
   u.state = UpstreamConn::State::closing;
-  u.owner = Slab<Conn>::none;
+  u.owner = slot_none;
   // shutdown sends FIN now, so Ollama sees the client go and stops generating, even while our
   // own ops on the socket are still being cancelled.
   shutdown(u.fd, SHUT_RDWR);
@@ -371,7 +361,7 @@ void Shard::retire_upstream(std::uint32_t slot) {
 
 void Shard::park_upstream(std::uint32_t slot) {
   UpstreamConn& u = upstreams_.at(slot);
-  u.owner = Slab<Conn>::none;
+  u.owner = slot_none;
   u.reused = false;
   if (stop_.load(std::memory_order_relaxed) || !u.recv_armed || !upstreams_.put_idle(slot)) {
     retire_upstream(slot);

@@ -49,7 +49,13 @@ TEST(ResponseHead, RemovesHopByHopAndNominatedFields) {
       "HTTP/1.1 200 OK\r\nConnection: keep-alive, X-Hop\r\nKeep-Alive: timeout=5\r\n"
       "X-Hop: 1\r\nProxy-Connection: close\r\nTE: trailers\r\nUpgrade: h2c\r\n"
       "Transfer-Encoding: chunked\r\nX-End: 2\r\n\r\n");
-  EXPECT_EQ(r.out, "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nX-End: 2\r\n\r\n");
+  // The Connection field becomes our own options in its place: the client connection is kept
+  // alive, so `keep-alive` (the upstream's own spelling of the field name) without X-Hop.
+  EXPECT_EQ(r.out,
+            "HTTP/1.1 200 OK\r\nConnection: keep-alive\r\nTransfer-Encoding: chunked\r\n"
+            "X-End: 2\r\n\r\n");
+  const Result other = rewrite("HTTP/1.1 200 OK\r\nconnection: X-Hop\r\nX-Hop: 1\r\n\r\n");
+  EXPECT_EQ(other.out, "HTTP/1.1 200 OK\r\n\r\n");  // nothing of ours to say: no field
 }
 
 TEST(ResponseHead, ConnectionOptionsOverTheLimitAreRefused) {

@@ -23,13 +23,8 @@ enum class Op : std::uint8_t {
   client_poll,       // readiness poll on the client socket (splice source or sink)
   upstream_poll,     // readiness poll on the upstream socket (splice source or sink)
   cancel,            // async cancel; its own CQE is ignored
-  close,             // close of a socket
-  shutdown,          // shutdown of a socket
-  timeout,           // the shard's loop-turn timer
+  timeout,           // the link timeout bounding an upstream connect; its CQE is ignored
   wakeup,            // eventfd read used to stop the shard
-  metrics_accept,    // multishot accept on the metrics listener
-  metrics_recv,      // recv on a metrics scrape connection
-  metrics_send,      // send on a metrics scrape connection
   count_,
 };
 

@@ -1,38 +1,41 @@
-// Conn: one client connection and the request/response exchange in progress on it.
+// Conn: one client connection, and the Exchange (exchange.h) in progress on it.
 //
-// State machine (all transitions in on_completion and the helpers it calls, which compute but
-// leave the decision to their caller where they can):
+// Connection states; every change goes through enter(), whose switch lists the legal ones:
 //
-//   State::open  ── client EOF/error mid-exchange, upstream failure ──▶ State::closing
-//     │  per exchange: Req::head ─▶ Req::body ─▶ Req::done
-//     │                Resp::idle ─▶ Resp::head ─▶ Resp::body ─▶ Resp::done
-//     │  both done and every queued byte sent: the upstream goes back to the pool and the next
-//     │  (possibly pipelined) request starts, or the connection closes if either side asked to.
-//   State::lingering: response sent, write side shut down, waiting for the client's EOF so that
-//     closing never turns unread client bytes into an RST that would truncate the response.
-//   State::closing: shutdown + cancel sent; the slot is freed when no op is in flight.
+//   free ─▶ open ── client EOF/error mid-exchange, upstream failure ──▶ closing ─▶ free
+//             │ per request: a fresh Exchange (its Req and Resp machines, see exchange.h);
+//             │ both done and every queued byte sent: the upstream goes back to the pool and
+//             │ the next (possibly pipelined) request starts, or the connection closes if
+//             │ either side asked to.
+//             └─▶ lingering ─▶ closing: response sent, write side shut down, waiting for the
+//                 client's EOF so that closing never turns unread client bytes into an RST
+//                 that would truncate the response.
+//   closing: shutdown + cancel sent; the slot is freed when no op is in flight.
 //
-// Data flow: bytes received from the client are parsed by llhttp in place. The head is copied
-// into a spare buffer and rewritten (Host, hop-by-hop headers); body bytes are forwarded by
-// reference to the received buffer. Upstream response bytes are forwarded by reference as they
+// Data flow: bytes received from the client are parsed by llhttp in place. The request head is
+// copied into a spare buffer and rewritten (http1.h); body bytes are forwarded by reference to
+// the received buffer. A response head is held until it is complete and valid, rewritten
+// (hop-by-hop fields) and queued; response body bytes are forwarded by reference as they
 // arrive, so a streamed line reaches the client without waiting for more.
 // One send is in flight per direction; the rest waits in that direction's SendQueue. A direction
 // whose queue passes queue_high_bytes stops its source's recv until the queue drains.
+//
+// Files: conn.cc (life cycle, client socket), conn_request.cc (request head and body, local
+// answers), conn_upstream.cc (upstream socket, failures), conn_response.cc (response head and
+// body), conn_meter.cc (metering, the exchange record), conn_splice.cc (large opaque bodies).
 #pragma once
 
 #include <netinet/in.h>
 #include <sys/socket.h>
 
 #include <cstdint>
+#include <string_view>
 
 #include "tokentap/http/http1.h"
-#include "tokentap/obs/model_table.h"
-#include "tokentap/base/route.h"
 #include "tokentap/loop/send_queue.h"
-#include "tokentap/base/slab.h"
-#include "tokentap/loop/splice_pipe.h"
 #include "tokentap/loop/timer_wheel.h"
 #include "tokentap/loop/user_data.h"
+#include "tokentap/proxy/exchange.h"
 
 namespace tokentap {
 
@@ -42,18 +45,24 @@ constexpr std::uint64_t queue_high_bytes = 256 * 1024;
 constexpr std::uint64_t linger_timeout_ms = 5'000;  // lingering close waits this for the EOF
 static_assert(queue_high_bytes >= 4 * buf_bytes, "a queue must hold a few buffers before pausing");
 
+// A reply tokentap writes itself (errors, refusals, a Max-Forwards: 0 OPTIONS).
+struct LocalReply {
+  int status;
+  const char* reason;
+  const char* message;          // JSON error message; null: an empty body
+  const char* allow = nullptr;  // Allow field value, if any
+};
+
 class Conn {
  public:
   enum class State : std::uint8_t { free, open, lingering, closing };
-  enum class Req : std::uint8_t { head, body, done };
-  enum class Resp : std::uint8_t { idle, head, body, done };
-  // Large opaque bodies: pending_* waits for the recv on the source to stop and the queue to
-  // the sink to drain (earlier bytes go first), then the body moves by splice.
-  enum class Splice : std::uint8_t { off, pending_request, request, pending_response, response };
 
   void start(Shard* shard, std::uint32_t slot, int fd);
   // Every completion of an op on this connection's client socket or on its upstream.
   void on_completion(Op op, int res, std::uint32_t flags);
+  // In-flight accounting of this connection's client-socket ops (the shard calls it in
+  // dispatch, before on_completion); `more` is the CQE's F_MORE.
+  void completed(Op op, bool more);
   // Buffers came back after this connection's recv stopped on ENOBUFS.
   void on_buffers_available();
   // The connection's timer fired: idle keep-alive, request head (408) or lingering close.
@@ -74,33 +83,63 @@ class Conn {
   void bump_generation() { ++generation_; }
   State state() const { return state_; }
   int fd() const { return fd_; }
-  std::uint8_t& inflight() { return inflight_; }
-  bool& recv_armed() { return recv_armed_; }
 
  private:
-  // client side
+  using Req = Exchange::Req;
+  using Resp = Exchange::Resp;
+  using Splice = Exchange::Splice;
+
+  void enter(State next);
+  void submitted(Op op);
+
+  // client side (conn.cc)
   void on_client_recv(int res, std::uint32_t flags);
   void on_client_send(int res);
-  void process_client_input();
-  bool feed_head(const char* data, std::uint32_t len, std::uint32_t* used);
-  bool feed_body(std::uint16_t buf, std::uint32_t off, std::uint32_t len, std::uint32_t* used);
-  void on_request_head();
-  void on_request_done();
   void flush_client();
   void update_client_recv();
   void on_client_gone();
 
-  // upstream side
+  // request (conn_request.cc)
+  void process_client_input();
+  bool feed_head(const char* data, std::uint32_t len, std::uint32_t* used);
+  bool feed_body(std::uint16_t buf, std::uint32_t off, std::uint32_t len, std::uint32_t* used);
+  void on_request_head();
+  bool request_head_refused(const HeadFacts& facts, RewriteError err);
+  void on_request_done();
+  // Rewrites the held raw request head into a new spare buffer; -1 (and *err) on failure.
+  [[nodiscard]] int rewrite_head(const RewriteOptions& opts, std::size_t* out_len,
+                                 HeadFacts* facts, RewriteError* err);
+  [[nodiscard]] RewriteOptions rewrite_options() const;
+  void release_held_request();
+  void respond_error(int status, const char* reason, const char* message);
+  void respond_local(const LocalReply& reply);
+  void respond_parse_error();
+
+  // upstream side (conn_upstream.cc)
   void attach_upstream();
   void on_upstream_connect(int res);
-  void on_upstream_recv(int res, std::uint32_t flags);
   void on_upstream_send(int res);
+  void on_upstream_recv(int res, std::uint32_t flags);
   void on_upstream_eof(bool reset);
-  void process_upstream_data(std::uint16_t buf, std::uint32_t len);
+  [[nodiscard]] bool retry_on_fresh_upstream();
   void flush_upstream();
   void update_upstream_recv();
   void release_upstream(bool reusable);
   void cut_response();
+
+  // response (conn_response.cc)
+  void process_upstream_data(std::uint16_t buf, std::uint32_t len);
+  bool feed_response_head(const char* data, std::uint32_t len, std::uint32_t* used,
+                          bool* ended);
+  bool hold_response_head(const char* data, std::size_t n, bool complete,
+                          std::string_view* head);
+  bool on_response_head(std::string_view head, bool message_done);
+  bool feed_response_body(std::uint16_t buf, const char* data, std::uint32_t off,
+                          std::uint32_t len, std::uint32_t* used);
+  void on_response_done();
+  void fail_response(const char* message);
+  [[nodiscard]] bool response_length_known() const;
+  void drop_response_head();
 
   // splice path (conn_splice.cc)
   bool splice_candidate(const HttpParser& p) const;
@@ -110,24 +149,19 @@ class Conn {
   void drop_splice();
   void arm_poll(bool on_client, unsigned events);
 
-  // exchange end and failures
+  // exchange end (conn.cc) and metering (conn_meter.cc)
   void maybe_finish_exchange();
-  void reset_exchange();
-  void respond_error(int status, const char* reason, const char* message);
-  void respond_parse_error();
+  void next_exchange();
   void close_now();
   void close_gracefully();
   void record_exchange();
-  // metering (conn_meter.cc)
+  void log_exchange(const struct RequestRecord& r);
   void meter_request_head(bool body_encoded);
   void meter_request_done();
   void meter_response_head(int status);
   void meter_fill(struct RequestRecord* r);
-  bool hold_candidate(const HeadFacts& facts) const;
-  void release_held_request();
-  void append_client_chunk(const char* data, std::size_t len);
-  void flush_client_chunk();
   void end_stripped_body();
+  [[nodiscard]] bool write_body(const char* data, std::size_t len);
   static void on_request_body(void* ctx, const char* data, std::size_t len);
   static void on_response_body(void* ctx, const char* data, std::size_t len);
   void arm_timer(std::uint64_t timeout_ms);
@@ -142,57 +176,20 @@ class Conn {
   std::uint32_t generation_ = 0;
   int fd_ = -1;
   State state_ = State::free;
-  Req req_state_ = Req::head;
-  Resp resp_state_ = Resp::idle;
-  Route route_ = Route::other;
-  Splice splice_mode_ = Splice::off;
-  SplicePump splice_;
 
   std::uint8_t inflight_ = 0;  // ops in flight on the client socket
   bool recv_armed_ = false;
   bool recv_cancel_pending_ = false;
   bool recv_starved_ = false;
   bool send_inflight_ = false;
-  bool close_after_ = false;        // close the client once this response is sent
-  bool upstream_dirty_ = false;     // the upstream connection must not be reused
-  bool upstream_retried_ = false;   // the one stale-pool retry was used
-  bool response_started_ = false;   // some response byte was queued for the client
-  bool up_recv_cancel_pending_ = false;
-  bool head_request_ = false;
-  bool exchange_open_ = false;   // a request is in progress; request_finished is owed
-  bool active_reported_ = false; // request_started was reported (active gauge)
-  bool hold_ = false;            // request held (raw head + body) until include_usage is decided
-  bool injected_ = false;        // include_usage was added: strip its output from the response
-  bool strip_ = false;           // the response body is being re-framed without that output
-  bool expect_continue_ = false; // the held request had Expect: 100-continue (answered by us)
-  bool close_when_sent_ = false; // upstream cut the response: close once what came is sent
-  bool local_metrics_ = false;   // GET /metrics with --metrics-on-proxy: sent to our listener
-  std::int32_t chunk_buf_ = -1;  // spare buffer collecting one re-framed response chunk
-  std::uint32_t chunk_len_ = 0;
-  bool client_aborted_ = false;  // the client left before the response ended
-  bool stream_ = false;
-  std::uint16_t status_ = 0;     // status sent (or being sent) to the client
-  ModelId model_ = model_unknown;
-  std::uint64_t request_bytes_ = 0;
-  std::uint64_t body_bytes_ = 0;   // request body bytes (framing included) forwarded so far
   std::uint32_t input_resets_ = 0;  // bumped when client_in_ is discarded mid-parse
-  std::uint64_t response_bytes_ = 0;
-  std::uint64_t splice_total_ = 0;
-
-  std::uint32_t upstream_ = Slab<int>::none;  // UpstreamPool slot while attached
-  std::uint32_t inspect_ = Slab<int>::none;   // Inspect slot while an inference is metered
-  std::int32_t head_buf_ = -1;                // spare buffer accumulating the raw head
-  std::uint32_t head_len_ = 0;
-  std::uint64_t upstream_bytes_sent_ = 0;     // request bytes the upstream accepted
-  std::uint64_t start_ns_ = 0;
 
   sockaddr_in6 peer_{};  // client address (v4 stored as AF_INET in the same bytes)
   TimerNode timer_;
-  HttpParser req_;
-  HttpParser resp_;
+  HttpParser req_;         // spans the connection's requests (pipelining)
   SendQueue client_in_;    // received from the client, not yet parsed (pipelined requests)
   SendQueue to_client_;
-  SendQueue to_upstream_;
+  Exchange ex_;            // the request in progress
 
   msghdr client_msg_{};
   msghdr upstream_msg_{};

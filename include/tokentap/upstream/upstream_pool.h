@@ -19,7 +19,9 @@
 #include <cstdint>
 #include <vector>
 
+#include "tokentap/base/assert.h"
 #include "tokentap/base/slab.h"
+#include "tokentap/loop/user_data.h"
 
 namespace tokentap {
 
@@ -27,13 +29,29 @@ constexpr std::uint32_t upstream_idle_max = 4096;  // idle keep-alive connection
 constexpr std::uint32_t upstream_idle_keep = 16;   // a purge never goes below this many
 constexpr std::uint32_t upstream_connect_timeout_ms = 5'000;
 
+// In-flight accounting has one owner: these two functions. The code that submits an op on the
+// socket calls submitted(), the shard's dispatch calls completed() before anyone sees the CQE.
 struct UpstreamConn {
   enum class State : std::uint8_t { free, connecting, active, idle, closing };
+
+  void submitted(Op op) {
+    ++inflight;
+    if (op == Op::upstream_recv) recv_armed = true;
+    if (op == Op::upstream_send) send_inflight = true;
+  }
+  // A multishot recv stays armed while its CQEs carry F_MORE; every other op ends with its CQE.
+  void completed(Op op, bool more) {
+    if (op == Op::upstream_recv && more) return;
+    TT_ASSERT(inflight > 0);
+    --inflight;
+    if (op == Op::upstream_recv) recv_armed = false;
+    if (op == Op::upstream_send) send_inflight = false;
+  }
 
   int fd = -1;
   std::uint32_t generation = 0;
   State state = State::free;
-  std::uint32_t owner = Slab<UpstreamConn>::none;  // client Conn slot while active
+  std::uint32_t owner = slot_none;  // client Conn slot while active
   std::uint32_t idle_pos = 0;                       // index in the idle list while idle
   std::uint8_t inflight = 0;                        // ops in flight on fd
   bool recv_armed = false;
@@ -41,6 +59,21 @@ struct UpstreamConn {
   bool send_inflight = false;
   bool reused = false;        // came from the idle list for the current request
 };
+
+// Whether a request may be replayed on a fresh connection after its pooled one failed: only when
+// the pooled connection was dead before it took any byte of the request (the upstream closed
+// it while idle) and nothing of a response reached the client, once per request. Every failure
+// path (a send error, an EOF before the response) asks this one function.
+struct StaleRetryFacts {
+  bool reused = false;            // the connection came from the idle list
+  bool retried = false;           // this request already used its retry
+  bool send_inflight = false;     // a send is still in flight: its bytes may have gone out
+  bool response_started = false;  // some response byte reached the client
+  std::uint64_t bytes_sent = 0;   // request bytes the upstream accepted
+};
+[[nodiscard]] constexpr bool stale_retry_allowed(const StaleRetryFacts& f) {
+  return f.reused && !f.retried && !f.send_inflight && !f.response_started && f.bytes_sent == 0;
+}
 
 class UpstreamPool {
  public:
@@ -60,7 +93,7 @@ class UpstreamPool {
 
   // The most recently used idle connection (warmest), or none.
   [[nodiscard]] std::uint32_t take_idle() {
-    if (idle_.empty()) return Slab<UpstreamConn>::none;
+    if (idle_.empty()) return slot_none;
     const std::uint32_t slot = idle_.back();
     idle_.pop_back();
     note_idle_low();

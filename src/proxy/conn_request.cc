@@ -1,0 +1,292 @@
+// Conn, request side: the request head (rewritten for the upstream, or refused), its body, and
+// the replies tokentap writes itself. See conn.h for the state machine.
+#include <cstring>
+#include <fmt/format.h>
+
+#include "tokentap/base/assert.h"
+#include "tokentap/proxy/shard.h"
+#include "tokentap/proxy/usage_injection.h"
+
+namespace tokentap {
+
+void Conn::process_client_input() {
+  SegmentPool& segs = shard_->segments();
+  BufRing& bufs = shard_->bufs();
+  while (state_ == State::open && ex_.req != Req::done && !client_in_.empty()) {
+    const Segment s = segs.at(client_in_.head());
+    std::uint32_t used = 0;
+    const std::uint32_t resets = input_resets_;
+    const bool ok = ex_.req == Req::head ? feed_head(bufs.data(s.buf) + s.off, s.len, &used)
+                                          : feed_body(s.buf, s.off, s.len, &used);
+    // A failure path (error reply, close) discarded the input: nothing is left to consume.
+    if (state_ != State::open || resets != input_resets_) return;
+    client_in_.consume(segs, bufs, used);
+    if (!ok) return;
+  }
+  flush_upstream();
+  update_client_recv();
+}
+
+bool Conn::feed_head(const char* data, std::uint32_t len, std::uint32_t* used) {
+  if (ex_.head_len == 0 && ex_.start_ns == 0) {
+    ex_.start_ns = shard_->now_ns();
+    // The head deadline runs from its first byte, however slowly the rest trickles in.
+    arm_timer(shard_->config().head_timeout_ms);
+  }
+  std::size_t n = 0;
+  const HttpParser::Stop stop = req_.feed(data, len, &n);
+  if (stop == HttpParser::Stop::error) {
+    respond_parse_error();
+    return false;
+  }
+  BufRing& bufs = shard_->bufs();
+  if (ex_.head_buf < 0) {
+    ex_.head_buf = bufs.alloc_spare();
+    if (ex_.head_buf < 0) {
+      respond_error(503, "Service Unavailable", "tokentap: no buffer for the request head");
+      return false;
+    }
+  }
+  if (ex_.head_len + n > head_bytes_max) {
+    respond_error(431, "Request Header Fields Too Large", "tokentap: request head too large");
+    return false;
+  }
+  std::memcpy(bufs.data(static_cast<std::uint16_t>(ex_.head_buf)) + ex_.head_len, data, n);
+  ex_.head_len += static_cast<std::uint32_t>(n);
+  ex_.request_bytes += n;
+  *used = static_cast<std::uint32_t>(n);
+  if (stop == HttpParser::Stop::need_more) return true;
+  on_request_head();
+  return state_ == State::open;
+}
+
+bool Conn::feed_body(std::uint16_t buf, std::uint32_t off, std::uint32_t len,
+                     std::uint32_t* used) {
+  BufRing& bufs = shard_->bufs();
+  std::size_t n = 0;
+  const HttpParser::Stop stop = req_.feed(bufs.data(buf) + off, len, &n);
+  if (stop == HttpParser::Stop::error) {
+    respond_error(400, "Bad Request", req_.error_reason());
+    return false;
+  }
+  const auto n32 = static_cast<std::uint32_t>(n);
+  if (n > 0 && !ex_.to_upstream.push(shard_->segments(), bufs, buf, off, n32)) {
+    close_now();
+    return false;
+  }
+  *used = n32;
+  ex_.request_bytes += n;
+  ex_.body_bytes += n;
+  if (ex_.body_bytes > shard_->config().max_body_bytes) {
+    // Only a chunked body gets here (a Content-Length one was refused at its head); its head
+    // is already upstream, so the exchange cannot end with a status: cut both sides.
+    return close_now(), false;
+  }
+  if (stop == HttpParser::Stop::message_done) on_request_done();
+  return state_ == State::open;
+}
+
+RewriteOptions Conn::rewrite_options() const {
+  const Config& cfg = shard_->config();
+  RewriteOptions opts{cfg.upstream_host, cfg.preserve_host};
+  opts.drop_expect = ex_.expect_continue;
+  return opts;
+}
+
+int Conn::rewrite_head(const RewriteOptions& opts, std::size_t* out_len, HeadFacts* facts,
+                       RewriteError* err) {
+  BufRing& bufs = shard_->bufs();
+  const int out = bufs.alloc_spare();
+  if (out < 0) {
+    *err = RewriteError::ok;  // not the head's fault: no buffer
+    return -1;
+  }
+  const auto out_id = static_cast<std::uint16_t>(out);
+  const std::string_view raw(bufs.data(static_cast<std::uint16_t>(ex_.head_buf)), ex_.head_len);
+  *err = rewrite_request_head(raw, opts, bufs.data(out_id), buf_bytes, out_len, facts);
+  if (*err == RewriteError::ok) return out;
+  bufs.unref(out_id);
+  return -1;
+}
+
+void Conn::on_request_head() {
+  // llhttp checks the framing headers (Transfer-Encoding codings…) only after the head pause,
+  // and reports a bodyless request's end only on its next feed: an empty feed does both,
+  // before anything is forwarded.
+  static const char nothing = 0;
+  std::size_t unused = 0;
+  const HttpParser::Stop head_end = req_.feed(&nothing, 0, &unused);
+  if (head_end == HttpParser::Stop::error) return respond_parse_error();
+  HeadFacts facts;
+  std::size_t out_len = 0;
+  RewriteError err = RewriteError::ok;
+  const int out = rewrite_head(rewrite_options(), &out_len, &facts, &err);
+  ex_.route = route_of(facts.target);  // also a refused request counts under its own route
+  ex_.stream = route_info(ex_.route).stream_default;
+  if (out < 0) {
+    if (err == RewriteError::ok) {
+      return respond_error(503, "Service Unavailable", "tokentap: no buffer for the request head");
+    }
+    request_head_refused(facts, err);
+    return;
+  }
+  BufRing& bufs = shard_->bufs();
+  const auto out_id = static_cast<std::uint16_t>(out);
+  if (request_head_refused(facts, RewriteError::ok)) return bufs.unref(out_id);
+  const Config& cfg = shard_->config();
+  ex_.local_metrics = cfg.metrics_on_proxy && is_metrics_path(facts.target);
+  ex_.head_request = facts.method == "HEAD";
+  ex_.http10 = facts.http10;
+  ex_.keep_alive_10 = facts.keep_alive_10;
+  ex_.expect_continue = facts.expect_continue;
+  shard_->timers().cancel(timer_);  // a request in progress, stream or upload, is never cut
+  ex_.open = true;
+  meter_request_head(facts.content_encoded);
+  ex_.close_after = !req_.keep_alive();
+  if (hold_candidate(hold_facts(ex_.inspect != slot_none, ex_.route, facts, req_))) {
+    // The raw head stays in head_buf and is rewritten once the body is known (its
+    // Content-Length may change); the body collects behind it without being sent.
+    ex_.hold = true;
+    bufs.unref(out_id);
+    if (ex_.expect_continue) {
+      // The client waits for this before sending the body we must see first.
+      if (!queue_client_text("HTTP/1.1 100 Continue\r\n\r\n")) return close_now();
+      flush_client();
+    }
+  } else {
+    bufs.unref(static_cast<std::uint16_t>(ex_.head_buf));
+    ex_.head_buf = -1;
+    const bool queued = ex_.to_upstream.push(shard_->segments(), bufs, out_id, 0,
+                                             static_cast<std::uint32_t>(out_len));
+    bufs.unref(out_id);
+    if (!queued) return close_now();
+  }
+  ex_.resp_parser.init_response();
+  ex_.resp_parser.set_no_body(ex_.head_request);
+  ex_.advance(Req::body);
+  ex_.advance(Resp::head);
+  if (splice_candidate(req_)) ex_.splice_mode = Splice::pending_request;
+  attach_upstream();
+  if (state_ != State::open) return;
+  if (head_end == HttpParser::Stop::message_done) on_request_done();
+}
+
+// True when the head is answered by tokentap instead of forwarded: a refused head (err), a
+// body over --max-body, or an OPTIONS/TRACE whose Max-Forwards reached 0 (RFC 9110 §7.6.2).
+bool Conn::request_head_refused(const HeadFacts& facts, RewriteError err) {
+  if (err != RewriteError::ok) {
+    const HttpRefusal r = refusal_of(err);
+    respond_local(LocalReply{r.status, r.reason, r.message, r.allow});
+    return true;
+  }
+  if (req_.has_content_length() && req_.content_length() > shard_->config().max_body_bytes) {
+    respond_error(413, "Request Entity Too Large", "tokentap: request body larger than --max-body");
+    return true;
+  }
+  if (!facts.max_forwards_zero) return false;
+  if (facts.method == "OPTIONS") {
+    respond_local(LocalReply{200, "OK", nullptr, "GET, HEAD, POST, DELETE, OPTIONS"});
+  } else {
+    respond_local(LocalReply{405, "Method Not Allowed", "tokentap: TRACE is not supported",
+                             "GET, HEAD, POST, DELETE, OPTIONS"});
+  }
+  return true;
+}
+
+void Conn::respond_parse_error() {
+  if (req_.connect()) {
+    const HttpRefusal r = refusal_of(RewriteError::method_not_allowed);
+    return respond_local(LocalReply{r.status, r.reason, r.message, r.allow});
+  }
+  if (req_.error_code() == HPE_INVALID_TRANSFER_ENCODING) {
+    // RFC 9112 §6.1: a transfer coding the proxy does not understand is 501, not 400.
+    return respond_error(501, "Not Implemented", "tokentap: unsupported Transfer-Encoding");
+  }
+  respond_error(400, "Bad Request", req_.error_reason());
+}
+
+void Conn::on_request_done() {
+  ex_.advance(Req::done);
+  meter_request_done();
+  if (ex_.hold) release_held_request();
+  if (state_ != State::open) return;
+  maybe_finish_exchange();
+}
+
+void Conn::release_held_request() {
+  ex_.hold = false;
+  BufRing& bufs = shard_->bufs();
+  SegmentPool& segs = shard_->segments();
+  RewriteOptions opts = rewrite_options();
+  const InjectResult injected =
+      apply_include_usage(shard_->inspects()[ex_.inspect].probe(), ex_.route, ex_.to_upstream,
+                           segs, bufs, &opts.content_length);
+  if (injected == InjectResult::failed) return close_now();
+  ex_.injected = injected == InjectResult::injected;
+  HeadFacts facts;
+  std::size_t out_len = 0;
+  RewriteError err = RewriteError::ok;
+  const int out = rewrite_head(opts, &out_len, &facts, &err);
+  bufs.unref(static_cast<std::uint16_t>(ex_.head_buf));
+  ex_.head_buf = -1;
+  if (out < 0) return close_now();  // the same head was rewritten once already: no buffer
+  const auto out_id = static_cast<std::uint16_t>(out);
+  const bool ok = ex_.to_upstream.push_front(segs, bufs, out_id, 0,
+                                             static_cast<std::uint32_t>(out_len));
+  bufs.unref(out_id);
+  if (!ok) return close_now();
+  flush_upstream();
+  update_client_recv();
+}
+
+void Conn::respond_error(int status, const char* reason, const char* message) {
+  respond_local(LocalReply{status, reason, message != nullptr ? message : "error"});
+}
+
+void Conn::respond_local(const LocalReply& reply) {
+  release_upstream(false);
+  drop_response_head();
+  if (ex_.response_started) return close_now();  // too late for a status: truncate instead
+  if (reply.status == 400) shard_->metrics().connection_rejected(RejectReason::bad_request);
+  if (reply.status == 431) shard_->metrics().connection_rejected(RejectReason::header_too_large);
+  ex_.open = true;  // a request refused before its head was read still counts
+  ex_.status = static_cast<std::uint16_t>(reply.status);
+  BufRing& bufs = shard_->bufs();
+  const int b = bufs.alloc_spare(/*urgent=*/true);
+  if (b < 0) return close_now();
+  const auto id = static_cast<std::uint16_t>(b);
+  // The message goes inside a JSON string: keep it to characters that need no escaping.
+  char text_buf[256];
+  std::size_t text_len = 0;
+  for (const char* p = reply.message; p != nullptr && *p != '\0' && text_len < sizeof(text_buf);
+       ++p) {
+    const auto u = static_cast<unsigned char>(*p);
+    text_buf[text_len++] = (u < 0x20 || *p == '"' || *p == '\\') ? ' ' : *p;
+  }
+  const std::string_view text(text_buf, text_len);
+  // Ollama's own error shape (wire-format §5), so clients parse it as they would Ollama's.
+  const std::size_t body_len = reply.message == nullptr ? 0 : text.size() + 12;  // {"error":""}
+  auto r = fmt::format_to_n(bufs.data(id), buf_bytes, "HTTP/1.1 {} {}\r\n", reply.status,
+                            reply.reason);
+  if (reply.allow != nullptr) r = fmt::format_to_n(r.out, 512, "Allow: {}\r\n", reply.allow);
+  if (reply.message != nullptr) {
+    r = fmt::format_to_n(r.out, 64, "Content-Type: application/json; charset=utf-8\r\n");
+  }
+  r = fmt::format_to_n(r.out, 64, "Content-Length: {}\r\nConnection: close\r\n\r\n", body_len);
+  if (reply.message != nullptr) r = fmt::format_to_n(r.out, 300, "{{\"error\":\"{}\"}}", text);
+  const auto size = static_cast<std::uint32_t>(r.out - bufs.data(id));
+  SegmentPool& segs = shard_->segments();
+  ex_.to_upstream.clear(segs, bufs);
+  client_in_.clear(segs, bufs);
+  ++input_resets_;
+  const bool queued = to_client_.push(segs, bufs, id, 0, size);
+  bufs.unref(id);
+  if (!queued) return close_now();
+  ex_.response_started = true;
+  if (ex_.req != Req::done) ex_.advance(Req::done);
+  if (ex_.resp != Resp::done) ex_.advance(Resp::done);
+  ex_.close_after = true;
+  flush_client();
+}
+
+}  // namespace tokentap
