@@ -1,18 +1,14 @@
-// llm_tail: the SSE lexer and the per-dialect rules that turn captured values into Usage.
+// llm_tail: TailScanner, the per-dialect rules that turn captured values into Usage, and the
+// SkimSpec of each dialect. The SSE lexer is in sse_lexer.cc, the usage-object parser in
+// piece_parser.cc, the fast lanes in llm_tail_lanes.cc.
 //
 // Each dialect has one compile-time SkimSpec; captures land in Doc while a document is read, and
 // the document's rules run once it ends (JSON framing) or once its event is dispatched (SSE).
 #include "tokentap/meter/llm_tail.h"
 
-#include <simdjson.h>
-
-#include <algorithm>
-#include <charconv>
 #include <cstring>
 #include <string_view>
-#include <utility>
 
-#include "byte_scan.h"
 #include "tokentap/base/assert.h"
 
 namespace tokentap {
@@ -106,147 +102,6 @@ const SkimSpec& tail_spec(Dialect d) {
     default:
       return openai_spec;
   }
-}
-
-namespace {
-
-// Length of the line content at p: up to the first CR or LF (n if none).
-std::size_t line_length(const char* p, std::size_t n) {
-  return static_cast<std::size_t>(byte_scan::find_line_end(p, p + n) - p);
-}
-
-}  // namespace
-
-// ---- json_uint and PieceParser ----------------------------------------------------------------
-
-std::optional<std::uint64_t> json_uint(std::string_view token) {
-  if (token.empty() || (token.size() > 1 && token[0] == '0')) return std::nullopt;
-  std::uint64_t value = 0;
-  const char* const end = token.data() + token.size();
-  const auto [ptr, ec] = std::from_chars(token.data(), end, value);
-  if (ec != std::errc{} || ptr != end) return std::nullopt;
-  return value;
-}
-
-struct PieceParser::Impl {
-  simdjson::ondemand::parser parser{piece_bytes_max};
-  std::array<char, piece_bytes_max + simdjson::SIMDJSON_PADDING> scratch{};
-};
-
-PieceParser::PieceParser() : impl_(std::make_unique<Impl>()) {
-  // Size the parser's internal buffers now so that no parse allocates later.
-  const simdjson::error_code rc = impl_->parser.allocate(piece_bytes_max);
-  TT_ASSERT(rc == simdjson::SUCCESS);
-}
-
-PieceParser::~PieceParser() = default;
-
-bool PieceParser::read_counts(std::string_view object, std::span<const std::string_view> keys,
-                              Counts* out) {
-  *out = Counts{};
-  if (object.size() > piece_bytes_max || keys.size() > keys_max) return false;
-  auto& scratch = impl_->scratch;
-  std::memcpy(scratch.data(), object.data(), object.size());
-  std::memset(scratch.data() + object.size(), ' ', simdjson::SIMDJSON_PADDING);
-  simdjson::ondemand::document doc;
-  const simdjson::padded_string_view input(scratch.data(), object.size(), scratch.size());
-  if (impl_->parser.iterate(input).get(doc) != simdjson::SUCCESS) return false;
-  simdjson::ondemand::object obj;
-  if (doc.get_object().get(obj) != simdjson::SUCCESS) return false;
-  for (auto member : obj) {
-    simdjson::ondemand::field field;
-    std::string_view key;
-    if (std::move(member).get(field) != simdjson::SUCCESS) return false;
-    if (field.unescaped_key().get(key) != simdjson::SUCCESS) return false;
-    for (std::size_t i = 0; i < keys.size(); ++i) {
-      if (key != keys[i]) continue;
-      const auto bit = static_cast<std::uint8_t>(1u << i);
-      std::uint64_t v = 0;
-      if (field.value().get_uint64().get(v) == simdjson::SUCCESS) {
-        out->value[i] = v;
-        out->present |= bit;
-      } else {
-        out->present &= static_cast<std::uint8_t>(~bit);
-      }
-      break;
-    }
-  }
-  return true;
-}
-
-// ---- SseLexer ---------------------------------------------------------------------------------
-
-std::size_t SseLexer::next(const char* p, std::size_t n, Run* run) {
-  TT_DASSERT(n > 0);
-  if (after_cr_) {
-    after_cr_ = false;
-    if (*p == '\n') {
-      *run = Run::crlf_tail;
-      return 1;
-    }
-  }
-  switch (state_) {
-    case State::line_start:
-      field_ = Field::other;
-      if (*p == '\r' || *p == '\n') {
-        after_cr_ = *p == '\r';
-        *run = Run::event_end;
-        return 1;
-      }
-      name_len_ = 0;
-      state_ = *p == ':' ? State::ignore : State::name;
-      return state_ == State::name ? next_name(p, n, run) : next_value(p, n, run);
-    case State::name:
-      return next_name(p, n, run);
-    case State::after_colon:
-      state_ = State::value;
-      if (*p == ' ') {
-        *run = Run::framing;
-        return 1;
-      }
-      return next_value(p, n, run);
-    case State::value:
-    case State::ignore:
-      return next_value(p, n, run);
-  }
-  return 0;
-}
-
-std::size_t SseLexer::next_name(const char* p, std::size_t n, Run* run) {
-  *run = Run::framing;
-  std::size_t i = 0;
-  while (i < n && p[i] != ':' && p[i] != '\r' && p[i] != '\n') ++i;
-  if (i > 0) {
-    // Keep what fits; one past the buffer means "too long".
-    const std::size_t room = name_.size() - std::min<std::size_t>(name_len_, name_.size());
-    std::memcpy(name_.data() + (name_.size() - room), p, std::min(i, room));
-    name_len_ = static_cast<std::uint8_t>(std::min(name_len_ + i, name_.size() + 1));
-    return i;
-  }
-  if (*p == ':') {
-    const std::string_view name(name_.data(), name_len_ <= name_.size() ? name_len_ : 0);
-    field_ = name == "data" ? Field::data : name == "event" ? Field::event : Field::other;
-    state_ = State::after_colon;
-    if (field_ != Field::other) *run = Run::value_start;
-    return 1;
-  }
-  // A line without a colon: ignored, its terminator included.
-  after_cr_ = *p == '\r';
-  state_ = State::line_start;
-  return 1;
-}
-
-std::size_t SseLexer::next_value(const char* p, std::size_t n, Run* run) {
-  const bool named = state_ == State::value && field_ != Field::other;
-  const std::size_t len = line_length(p, n);
-  if (len > 0) {
-    *run = !named ? Run::framing : field_ == Field::data ? Run::data : Run::event_name;
-    return len;
-  }
-  *run = named ? Run::line_end : Run::framing;
-  after_cr_ = *p == '\r';
-  state_ = State::line_start;
-  return 1;
 }
 
 // ---- TailScanner ------------------------------------------------------------------------------

@@ -13,6 +13,7 @@ mkdir -p "$out"
 flags=(-std=c++20 -O1 -g -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined
        -Iinclude)
 core=(src/meter/json_skim.cc src/meter/json_skim_string.cc src/meter/llm_tail.cc src/meter/ollama_line.cc
+      src/meter/sse_lexer.cc src/meter/piece_parser.cc
       src/meter/llm_tail_lanes.cc src/meter/compact_skim.cc src/meter/usage_strip.cc src/meter/request_probe.cc)
 # TOKENTAP_FUZZ_TARGETS narrows the set (e.g. a long run of only the target whose code changed).
 targets=(${TOKENTAP_FUZZ_TARGETS:-json_skim_fuzz compact_skim_fuzz llm_tail_fuzz usage_strip_fuzz
