@@ -199,8 +199,10 @@ void Conn::respond_parse_error() {
     return respond_local(LocalReply{r.status, r.reason, r.message, r.allow});
   }
   if (req_.error_code() == HPE_INVALID_TRANSFER_ENCODING) {
-    // RFC 9112 §6.1: a transfer coding the proxy does not understand is 501, not 400.
-    return respond_error(501, "Not Implemented", "tokentap: unsupported Transfer-Encoding");
+    // RFC 9112 §6.3 rule 4: a request whose Transfer-Encoding does not end with chunked (once)
+    // has no reliable length: 400 and close. (A coding before chunked is forwarded untouched.)
+    return respond_error(400, "Bad Request",
+                         "tokentap: Transfer-Encoding must end with chunked, applied once");
   }
   respond_error(400, "Bad Request", req_.error_reason());
 }

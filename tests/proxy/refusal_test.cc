@@ -1,5 +1,5 @@
 // Requests the proxy refuses itself, before or while forwarding: malformed and smuggling-shaped
-// heads (400/501), oversized heads (431) and bodies (413), a broken chunked request body after
+// heads (400; chunked not final is 400 by RFC 9112 §6.3 rule 4), oversized heads (431) and bodies (413), a broken chunked request body after
 // its head has gone upstream. A refused request must never reach the upstream whole.
 
 #include <unistd.h>
@@ -71,10 +71,10 @@ TEST(ProxyScripted, SmugglingCorpusIsRefusedAndNeverReachesTheUpstream) {
       {"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n"
        "0\r\n\r\n", "400"},
       {"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\nContent-Length: 6\r\n\r\nhello", "400"},
-      {"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: gzip\r\n\r\n", "501"},
-      {"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked, gzip\r\n\r\n", "501"},
+      {"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: gzip\r\n\r\n", "400"},
+      {"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked, gzip\r\n\r\n", "400"},
       {"GET / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n"
-       "Transfer-Encoding: chunked\r\n\r\n0\r\n\r\n", "501"},
+       "Transfer-Encoding: chunked\r\n\r\n0\r\n\r\n", "400"},
       {"GET / HTTP/1.1\nHost: x\n\n", "400"},
       {"GET / HTTP/1.1\r\nHost: x\r\nX: a\r\n b\r\n\r\n", "400"},
       {std::string("GET / HTTP/1.1\r\nHost: x\r\nX: a\0b\r\n\r\n", 32), "400"},
@@ -82,7 +82,7 @@ TEST(ProxyScripted, SmugglingCorpusIsRefusedAndNeverReachesTheUpstream) {
       // 400 from the parser or a 405 from the head rules: only the class is checked.
       {"CONNECT evil.example:443 HTTP/1.1\r\nHost: evil.example:443\r\n\r\n", "4"},
       {"GET / HTTP/1.1\r\nHost : x\r\n\r\n", "400"},
-      {"GET /" + std::string(9000, 'a') + " HTTP/1.1\r\nHost: x\r\n\r\n", "400"},
+      {"GET /" + std::string(9000, 'a') + " HTTP/1.1\r\nHost: x\r\n\r\n", "414"},
   };
   ScriptedUpstream up([](int fd, ScriptedUpstream& self) { self.read_request(fd); });
   TT_START_PROXY(proxy, up.port());
