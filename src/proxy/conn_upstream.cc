@@ -17,7 +17,9 @@ void Conn::attach_upstream() {
     // own that never joins the upstream pool.
     ex_.upstream_dirty = true;
     ex_.upstream = shard_->connect_upstream(slot_, shard_->config().metrics_local);
-    if (ex_.upstream == slot_none) respond_error(503, "Service Unavailable", "tokentap: no metrics");
+    if (ex_.upstream == slot_none) {
+      respond_error(503, "Service Unavailable", "tokentap: no metrics");
+    }
     return;
   }
   UpstreamPool& pool = shard_->upstreams();
@@ -48,9 +50,9 @@ void Conn::on_upstream_connect(int res) {
     const bool timed_out = res == -ECANCELED;
     shard_->metrics().upstream_error(timed_out ? UpstreamError::timeout : UpstreamError::connect);
     release_upstream(false);
-    return respond_error(502, "Bad Gateway",
-                         timed_out ? "tokentap: upstream connect timed out"
-                                   : "tokentap: upstream unreachable: connection refused or failed");
+    const char* why = timed_out ? "tokentap: upstream connect timed out"
+                                : "tokentap: upstream unreachable: connection refused or failed";
+    return respond_error(502, "Bad Gateway", why);
   }
   shard_->upstreams().at(ex_.upstream).state = UpstreamConn::State::active;
   flush_upstream();

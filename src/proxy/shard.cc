@@ -389,7 +389,8 @@ void Shard::maybe_free_conn(std::uint32_t slot) {
 
 void Shard::rearm_starved() {
   // Wait for a few buffers (fewer on a tiny ring) so a re-armed recv is not starved at once.
-  const std::uint32_t enough = std::max(1u, std::min(rearm_min_free_buffers, bufs_.ring_count() / 4));
+  const std::uint32_t enough =
+      std::max(1u, std::min(rearm_min_free_buffers, bufs_.ring_count() / 4));
   if (starved_conns_.empty() || bufs_.ring_free() < enough) return;
   starved_scratch_.swap(starved_conns_);
   for (const std::uint64_t packed : starved_scratch_) {
