@@ -290,6 +290,8 @@ RewriteError rewrite_request_head(std::string_view raw, const RewriteOptions& op
   *facts = HeadFacts{};
   if (raw.size() > head_bytes_max) return RewriteError::too_large;
   std::string_view rest = raw;
+  // RFC 9112 §2.2: empty lines before the request line are ignored (llhttp skips them too).
+  while (rest.substr(0, 2) == "\r\n") rest.remove_prefix(2);
   RequestLine rl;
   RewriteError err = request_line_parse(&rest, &rl, facts);
   if (err != RewriteError::ok) return err;

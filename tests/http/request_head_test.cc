@@ -63,6 +63,13 @@ TEST(RequestHead, Http10WithoutHostGetsTheUpstreamsAndOurVersion) {
             "GET / HTTP/1.1\r\nHost: 127.0.0.1:11434\r\nVia: 1.0 tokentap\r\n\r\n");
 }
 
+TEST(RequestHead, EmptyLinesBeforeTheRequestLineAreIgnored) {
+  // RFC 9112 §2.2; the proxy hands over the head as received, llhttp having skipped them.
+  EXPECT_EQ(rewrite("\r\n\r\nGET /api/tags HTTP/1.1\r\nHost: x\r\n\r\n"),
+            "GET /api/tags HTTP/1.1\r\nHost: 127.0.0.1:11434\r\nVia: 1.1 tokentap\r\n\r\n");
+  EXPECT_EQ(error_of("\nGET /api/tags HTTP/1.1\r\nHost: x\r\n\r\n"), RewriteError::bad_head);
+}
+
 TEST(RequestHead, HigherMinorVersionIsHttp11) {
   // RFC 9112 §2.3: a higher minor version of a supported major is processed as the highest.
   const Result r = rw("GET /api/tags HTTP/1.2\r\nHost: x\r\n\r\n");
