@@ -26,3 +26,7 @@ if(TARGET tokentap AND TARGET fake_upstream)
                    ${CMAKE_BINARY_DIR}/eco-sdk)
   set_tests_properties(eco.sdk_clients PROPERTIES SKIP_RETURN_CODE 77 TIMEOUT 300)
 endif()
+
+# STYLE.md §14 shape limits: functions in src/ <= 70 lines, lines in src/ and include/ <= 100
+# columns. Pure python, no build needed.
+add_test(NAME shape COMMAND python3 ${CMAKE_SOURCE_DIR}/tests/shape_check.py ${CMAKE_SOURCE_DIR})

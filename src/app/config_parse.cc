@@ -48,7 +48,8 @@ bool resolve(const std::string& host, std::uint16_t port, bool passive, Endpoint
   hints.ai_flags = passive ? AI_PASSIVE : 0;
   addrinfo* result = nullptr;
   const std::string service = std::to_string(port);
-  const int rc = getaddrinfo(host.empty() ? nullptr : host.c_str(), service.c_str(), &hints, &result);
+  const char* const node = host.empty() ? nullptr : host.c_str();
+  const int rc = getaddrinfo(node, service.c_str(), &hints, &result);
   if (rc != 0 || result == nullptr) {
     *error = fmt::format("cannot resolve '{}': {}", host, gai_strerror(rc));
     return false;

@@ -64,8 +64,12 @@ int Server::open_listener(const Endpoint& ep, std::string* error) {
   sockaddr_storage addr = ep.addr;
   if (port_ != 0) {
     // Every shard binds the port the first one got (port 0 asks the kernel for one).
-    if (addr.ss_family == AF_INET) reinterpret_cast<sockaddr_in*>(&addr)->sin_port = htons(port_);
-    if (addr.ss_family == AF_INET6) reinterpret_cast<sockaddr_in6*>(&addr)->sin6_port = htons(port_);
+    if (addr.ss_family == AF_INET) {
+      reinterpret_cast<sockaddr_in*>(&addr)->sin_port = htons(port_);
+    }
+    if (addr.ss_family == AF_INET6) {
+      reinterpret_cast<sockaddr_in6*>(&addr)->sin6_port = htons(port_);
+    }
   }
   if (bind(fd, reinterpret_cast<sockaddr*>(&addr), ep.addr_len) != 0 ||
       listen(fd, listen_backlog) != 0) {

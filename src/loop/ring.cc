@@ -43,7 +43,8 @@ bool Ring::init(unsigned sq_entries, unsigned cq_entries, std::string* error) {
     return false;
   }
   live_ = true;
-  if ((params.features & IORING_FEAT_NODROP) == 0 || (params.features & IORING_FEAT_FAST_POLL) == 0) {
+  constexpr std::uint32_t required_features = IORING_FEAT_NODROP | IORING_FEAT_FAST_POLL;
+  if ((params.features & required_features) != required_features) {
     *error = "io_uring lacks FEAT_NODROP or FEAT_FAST_POLL (kernel 5.19+ required)";
     return false;
   }

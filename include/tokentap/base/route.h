@@ -79,7 +79,9 @@ inline constexpr std::array<RouteInfo, route_count> route_table{{
 }
 
 // True for the routes whose requests are metered as inference (active gauge, tokens, TTFT).
-[[nodiscard]] constexpr bool is_inference(Route r) { return route_info(r).dialect != Dialect::none; }
+[[nodiscard]] constexpr bool is_inference(Route r) {
+  return route_info(r).dialect != Dialect::none;
+}
 
 static_assert(route_of("/api/chat") == Route::api_chat);
 static_assert(route_of("/v1/messages?beta=true") == Route::v1_messages);

@@ -112,7 +112,9 @@ class Slab {
 
  private:
   static constexpr std::uint32_t bits_per_word = 64;
-  static std::uint64_t bit(std::uint32_t slot) { return std::uint64_t{1} << (slot % bits_per_word); }
+  static std::uint64_t bit(std::uint32_t slot) {
+    return std::uint64_t{1} << (slot % bits_per_word);
+  }
   bool is_free(std::uint32_t slot) const {
     return (free_bits_[slot / bits_per_word] & bit(slot)) != 0;
   }
