@@ -6,7 +6,8 @@ import statistics
 import sys
 import time
 
-TARGETS = ["direct", "floor", "tokentap", "tokentap-t2", "nginx", "haproxy"]
+TARGET_ORDER = ["direct", "floor", "tokentap", "tokentap-base", "tokentap-t2", "nginx", "haproxy"]
+TARGETS = list(TARGET_ORDER)  # narrowed to the targets a run measured
 # The references of every (×r): never "floor", which is a lower bound, not a competitor.
 PEERS = ["nginx", "haproxy"]
 # Pages a proxy touches once stay resident, so only its first rounds show growth: take the
@@ -111,8 +112,36 @@ def cell(per_target, target, metric, ref):
     return text
 
 
+def base_comparison(data, phases):
+    """tokentap vs tokentap-base (E2E_BASE_BIN): the median over rounds of the per-round ratio of
+    CPU per request, so a before/after of one change is read from one alternating run."""
+    rows = []
+    for phase in phases:
+        per_target = data.get((phase, "cpu_us"), {})
+        now, base = per_target.get("tokentap", {}), per_target.get("tokentap-base", {})
+        ratios = [now[r] / base[r] for r in now if r in base and base[r] > 0 and now[r] == now[r]]
+        if ratios:
+            rows.append(
+                f"| {phase} | {statistics.median(base.values()):.2f} |"
+                f" {statistics.median(now.values()):.2f} | ×{statistics.median(ratios):.3f} |"
+                f" ×{min(ratios):.3f}–×{max(ratios):.3f} |"
+            )
+    if not rows:
+        return []
+    return [
+        "",
+        "Before/after (tokentap vs tokentap-base, CPU µs per request, median per-round ratio):",
+        "",
+        "| workload | base µs | tokentap µs | ratio | per-round range |",
+        "|---|---:|---:|---:|---|",
+    ] + rows
+
+
 def main():
+    global TARGETS
     data, phases = load(sys.argv[1])
+    present = {t for per_target in data.values() for t in per_target}
+    TARGETS = [t for t in TARGET_ORDER if t in present]
     meta = {}
     with open(sys.argv[2]) as f:
         for line in f:
@@ -172,6 +201,7 @@ def main():
             f" {100 * max(spreads):.0f} % at worst in this run. KiB per open stream is the"
             " largest per-round RSS growth ÷ streams (pages touched once stay resident).",
         ]
+    out += base_comparison(data, phases)
     print("\n".join(out))
 
 

@@ -9,6 +9,10 @@
 # Env:   E2E_BUILD (build-release), E2E_PORT_BASE (19400), E2E_ROUNDS, E2E_PHASES (a subset of
 #        "gen16 gen64 gen256 ndjson32 sse_usage sse_plain paced bulk first_line streams"),
 #        E2E_KEEP=1 keeps the work directory (configs, logs); kept on failure too.
+#        E2E_BASE_BIN=PATH adds target tokentap-base: another tokentap binary (1 shard), e.g. a
+#        build of an earlier commit, run alternately with the others, for before/after figures
+#        of one change in one run (the report adds the per-round CPU ratio tokentap/base).
+#        E2E_TARGETS narrows the targets (e.g. "tokentap tokentap-base nginx haproxy").
 #
 # Clients: wrk (-t1) for the throughput phases; bench/e2e/client.c (built here as e2e_client)
 # for the paced phase (open loop, latency from the due time), first-line latency and the held
@@ -89,9 +93,9 @@ trap 'echo "run.sh: failed at line $LINENO: $BASH_COMMAND" >&2' ERR
 trap 'exit 130' INT TERM
 
 up_port=$base tt1_port=$((base + 1)) tt2_port=$((base + 2))
-ngx_port=$((base + 3)) hap_port=$((base + 4)) floor_port=$((base + 5))
-for p in $up_port $tt1_port $tt2_port $ngx_port $hap_port $floor_port $((base + 11)) \
-  $((base + 12)); do
+ngx_port=$((base + 3)) hap_port=$((base + 4)) floor_port=$((base + 5)) ttb_port=$((base + 6))
+for p in $up_port $tt1_port $tt2_port $ngx_port $hap_port $floor_port $ttb_port $((base + 11)) \
+  $((base + 12)) $((base + 13)); do
   if ss -ltnH "sport = :$p" | grep -q .; then echo "port $p is in use" >&2; exit 1; fi
 done
 
@@ -107,13 +111,18 @@ wait_port() {  # PORT NAME: wait until something accepts there
 "$build/fake_upstream" --listen "127.0.0.1:$up_port" --threads 1 >"$work/fake.log" 2>&1 &
 pids+=($!)
 wait_port "$up_port" fake_upstream
-start_tokentap() {  # PORT THREADS
-  "$build/tokentap" --listen "127.0.0.1:$1" --metrics-listen "127.0.0.1:$((base + 10 + $2))" \
-    --upstream "http://127.0.0.1:$up_port" --threads "$2" >"$work/tokentap$2.log" 2>&1 &
+start_tokentap() {  # PORT THREADS [BINARY METRICS_PORT]
+  "${3:-$build/tokentap}" --listen "127.0.0.1:$1" \
+    --metrics-listen "127.0.0.1:${4:-$((base + 10 + $2))}" \
+    --upstream "http://127.0.0.1:$up_port" --threads "$2" >"$work/tokentap$2${3:+-base}.log" 2>&1 &
   pids+=($!)
 }
 start_tokentap "$tt1_port" 1; tt1_pid=$!
 start_tokentap "$tt2_port" 2; tt2_pid=$!
+ttb_pid=""
+if [ -n "${E2E_BASE_BIN:-}" ]; then
+  start_tokentap "$ttb_port" 1 "$E2E_BASE_BIN" $((base + 13)); ttb_pid=$!
+fi
 for f in nginx.conf haproxy.cfg; do
   sed -e "s|@WORK@|$work|g" -e "s|@UPSTREAM_PORT@|$up_port|g" \
     -e "s|@PORT@|$([ $f = nginx.conf ] && echo "$ngx_port" || echo "$hap_port")|g" \
@@ -127,17 +136,22 @@ pids+=($!); hap_pid=$!
 "$floor" "$floor_port" "$up_port" >"$work/floor.log" 2>&1 &
 pids+=($!); floor_pid=$!
 wait_port "$tt1_port" tokentap; wait_port "$tt2_port" "tokentap --threads 2"
+[ -z "$ttb_pid" ] || wait_port "$ttb_port" "tokentap-base ($E2E_BASE_BIN)"
 wait_port "$ngx_port" nginx; wait_port "$hap_port" haproxy; wait_port "$floor_port" e2e_floor
 
-targets=(direct floor tokentap tokentap-t2 nginx haproxy)
+targets=(direct floor tokentap)
+[ -z "$ttb_pid" ] || targets+=(tokentap-base)
+targets+=(tokentap-t2 nginx haproxy)
+if [ -n "${E2E_TARGETS:-}" ]; then read -r -a targets <<<"$E2E_TARGETS"; fi
 declare -A port=([direct]=$up_port [floor]=$floor_port [tokentap]=$tt1_port
-  [tokentap-t2]=$tt2_port [nginx]=$ngx_port [haproxy]=$hap_port)
+  [tokentap-t2]=$tt2_port [nginx]=$ngx_port [haproxy]=$hap_port [tokentap-base]=$ttb_port)
 procs() {  # TARGET: the PIDs whose CPU and memory count as that proxy's
   case $1 in
     direct) ;;
     floor) echo "$floor_pid" ;;
     tokentap) echo "$tt1_pid" ;;
     tokentap-t2) echo "$tt2_pid" ;;
+    tokentap-base) echo "$ttb_pid" ;;
     nginx) echo "$ngx_pid"; pgrep -P "$ngx_pid" || true ;;
     haproxy) echo "$hap_pid"; pgrep -P "$hap_pid" || true ;;
   esac
@@ -311,6 +325,7 @@ meta=$work/meta.txt
   echo "kernel=$(uname -r) cpus=$(nproc) cpu_model=$cpu_model"
   tt_version=$("$build/tokentap" --version 2>&1 | head -1 | tr ' ' '_')
   echo "tokentap=$tt_version@$(git rev-parse --short HEAD)"
+  [ -z "$ttb_pid" ] || echo "tokentap_base=$E2E_BASE_BIN"
   echo "nginx=$(nginx -v 2>&1 | sed 's/.*nginx\///')" \
     "haproxy=$(haproxy -v | awk 'NR == 1 {print $3}')" \
     "wrk=$(wrk -v 2>&1 | awk 'NR == 1 {print $2}')" \
