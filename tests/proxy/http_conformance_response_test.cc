@@ -182,6 +182,17 @@ TEST(HttpConformanceResponse, WhitespaceBeforeTheColonInAResponseGets502) {
   expect_502("HTTP/1.1 200 OK\r\nContent-Length : 0\r\n\r\n");
 }
 
+TEST(HttpConformanceResponse, ControlCharacterInAResponseFieldGets502) {
+  expect_502(
+      "HTTP/1.1 200 OK\r\nX-A: a\x01"
+      "b\r\nContent-Length: 0\r\n\r\n");
+  expect_502("HTTP/1.1 200 OK\r\nX-A: a\rb\r\nContent-Length: 0\r\n\r\n");
+}
+
+TEST(HttpConformanceResponse, NominatingAFramingFieldInAResponseGets502) {
+  expect_502("HTTP/1.1 200 OK\r\nConnection: Content-Length\r\nContent-Length: 5\r\n\r\nhello");
+}
+
 TEST(HttpConformanceResponse, InvalidStatusLineGets502) {
   expect_502("HTTP/1.1 2000 OK\r\nContent-Length: 0\r\n\r\n");
   expect_502("HTTP/2.0 200 OK\r\nContent-Length: 0\r\n\r\n");
@@ -310,11 +321,12 @@ TEST(HttpConformanceResponse, TruncatedBodyIsNeverCompleted) {
 // ---- §6.1, §9.3: HTTP/1.0 clients ------------------------------------------------------------
 
 TEST(HttpConformanceResponse, Http10ClientGetsADechunkedCloseDelimitedBody) {
-  // §6.1: no Transfer-Encoding to a 1.0 recipient (issue 15: it received chunked framing).
-  ScriptedUpstream up(
-      ScriptedUpstream::answer_each("HTTP/1.1 200 OK\r\nContent-Type: "
-                                    "application/x-ndjson\r\nTransfer-Encoding: chunked\r\n\r\n" +
-                                    chunk("{\"a\":1}\n") + chunk("{\"b\":2}\n") + "0\r\n\r\n"));
+  // §6.1: no Transfer-Encoding to a 1.0 recipient (issue 15: it received chunked framing);
+  // §7.1.2: removing the chunked coding, the trailer section is discarded.
+  ScriptedUpstream up(ScriptedUpstream::answer_each(
+      "HTTP/1.1 200 OK\r\nContent-Type: "
+      "application/x-ndjson\r\nTransfer-Encoding: chunked\r\n\r\n" +
+      chunk("{\"a\":1}\n") + chunk("{\"b\":2}\n") + "0\r\nX-Trailer: t\r\n\r\n"));
   TT_START_PROXY(proxy, up.port(), 1);
   const Outcome o = send_and_read_to_close(
       proxy.port(), "GET /api/tags HTTP/1.0\r\nConnection: keep-alive\r\n\r\n");

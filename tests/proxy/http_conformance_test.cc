@@ -220,6 +220,8 @@ TEST(HttpConformance, BadAbsoluteFormGets400) {
   expect_refused("GET ftp://ollama.example/api/tags HTTP/1.1\r\nHost: x\r\n\r\n", 400);
   expect_refused("GET http://user:pw@ollama.example/api/tags HTTP/1.1\r\nHost: x\r\n\r\n", 400);
   expect_refused("GET http:///api/tags HTTP/1.1\r\nHost: x\r\n\r\n", 400);
+  // An empty path is refused too (a deliberate deviation, see the table).
+  expect_refused("GET http://ollama.example HTTP/1.1\r\nHost: x\r\n\r\n", 400);
 }
 
 TEST(HttpConformance, AsteriskFormOnlyForOptions) {
@@ -278,6 +280,13 @@ TEST(HttpConformance, ChunkedNotFinalGets400AndClose) {
       "POST /api/tags HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n"
       "Transfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
       400);
+}
+
+TEST(HttpConformance, UnknownCodingBeforeChunkedIsForwarded) {
+  // The body's length is known (chunked is final); the coding is the upstream's to judge.
+  const std::string got = forwarded(
+      "POST /api/tags HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: gzip, chunked\r\n\r\n0\r\n\r\n");
+  EXPECT_NE(got.find("\r\nTransfer-Encoding: gzip, chunked\r\n"), std::string::npos) << got;
 }
 
 TEST(HttpConformance, TransferEncodingInHttp10Gets400AndClose) {
@@ -422,6 +431,12 @@ TEST(HttpConformance, ExpectFromHttp10IsIgnored) {
   EXPECT_EQ(got.substr(got.size() - 2), "ab");
 }
 
+TEST(HttpConformance, OtherExpectationsAreForwarded) {
+  // RFC 9110 §10.1.1: a server MAY answer 417 to an unknown expectation; the upstream decides.
+  const std::string got = forwarded("GET /api/tags HTTP/1.1\r\nHost: x\r\nExpect: foo\r\n\r\n");
+  EXPECT_NE(got.find("\r\nExpect: foo\r\n"), std::string::npos) << got;
+}
+
 TEST(HttpConformance, ExpectContinueIsForwardedAndThe100Relayed) {
   ScriptedUpstream up([](int fd, ScriptedUpstream&) {
     const std::string head = read_until(fd, has_head);
@@ -463,6 +478,10 @@ TEST(HttpConformance, UpgradeIsIgnoredAndTheNextRequestWorks) {
     EXPECT_EQ(r.find("Upgrade"), std::string::npos) << r;
     EXPECT_EQ(r.find("HTTP2-Settings"), std::string::npos) << r;
   }
+  // §7.8: a server MUST ignore Upgrade in an HTTP/1.0 request.
+  const std::string got =
+      forwarded("GET /api/tags HTTP/1.0\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n");
+  EXPECT_EQ(got.find("Upgrade"), std::string::npos) << got;
 }
 
 TEST(HttpConformance, PathAndQueryAreForwardedUnchanged) {
