@@ -42,8 +42,10 @@ HttpRefusal refusal_of(RewriteError e) {
     case RewriteError::too_many_connection_options:
       return {400, "Bad Request", "tokentap: too many Connection options"};
     case RewriteError::method_not_allowed:
+      // Allow names the methods Ollama's API routes answer (the same list the proxy's own
+      // OPTIONS reply gives).
       return {405, "Method Not Allowed", "tokentap: CONNECT and authority-form are not served",
-              "GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS"};
+              "GET, HEAD, POST, DELETE, OPTIONS"};
     case RewriteError::target_too_long:
       return {414, "URI Too Long", "tokentap: request target too long"};
     case RewriteError::ok:

@@ -456,6 +456,27 @@ TEST(HttpConformance, ExpectContinueIsForwardedAndThe100Relayed) {
   close(fd);
 }
 
+TEST(HttpConformance, ExpectContinueIsAnsweredByTheProxyWhenItHoldsTheBody) {
+  // An OpenAI-compatible request the proxy must read whole before forwarding (include_usage
+  // injection): the proxy, as the server the client waits on, sends the 100 itself and the
+  // upstream gets no expectation it would answer a second time.
+  ScriptedUpstream up(ScriptedUpstream::answer_each(ok_body));
+  TT_START_PROXY(proxy, up.port(), 1);
+  const std::string body = R"({"model":"m","stream":true,"messages":[]})";
+  const int fd = connect_loopback(proxy.port());
+  send_all(fd,
+           "POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\n"
+           "Content-Type: application/json\r\nContent-Length: " +
+               std::to_string(body.size()) + "\r\n\r\n");
+  EXPECT_EQ(read_until(fd, has_head), "HTTP/1.1 100 Continue\r\n\r\n");
+  send_all(fd, body);
+  EXPECT_EQ(status_of(test::read_ok(fd)), 200);
+  close(fd);
+  const auto reqs = requests_of(up);
+  ASSERT_EQ(reqs.size(), 1u);
+  EXPECT_EQ(reqs[0].find("Expect"), std::string::npos) << reqs[0];
+}
+
 TEST(HttpConformance, UpgradeIsIgnoredAndTheNextRequestWorks) {
   // RFC 9110 §7.8: a server MAY ignore Upgrade. Issue 20: the next request got 400.
   ScriptedUpstream up(ScriptedUpstream::answer_each(ok_body));
