@@ -91,7 +91,8 @@ TEST(ProxyScripted, RequestHeadAndBodyLeaveInOneUpstreamSegment) {
   if (!segments[0]) GTEST_SKIP() << "kernel reports no tcpi_data_segs_in";
   for (int i = 0; i < requests; ++i) {
     ASSERT_TRUE(segments[i].has_value()) << "request " << i;
-    EXPECT_EQ(*segments[i], 1u) << "request " << i << (i == 0 ? " (fresh connection)" : " (pooled)");
+    EXPECT_EQ(*segments[i], 1u) << "request " << i
+                                << (i == 0 ? " (fresh connection)" : " (pooled)");
   }
 }
 

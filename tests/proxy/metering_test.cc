@@ -44,11 +44,14 @@ const std::string sse_first = sse_prefix +
     "\"choices\":[{\"index\":0,\"delta\":{\"role\":\"assistant\",\"content\":\"The\"},"
     "\"finish_reason\":null}]}\n\n";
 const std::string sse_second =
-    sse_prefix + "\"choices\":[{\"index\":0,\"delta\":{\"content\":\" sky\"},\"finish_reason\":null}]}\n\n";
+    sse_prefix +
+    "\"choices\":[{\"index\":0,\"delta\":{\"content\":\" sky\"},\"finish_reason\":null}]}\n\n";
 const std::string sse_finish =
     sse_prefix + "\"choices\":[{\"index\":0,\"delta\":{},\"finish_reason\":\"stop\"}]}\n\n";
-const std::string sse_usage = sse_prefix +
-    "\"choices\":[],\"usage\":{\"prompt_tokens\":32,\"completion_tokens\":34,\"total_tokens\":66}}\n\n";
+const std::string sse_usage =
+    sse_prefix +
+    "\"choices\":[],\"usage\":{\"prompt_tokens\":32,\"completion_tokens\":34,"
+    "\"total_tokens\":66}}\n\n";
 const std::string sse_done = "data: [DONE]\n\n";
 
 void serve_openai_stream(int fd, ScriptedUpstream& self) {
@@ -133,7 +136,8 @@ TEST(ProxyScripted, MetersAnOllamaStream) {
                       "status=\"200\",stream=\"true\"}"), 1);
   EXPECT_EQ(metric(m, "tokentap_time_to_first_token_seconds_count" + labels), 1);
   EXPECT_EQ(metric(m, "tokentap_time_per_output_token_seconds_count" + labels), 1);
-  EXPECT_NEAR(metric(m, "tokentap_model_load_seconds_total{model=\"llama3.2\"}"), 0.014213406, 1e-9);
+  EXPECT_NEAR(metric(m, "tokentap_model_load_seconds_total{model=\"llama3.2\"}"), 0.014213406,
+              1e-9);
   EXPECT_NEAR(metric(m, "tokentap_generation_seconds_total{model=\"llama3.2\"}"), 0.519493, 1e-9);
   EXPECT_EQ(metric(m, "tokentap_active_requests" + labels), 0);
 }
@@ -166,11 +170,12 @@ TEST(ProxyScripted, InjectsIncludeUsageAndStripsItFromTheStream) {
   TT_START_PROXY(proxy, up.port());
   const int c = connect_loopback(proxy.port());
   const std::string body =
-      "{\"model\":\"llama3.2\",\"messages\":[{\"role\":\"user\",\"content\":\"Hi\"}],\"stream\":true}";
+      "{\"model\":\"llama3.2\",\"messages\":[{\"role\":\"user\",\"content\":\"Hi\"}],"
+      "\"stream\":true}";
   send_all(c, "POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
               "Content-Length: " + std::to_string(body.size()) + "\r\n\r\n" + body);
-  const std::string resp =
-      read_until(c, [](const std::string& d) { return d.find("\r\n0\r\n\r\n") != std::string::npos; });
+  const std::string resp = read_until(
+      c, [](const std::string& d) { return d.find("\r\n0\r\n\r\n") != std::string::npos; });
   close(c);
   EXPECT_EQ(dechunk(resp), sse_first + sse_second + sse_finish + sse_done) << resp;
   EXPECT_EQ(resp.rfind("HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\n", 0), 0u);
@@ -199,8 +204,8 @@ TEST(ProxyScripted, ClientAskedForUsageGetsItUntouched) {
                            "\"stream_options\":{\"include_usage\":true}}";
   send_all(c, "POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Length: " +
                   std::to_string(body.size()) + "\r\n\r\n" + body);
-  const std::string resp =
-      read_until(c, [](const std::string& d) { return d.find("\r\n0\r\n\r\n") != std::string::npos; });
+  const std::string resp = read_until(
+      c, [](const std::string& d) { return d.find("\r\n0\r\n\r\n") != std::string::npos; });
   close(c);
   EXPECT_EQ(dechunk(resp), sse_first + sse_second + sse_finish + sse_usage + sse_done);
   const auto reqs = up.requests();

@@ -1,6 +1,7 @@
 // Requests the proxy refuses itself, before or while forwarding: malformed and smuggling-shaped
-// heads (400; chunked not final is 400 by RFC 9112 §6.3 rule 4), oversized heads (431) and bodies (413), a broken chunked request body after
-// its head has gone upstream. A refused request must never reach the upstream whole.
+// heads (400; chunked not final is 400 by RFC 9112 §6.3 rule 4), over-long targets (414),
+// oversized heads (431) and bodies (413), a broken chunked request body after its head has gone
+// upstream. A refused request must never reach the upstream whole.
 
 #include <unistd.h>
 

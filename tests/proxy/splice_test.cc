@@ -35,6 +35,14 @@ std::uint64_t fnv1a(std::uint64_t h, const char* p, std::size_t n) {
 }
 constexpr std::uint64_t fnv_basis = 14695981039346656037ull;
 
+// Fills `chunk` with the bytes at stream offsets [offset, offset + size) of the pattern
+// (offset * mul + add) & 0xff, so both ends can regenerate what the other sent.
+void fill_pattern(std::vector<char>* chunk, std::size_t offset, unsigned mul, unsigned add) {
+  for (std::size_t i = 0; i < chunk->size(); ++i) {
+    (*chunk)[i] = static_cast<char>((offset + i) * mul + add);
+  }
+}
+
 TEST(ProxyScripted, LargeUploadIsSplicedIntact) {
   constexpr std::size_t total = 256u << 20;  // 256 MiB
   std::atomic<std::uint64_t> upstream_hash{0};
@@ -62,7 +70,7 @@ TEST(ProxyScripted, LargeUploadIsSplicedIntact) {
   std::vector<char> chunk(1 << 20);
   std::uint64_t h = fnv_basis;
   for (std::size_t sent = 0; sent < total; sent += chunk.size()) {
-    for (std::size_t i = 0; i < chunk.size(); ++i) chunk[i] = static_cast<char>((sent + i) * 31 + 7);
+    fill_pattern(&chunk, sent, 31, 7);
     h = fnv1a(h, chunk.data(), chunk.size());
     send_all(c, std::string_view(chunk.data(), chunk.size()));
   }
@@ -83,7 +91,7 @@ TEST(ProxyScripted, LargeDownloadIsSplicedIntact) {
                      std::to_string(total) + "\r\n\r\n");
     std::vector<char> chunk(1 << 20);
     for (std::size_t sent = 0; sent < total; sent += chunk.size()) {
-      for (std::size_t i = 0; i < chunk.size(); ++i) chunk[i] = static_cast<char>((sent + i) * 13 + 1);
+      fill_pattern(&chunk, sent, 13, 1);
       send_all(fd, std::string_view(chunk.data(), chunk.size()));
     }
     read_to_close(fd, 2000ms);
@@ -105,7 +113,7 @@ TEST(ProxyScripted, LargeDownloadIsSplicedIntact) {
   std::uint64_t want = fnv_basis;
   std::vector<char> chunk(1 << 20);
   for (std::size_t sent = 0; sent < total; sent += chunk.size()) {
-    for (std::size_t i = 0; i < chunk.size(); ++i) chunk[i] = static_cast<char>((sent + i) * 13 + 1);
+    fill_pattern(&chunk, sent, 13, 1);
     want = fnv1a(want, chunk.data(), chunk.size());
   }
   EXPECT_EQ(got, total);
