@@ -40,10 +40,13 @@ def starts_statement(line):
 def function_name(signature):
     if not_function.match(signature) or "(" not in signature:
         return None
+    operator = re.search(r"((?:[\w~]+::)*operator\s*(?:\(\)|[^\s(]+))\s*\(", signature)
+    if operator:
+        return operator.group(1)
     before_paren = signature[: signature.index("(")]
-    if "=" in before_paren and "operator" not in before_paren:
+    if "=" in before_paren:
         return None  # `auto f = [](...) {`, `x = f(...) {`: a value, not a function
-    match = re.search(r"((?:[\w~]+::)*(?:operator\s*\S+?|[\w~]+))\s*$", before_paren)
+    match = re.search(r"((?:[\w~]+::)*[\w~]+)\s*$", before_paren)
     return match.group(1) if match else before_paren.strip()
 
 
@@ -63,7 +66,8 @@ def long_functions(path, lines):
                 signature_start = None
             i += 1
             continue
-        signature = " ".join(code_of(l).strip() for l in lines[signature_start : i + 1])
+        start = signature_start
+        signature = " ".join(code_of(l).strip() for l in lines[start : i + 1])
         signature_start = None
         name = function_name(signature)
         if name is None:
@@ -74,7 +78,7 @@ def long_functions(path, lines):
             end += 1
         length = end - i + 1
         if length > function_lines_max:
-            problems.append(f"{path}:{i + 1}: function {name} is {length} lines "
+            problems.append(f"{path}:{start + 1}: function {name} is {length} lines "
                             f"(max {function_lines_max})")
         i = end + 1
     return problems
