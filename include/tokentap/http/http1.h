@@ -9,6 +9,8 @@
 // rewrite instead of a 400 from the parser. Upgrade: the proxy strips Upgrade and stays on
 // HTTP/1.1, so a request that asked for one ends normally and the next request parses; a CONNECT
 // request or a 101 response leaves llhttp in HPE_PAUSED_UPGRADE, reported as Stop::error.
+// A 1xx, 204 or 304 response ends at its head whatever its length fields say (RFC 9112 §6.3
+// rule 1), like an answer to HEAD.
 //
 // rewrite_request_head (request_head.cc) turns the client's head into the upstream's: the
 // request line with the origin-form target and our own version (HTTP/1.1, RFC 9110 §2.5), the
@@ -20,9 +22,10 @@
 // refusal_of maps to the status the proxy answers.
 //
 // rewrite_response_head (response_head.cc) turns the upstream's head into the client's: our own
-// version on the status line, hop-by-hop fields removed, every other field byte for byte in
-// order (SDKs see Ollama's headers), and for an HTTP/1.0 client a chunked body announced as
-// close-delimited (the caller de-chunks it).
+// version on the status line, hop-by-hop fields removed (the upstream's Connection replaced where
+// it stood by our own options), every other field byte for byte in order (SDKs see Ollama's
+// headers), and for an HTTP/1.0 client a chunked body announced as close-delimited (the caller
+// de-chunks it). docs/http-conformance.md lists every rule with its test.
 #pragma once
 
 #include <llhttp.h>
