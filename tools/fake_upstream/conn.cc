@@ -78,6 +78,7 @@ void Conn::reset_request() {
   chunks_sent_ = 0;
   blob_left_ = 0;
   blob_pos_ = 0;
+  head_only_ = false;
 }
 
 void Conn::on_events(Worker& w, std::uint32_t events) {
@@ -159,6 +160,9 @@ bool Conn::consume_head(Worker& w) {
   in_.consume(end);
   WorkerStats::add(w.stats().requests, 1);
   const HeadStatus status = parse_request_head(head_.view(), &req_);
+  if (status == HeadStatus::ok) {
+    WorkerStats::add(w.stats().by_endpoint[static_cast<std::size_t>(path_endpoint(req_.path))], 1);
+  }
   if (status != HeadStatus::ok) {
     write_go_error(out_, go_error_text(status));
     in_.clear();
@@ -302,6 +306,7 @@ bool Conn::flush_output(Worker& w) {
 bool Conn::finish_response(Worker& w) {
   if (phase_ != Phase::respond) return false;
   if (streaming_ || held_ || waiting_timer_ || blob_left_ > 0) return false;
+  end_in_flight();  // fully generated; what is left is flushing
   if (after_ == After::keep_alive) {
     // A finished answer may still sit in out_: the next pipelined answer is appended behind it,
     // so a batch of pipelined requests goes out in one send.
@@ -375,7 +380,14 @@ void Conn::begin_linger(Worker& w) {
   arm_timer(w, linger_ms);
 }
 
+void Conn::end_in_flight() {
+  if (in_flight_ == nullptr) return;
+  in_flight_->fetch_sub(1, std::memory_order_relaxed);
+  in_flight_ = nullptr;
+}
+
 void Conn::close_now(bool reset) {
+  end_in_flight();
   if (fd_ < 0) return;
   if (reset) {  // SO_LINGER 0: close() sends RST instead of FIN
     const linger lg{1, 0};

@@ -15,6 +15,7 @@
 // The member functions that choose and write answers live in respond.cc.
 #pragma once
 
+#include <atomic>
 #include <cstdint>
 #include <string>
 #include <string_view>
@@ -70,7 +71,11 @@ class Conn {
 
   // respond.cc: answers.
   void respond(Worker& w);
+  void respond_version(Worker& w);
   void respond_inference(Worker& w);
+  [[nodiscard]] bool refuse_inference(Worker& w);
+  void apply_close_mode(Worker& w);
+  void end_in_flight();
   void respond_blob_upload(Worker& w);
   void respond_fake_blob(Worker& w);
   void respond_echo(Worker& w);
@@ -119,6 +124,10 @@ class Conn {
   Plan plan_;
   Script script_;
   Script::Cursor cursor_;
+
+  bool head_only_ = false;  // close mode after-head: the head, then RST
+  // WorkerStats::inference_in_flight while this connection's inference answer is generated.
+  std::atomic<std::int64_t>* in_flight_ = nullptr;
 
   bool peer_gone_ = false;  // EOF or RST seen
   bool readable_ = true;    // input may be waiting (edge seen, no short read since)

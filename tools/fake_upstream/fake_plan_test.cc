@@ -40,5 +40,21 @@ TEST(Script, MidstreamErrorCutsWhereOllamaStops) {
   EXPECT_EQ(evs.back(), Ev::rs_completed);
 }
 
+TEST(Routes, FleetEndpointsAndPathCounters) {
+  EXPECT_EQ(match_route("GET", "/api/ps").endpoint, Endpoint::ps);
+  EXPECT_EQ(match_route("POST", "/api/ps").allow, "GET");
+  EXPECT_EQ(match_route("GET", "/v1/models").endpoint, Endpoint::v1_models);
+  EXPECT_EQ(match_route("GET", "/v1/models/x").endpoint, Endpoint::not_found);
+  EXPECT_FALSE(is_inference(Endpoint::ps));
+  EXPECT_FALSE(is_inference(Endpoint::v1_models));
+  EXPECT_TRUE(is_inference(Endpoint::generate));
+  EXPECT_TRUE(is_inference(Endpoint::v1_messages));
+  // Per-path counters ignore the method.
+  EXPECT_EQ(path_endpoint("/api/chat"), Endpoint::chat);
+  EXPECT_EQ(path_endpoint("/api/tags"), Endpoint::tags);
+  EXPECT_EQ(path_endpoint("/api/blobs/sha256:00"), Endpoint::blob_upload);
+  EXPECT_EQ(path_endpoint("/nope"), Endpoint::not_found);
+}
+
 }  // namespace
 }  // namespace tokentap::fake

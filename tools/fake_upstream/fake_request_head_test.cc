@@ -56,6 +56,21 @@ TEST(RequestHead, ParsesRequestLineHeadersAndControls) {
   EXPECT_EQ(r.controls.abort_after, 3);
   EXPECT_TRUE(r.controls.think);
   EXPECT_FALSE(r.controls.tools);
+  EXPECT_EQ(r.controls.close, CloseMode::none);
+}
+
+TEST(RequestHead, FakeCloseHeader) {
+  for (const auto& [value, mode] : {std::pair{"before-head", CloseMode::before_head},
+                                    {"after-head", CloseMode::after_head},
+                                    {"mid-body", CloseMode::mid_body},
+                                    {"sideways", CloseMode::none}}) {
+    const std::string head = std::string("GET / HTTP/1.1\r\nHost: h\r\nX-Fake-Close: ") + value +
+                             "\r\nX-Fake-Close-After-Response: 1\r\n\r\n";
+    RequestHead r;
+    ASSERT_EQ(parse_request_head(head, &r), HeadStatus::ok) << value;
+    EXPECT_EQ(r.controls.close, mode) << value;
+    EXPECT_TRUE(r.controls.close_after) << value;  // a different header
+  }
 }
 
 TEST(RequestHead, RejectsWhatGoRejects) {

@@ -10,6 +10,7 @@
 
 #include <algorithm>
 #include <cstring>
+#include <mutex>
 #include <thread>
 #include <vector>
 
@@ -89,6 +90,7 @@ std::uint16_t bound_port(int fd) {
 
 struct FakeUpstream::Impl {
   Options options;
+  Instance instance;
   std::uint16_t port = 0;
   bool running = false;
   std::unique_ptr<WorkerStats[]> stats;
@@ -99,7 +101,16 @@ struct FakeUpstream::Impl {
 };
 
 FakeUpstream::FakeUpstream(Options options) : impl_(std::make_unique<Impl>()) {
-  impl_->options = std::move(options);
+  Impl& m = *impl_;
+  m.options = std::move(options);
+  Instance& in = m.instance;
+  in.busy.store(m.options.busy, std::memory_order_relaxed);
+  in.health.store(m.options.health, std::memory_order_relaxed);
+  in.close.store(m.options.close, std::memory_order_relaxed);
+  in.health_slow_ms = m.options.health_slow_ms;
+  in.models = m.options.models;
+  in.resident = m.options.resident;
+  in.catalog.store(make_catalog(in.models, in.resident), std::memory_order_release);
 }
 
 FakeUpstream::~FakeUpstream() { stop(); }
@@ -110,11 +121,15 @@ bool FakeUpstream::start(std::string* error) {
   const int threads = m.options.threads < 1 ? 1 : std::min(m.options.threads, threads_max);
   sockaddr_storage addr{};
   socklen_t len = 0;
-  if (!resolve(m.options.host, m.options.port, &addr, &len, error)) return false;
+  // A restart binds the port the instance had (an ephemeral one included).
+  const std::uint16_t want_port = m.options.port != 0 ? m.options.port : m.port;
+  if (!resolve(m.options.host, want_port, &addr, &len, error)) return false;
   // Ollama checks Host only when it listens on loopback (wire-format.md §1.6).
   const bool host_check = is_loopback(addr);
-  m.stats = std::make_unique<WorkerStats[]>(static_cast<std::size_t>(threads));
-  m.stats_count = static_cast<std::size_t>(threads);
+  if (!m.stats) {  // kept across stop()/start(), so counters carry on
+    m.stats = std::make_unique<WorkerStats[]>(static_cast<std::size_t>(threads));
+    m.stats_count = static_cast<std::size_t>(threads);
+  }
   std::vector<int> fds;
   for (int i = 0; i < threads; ++i) {
     const int fd = bind_listener(addr, len, error);
@@ -127,8 +142,9 @@ bool FakeUpstream::start(std::string* error) {
   }
   m.port = bound_port(fds[0]);
   for (int i = 0; i < threads; ++i) {
+    const std::size_t block = static_cast<std::size_t>(i) % m.stats_count;
     auto worker = std::make_unique<Worker>(m.options, fds[static_cast<std::size_t>(i)], host_check,
-                                           &m.stats[static_cast<std::size_t>(i)], &m.shared);
+                                           &m.stats[block], &m.shared, &m.instance);
     fds[static_cast<std::size_t>(i)] = -1;  // owned by the worker now
     if (!worker->init(error)) {
       for (const int fd : fds) {
@@ -145,6 +161,54 @@ bool FakeUpstream::start(std::string* error) {
 }
 
 std::uint16_t FakeUpstream::port() const { return impl_->port; }
+
+bool FakeUpstream::running() const { return impl_->running; }
+
+void FakeUpstream::set_busy(bool busy) {
+  impl_->instance.busy.store(busy, std::memory_order_relaxed);
+}
+
+void FakeUpstream::set_health(Health health) {
+  impl_->instance.health.store(health, std::memory_order_relaxed);
+}
+
+void FakeUpstream::set_close(CloseMode mode) {
+  impl_->instance.close.store(mode, std::memory_order_relaxed);
+}
+
+void FakeUpstream::set_models(std::optional<std::vector<std::string>> models) {
+  Instance& in = impl_->instance;
+  const std::lock_guard lock(in.setter_mutex);
+  in.models = std::move(models);
+  in.catalog.store(make_catalog(in.models, in.resident), std::memory_order_release);
+}
+
+void FakeUpstream::set_resident(std::vector<std::string> resident) {
+  Instance& in = impl_->instance;
+  const std::lock_guard lock(in.setter_mutex);
+  in.resident = std::move(resident);
+  in.catalog.store(make_catalog(in.models, in.resident), std::memory_order_release);
+}
+
+bool FakeUpstream::busy() const { return impl_->instance.busy.load(std::memory_order_relaxed); }
+
+Health FakeUpstream::health() const {
+  return impl_->instance.health.load(std::memory_order_relaxed);
+}
+
+CloseMode FakeUpstream::close_mode() const {
+  return impl_->instance.close.load(std::memory_order_relaxed);
+}
+
+std::uint64_t FakeUpstream::requests_for(std::string_view path) const {
+  const Impl& m = *impl_;
+  const auto e = static_cast<std::size_t>(path_endpoint(path));
+  std::uint64_t n = 0;
+  for (std::size_t i = 0; i < m.stats_count; ++i) {
+    n += m.stats[i].by_endpoint[e].load(std::memory_order_relaxed);
+  }
+  return n;
+}
 
 void FakeUpstream::stop() {
   Impl& m = *impl_;
@@ -171,6 +235,11 @@ Stats FakeUpstream::stats() const {
     s.completion_tokens_sent += load(w.completion_tokens_sent);
     s.blob_bytes_received += load(w.blob_bytes_received);
     s.bytes_sent += load(w.bytes_sent);
+    s.inference_requests += load(w.inference_requests);
+    s.busy_answers += load(w.busy_answers);
+    s.model_not_found_answers += load(w.model_not_found_answers);
+    s.health_checks += load(w.health_checks);
+    s.inference_in_flight += w.inference_in_flight.load(std::memory_order_relaxed);
   }
   s.last_peer_close_ns = load(m.shared.last_peer_close_ns);
   s.blob_checksum_last = load(m.shared.blob_checksum_last);
@@ -181,11 +250,13 @@ void FakeUpstream::reset_stats() {
   Impl& m = *impl_;
   for (std::size_t i = 0; i < m.stats_count; ++i) {
     WorkerStats& w = m.stats[i];
-    for (auto* a : {&w.requests, &w.connections_accepted, &w.connections_closed_by_peer,
-                    &w.prompt_tokens_sent, &w.completion_tokens_sent, &w.blob_bytes_received,
-                    &w.bytes_sent}) {
+    for (auto* a :
+         {&w.requests, &w.connections_accepted, &w.connections_closed_by_peer,
+          &w.prompt_tokens_sent, &w.completion_tokens_sent, &w.blob_bytes_received, &w.bytes_sent,
+          &w.inference_requests, &w.busy_answers, &w.model_not_found_answers, &w.health_checks}) {
       a->store(0, std::memory_order_relaxed);
     }
+    for (auto& a : w.by_endpoint) a.store(0, std::memory_order_relaxed);
   }
   m.shared.last_peer_close_ns.store(0, std::memory_order_relaxed);
   m.shared.blob_checksum_last.store(0, std::memory_order_relaxed);

@@ -1,5 +1,8 @@
-// fake_upstream: the fake Ollama/OpenAI/Anthropic upstream as a process, for wrk benchmarks.
-//   fake_upstream --listen 127.0.0.1:PORT --threads N [--no-deterministic]
+// fake_upstream: the fake Ollama/OpenAI/Anthropic upstream as a process, for wrk benchmarks and
+// fleet scripts (one process per fake backend).
+//   fake_upstream --listen 127.0.0.1:PORT --threads N [--no-deterministic] [--models a,b]
+//                 [--resident a] [--busy] [--health ok|fail|slow] [--health-slow-ms MS]
+//                 [--close before-head|after-head|mid-body]
 // Prints "listening HOST:PORT" once every listener is bound, then serves until SIGINT/SIGTERM.
 #include <signal.h>
 
@@ -8,6 +11,7 @@
 #include <cstring>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "fake_upstream.h"
 
@@ -16,8 +20,24 @@ namespace {
 int usage(const char* error) {
   std::fprintf(stderr, "fake_upstream: %s\n", error);
   std::fprintf(stderr,
-               "usage: fake_upstream [--listen HOST:PORT] [--threads N] [--no-deterministic]\n");
+               "usage: fake_upstream [--listen HOST:PORT] [--threads N] [--no-deterministic]\n"
+               "         [--models A,B,...] [--resident A,B,...] [--busy]\n"
+               "         [--health ok|fail|slow] [--health-slow-ms MS]\n"
+               "         [--close before-head|after-head|mid-body]\n");
   return 2;
+}
+
+// "a,b,c" → {a, b, c}; "" → {} (empty items dropped).
+std::vector<std::string> split_list(std::string_view text) {
+  std::vector<std::string> out;
+  while (!text.empty()) {
+    const std::size_t comma = text.find(',');
+    const std::string_view item = text.substr(0, comma);
+    if (!item.empty()) out.emplace_back(item);
+    if (comma == std::string_view::npos) break;
+    text.remove_prefix(comma + 1);
+  }
+  return out;
 }
 
 bool parse_int(std::string_view text, int* out) {
@@ -57,6 +77,24 @@ int main(int argc, char** argv) {
       }
     } else if (arg == "--no-deterministic") {
       options.deterministic = false;
+    } else if (arg == "--models" && has_value) {
+      options.models = split_list(argv[++i]);
+    } else if (arg == "--resident" && has_value) {
+      options.resident = split_list(argv[++i]);
+    } else if (arg == "--busy") {
+      options.busy = true;
+    } else if (arg == "--health" && has_value) {
+      if (!tokentap::fake::parse_health(argv[++i], &options.health)) {
+        return usage("bad --health value");
+      }
+    } else if (arg == "--health-slow-ms" && has_value) {
+      int ms = 0;
+      if (!parse_int(argv[++i], &ms) || ms < 0) return usage("bad --health-slow-ms value");
+      options.health_slow_ms = static_cast<std::uint32_t>(ms);
+    } else if (arg == "--close" && has_value) {
+      if (!tokentap::fake::parse_close_mode(argv[++i], &options.close)) {
+        return usage("bad --close value");
+      }
     } else {
       return usage("unknown argument");
     }

@@ -17,10 +17,12 @@ struct RouteEntry {
   Endpoint endpoint;
 };
 
-constexpr std::array<RouteEntry, 15> routes{{
+constexpr std::array<RouteEntry, 17> routes{{
     {"/", "HEAD, GET", Endpoint::root},
     {"/api/version", "HEAD, GET", Endpoint::version},
     {"/api/tags", "HEAD, GET", Endpoint::tags},
+    {"/api/ps", "GET", Endpoint::ps},
+    {"/v1/models", "GET", Endpoint::v1_models},
     {"/api/generate", "POST", Endpoint::generate},
     {"/api/chat", "POST", Endpoint::chat},
     {"/api/embed", "POST", Endpoint::embed},
@@ -81,6 +83,17 @@ RouteMatch match_route(std::string_view method, std::string_view path) {
     return {Endpoint::method_not_allowed, r.methods};
   }
   return {};
+}
+
+Endpoint path_endpoint(std::string_view path) {
+  for (const RouteEntry& r : routes) {
+    const bool prefix = r.path.back() == '/' && r.path.size() > 1;
+    if (prefix ? (path.size() > r.path.size() && path.substr(0, r.path.size()) == r.path)
+               : path == r.path) {
+      return r.endpoint;
+    }
+  }
+  return Endpoint::not_found;
 }
 
 bool is_inference(Endpoint e) { return e >= Endpoint::generate && e <= Endpoint::v1_messages; }

@@ -24,6 +24,8 @@ enum class Endpoint : std::uint8_t {
   root,
   version,
   tags,
+  ps,
+  v1_models,
   generate,
   chat,
   embed,
@@ -46,7 +48,11 @@ struct RouteMatch {
   std::string_view allow;  // for method_not_allowed
 };
 
+constexpr std::size_t endpoint_count = static_cast<std::size_t>(Endpoint::method_not_allowed) + 1;
+
 [[nodiscard]] RouteMatch match_route(std::string_view method, std::string_view path);
+// The route a path belongs to whatever the method (per-path request counters); not_found if none.
+[[nodiscard]] Endpoint path_endpoint(std::string_view path);
 [[nodiscard]] bool is_inference(Endpoint e);
 
 enum class PieceKind : std::uint8_t { think, text, tool };

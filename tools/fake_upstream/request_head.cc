@@ -80,6 +80,9 @@ void parse_control(std::string_view name, std::string_view value, Controls* c) {
   } else if (iequals(key, "Abort-After")) {
     std::int64_t n = 0;
     if (parse_decimal(value, &n) && n >= 0) c->abort_after = n;
+  } else if (iequals(key, "Close")) {
+    CloseMode mode = CloseMode::none;
+    if (parse_close_mode(value, &mode)) c->close = mode;
   } else if (iequals(key, "Close-After-Response")) {
     c->close_after = value == "1" || iequals(value, "true");
   } else if (iequals(key, "Status")) {

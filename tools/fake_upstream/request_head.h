@@ -11,6 +11,8 @@
 #include <cstdint>
 #include <string_view>
 
+#include "fake_upstream.h"
+
 namespace tokentap::fake {
 
 constexpr std::size_t request_head_bytes_max = 64 * 1024;
@@ -27,6 +29,7 @@ struct Controls {
   std::uint32_t delay_ms = 0;                  // X-Fake-Delay-Ms: before every chunk
   FakeError error = FakeError::none;           // X-Fake-Error: before | midstream
   std::int64_t abort_after = -1;               // X-Fake-Abort-After: chunks before an RST
+  CloseMode close = CloseMode::none;           // X-Fake-Close: before-head|after-head|mid-body
   bool close_after = false;                    // X-Fake-Close-After-Response: 1
   std::uint16_t status = 0;                    // X-Fake-Status: override for non-stream answers
   bool think = false;                          // X-Fake-Think: 1

@@ -16,6 +16,10 @@ namespace {
 constexpr std::string_view text_plain_utf8 = "text/plain; charset=utf-8";
 constexpr std::string_view json_utf8 = "application/json; charset=utf-8";
 constexpr std::string_view ollama_version_body = R"({"version":"0.33.0-rc2"})";
+constexpr std::string_view health_fail_body = R"({"error":"fake health check failure"})";
+// ErrMaxQueue (server/sched.go:88): two spaces after "again.".
+constexpr std::string_view busy_message =
+    "server busy, please try again.  maximum pending requests exceeded";
 
 char lower(char c) { return (c >= 'A' && c <= 'Z') ? static_cast<char>(c + 32) : c; }
 
@@ -64,45 +68,6 @@ bool allowed_host(std::string_view host_header) {
   return allowed_ip(host);
 }
 
-std::string make_tags_body() {
-  struct Model {
-    const char* name;
-    const char* family;
-    const char* size;
-    const char* params;
-    const char* quant;
-  };
-  static constexpr Model models[] = {
-      {"llama3.2:latest", "llama", "2019393189", "3.2B", "Q4_K_M"},
-      {"qwen3:8b", "qwen3", "5225376047", "8.2B", "Q4_K_M"},
-      {"all-minilm:latest", "bert", "45960996", "23M", "F16"},
-      {"gemma3:4b", "gemma3", "3338801804", "4.3B", "Q4_K_M"},
-      {"mistral:7b", "llama", "4113301824", "7.2B", "Q4_0"},
-      {"deepseek-r1:8b", "qwen3", "5225376047", "8.2B", "Q4_K_M"},
-      {"phi4:latest", "phi3", "9053116391", "14.7B", "Q4_K_M"},
-  };
-  std::string s = R"({"models":[)";
-  int i = 0;
-  for (const Model& m : models) {
-    if (i > 0) s += ',';
-    s += R"({"name":")" + std::string(m.name) + R"(","model":")" + m.name +
-         R"(","modified_at":"2026-08-20T10:11:1)" + std::to_string(i) +
-         R"(.123456789+02:00","size":)" + m.size + R"(,"digest":")";
-    for (int d = 0; d < 64; ++d) s += "0123456789abcdef"[(d * 7 + i * 3) % 16];
-    s += R"(","details":{"parent_model":"","format":"gguf","family":")" + std::string(m.family) +
-         R"(","families":[")" + m.family + R"("],"parameter_size":")" + m.params +
-         R"(","quantization_level":")" + m.quant + R"("}})";
-    ++i;
-  }
-  s += "]}";
-  return s;
-}
-
-std::string_view tags_body() {
-  static const std::string body = make_tags_body();
-  return body;
-}
-
 // JSON string escaping for arbitrary bytes (header values in /fake/echo).
 void put_escaped(ByteBuf& out, std::string_view s) {
   out.append('"');
@@ -148,7 +113,7 @@ std::string status_message(const Plan& plan) {
       return "model '" + std::string(plan.model) + "' not found";
     case 429:
     case 503:
-      return "server busy, please try again.  maximum pending requests exceeded";
+      return std::string(busy_message);
     case 499:
       return "request canceled";
     default:
@@ -167,6 +132,17 @@ HandlerHeaders typed(std::string_view content_type) {
   return h;
 }
 
+// Generate and chat (and the compatibility routes over them) look the model up first
+// (server/routes.go:279-296, 2475-2492); the embedding routes fail in scheduleRunner
+// (handleScheduleError, server/routes.go:3107-3120). `model` is raw JSON string content, so the
+// quotes of Go's %q are written escaped.
+std::string not_found_message(Endpoint e, std::string_view model) {
+  if (e == Endpoint::embed || e == Endpoint::embeddings || e == Endpoint::v1_embeddings) {
+    return "model \\\"" + std::string(model) + "\\\" not found, try pulling it first";
+  }
+  return "model '" + std::string(model) + "' not found";
+}
+
 // Anthropic and Responses streams keep their Cache-Control/Connection even on an error.
 HandlerHeaders error_headers(const Plan& plan) {
   HandlerHeaders h = typed(error_content_type(plan));
@@ -181,6 +157,7 @@ void Conn::respond(Worker& w) {
                     .head_method = req_.method == "HEAD",
                     .close = req_.connection_close || req_.http10()};
   after_ = meta_.close || req_.controls.close_after ? After::close : After::keep_alive;
+  if (route_.endpoint != Endpoint::fake_blob) apply_close_mode(w);
   const std::uint64_t delay = req_.controls.delay_ms;
   if (w.host_check() && !allowed_host(req_.host)) {
     reply_single(w, 403, {}, {}, delay);  // AbortWithStatus: no body, no Content-Type
@@ -191,10 +168,17 @@ void Conn::respond(Worker& w) {
       reply_single(w, 200, typed(text_plain_utf8), "Ollama is running", delay);
       return;
     case Endpoint::version:
-      reply_single(w, 200, typed(json_utf8), ollama_version_body, delay);
+      respond_version(w);
       return;
     case Endpoint::tags:
-      reply_single(w, 200, typed(json_utf8), tags_body(), delay);
+      reply_single(w, 200, typed(json_utf8), w.instance().load_catalog()->tags_body, delay);
+      return;
+    case Endpoint::ps:
+      reply_single(w, 200, typed(json_utf8), w.instance().load_catalog()->ps_body, delay);
+      return;
+    case Endpoint::v1_models:  // ListMiddleware: json.Encoder, application/json
+      reply_single(w, 200, typed("application/json"), w.instance().load_catalog()->v1_models_body,
+                   delay);
       return;
     case Endpoint::blob_upload:
       respond_blob_upload(w);
@@ -223,7 +207,74 @@ void Conn::respond(Worker& w) {
   }
 }
 
+// X-Fake-Close, or the instance's close mode on inference routes, as abort controls.
+void Conn::apply_close_mode(Worker& w) {
+  CloseMode mode = req_.controls.close;
+  if (mode == CloseMode::none && is_inference(route_.endpoint)) {
+    mode = w.instance().close.load(std::memory_order_relaxed);
+  }
+  switch (mode) {
+    case CloseMode::before_head:
+      req_.controls.abort_after = 0;
+      break;
+    case CloseMode::after_head:
+      req_.controls.abort_after = -1;
+      head_only_ = true;
+      break;
+    case CloseMode::mid_body:
+      if (req_.controls.abort_after < 1) req_.controls.abort_after = 1;
+      break;
+    case CloseMode::none:
+      break;
+  }
+}
+
+// GET|HEAD /api/version: the instance's health mode.
+void Conn::respond_version(Worker& w) {
+  WorkerStats::add(w.stats().health_checks, 1);
+  const std::uint64_t delay = req_.controls.delay_ms;
+  switch (w.instance().health.load(std::memory_order_relaxed)) {
+    case Health::fail:
+      reply_single(w, 500, typed(json_utf8), health_fail_body, delay);
+      return;
+    case Health::slow:
+      reply_single(w, 200, typed(json_utf8), ollama_version_body,
+                   std::max<std::uint64_t>(delay, w.instance().health_slow_ms));
+      return;
+    case Health::ok:
+      reply_single(w, 200, typed(json_utf8), ollama_version_body, delay);
+      return;
+  }
+}
+
+// A model that is not installed (404), then a busy instance (503): answered with c.JSON before
+// any generation, so a single write even for stream requests. True if answered.
+bool Conn::refuse_inference(Worker& w) {
+  int status = 0;
+  std::string message;
+  if (!w.instance().load_catalog()->installed(model_)) {
+    status = 404;
+    message = not_found_message(plan_.endpoint, model_);
+    WorkerStats::add(w.stats().model_not_found_answers, 1);
+  } else if (w.instance().busy.load(std::memory_order_relaxed)) {
+    status = 503;
+    message = busy_message;
+    WorkerStats::add(w.stats().busy_answers, 1);
+  } else {
+    return false;
+  }
+  plan_.stream = false;
+  ByteBuf& s = w.scratch();
+  s.clear();
+  render_error(plan_, status, message, s);
+  reply_single(w, status, typed(body_content_type(plan_)), s.view(), req_.controls.delay_ms);
+  return true;
+}
+
 void Conn::respond_inference(Worker& w) {
+  WorkerStats::add(w.stats().inference_requests, 1);
+  in_flight_ = &w.stats().inference_in_flight;
+  in_flight_->fetch_add(1, std::memory_order_relaxed);
   RequestFields fields;
   const bool parsed = !body_overflow_ && scan_request_json(body_.view(), &fields);
   stamp_ = w.clock().stamp();
@@ -243,6 +294,7 @@ void Conn::respond_inference(Worker& w) {
     reply_single(w, 400, typed(error_content_type(plan_)), s.view(), delay);
     return;
   }
+  if (refuse_inference(w)) return;
   // A midstream error on a stream is part of the stream (Script); everything else fails first.
   if (plan_.error == FakeError::before || (plan_.error == FakeError::midstream && !plan_.stream)) {
     const bool before = plan_.error == FakeError::before;
@@ -292,12 +344,19 @@ void Conn::respond_blob_upload(Worker& w) {
 // X-Fake-Abort-After: K sends only K body bytes, then resets the connection.
 void Conn::respond_fake_blob(Worker& w) {
   const std::uint64_t size = query_u64(req_.query, "size");
+  const CloseMode close = req_.controls.close;
+  if (close == CloseMode::before_head) {
+    after_ = After::reset;
+    return;
+  }
   HandlerHeaders h = typed("application/octet-stream");
   h.content_length = static_cast<std::int64_t>(size);
   write_head(out_, meta_, 200, h, Framing::content_length, size, w.clock().date());
   blob_left_ = meta_.head_method ? 0 : size;
   blob_pos_ = 0;
-  const std::int64_t abort_after = req_.controls.abort_after;
+  std::int64_t abort_after = req_.controls.abort_after;
+  if (close == CloseMode::after_head) abort_after = 0;
+  if (close == CloseMode::mid_body) abort_after = static_cast<std::int64_t>(blob_left_ / 2);
   if (abort_after >= 0) {
     blob_left_ = std::min<std::uint64_t>(blob_left_, static_cast<std::uint64_t>(abort_after));
     after_ = After::reset;
@@ -374,6 +433,11 @@ void Conn::reply_flushed(Worker& w, int status, const HandlerHeaders& headers,
 // X-Fake-Abort-After on a single answer: 0 sends nothing, N > 0 sends the head and half the
 // framed body; then the connection is reset.
 void Conn::apply_abort(std::size_t start, std::size_t head_bytes) {
+  if (head_only_) {
+    after_ = After::reset;
+    out_.truncate(start + head_bytes);
+    return;
+  }
   const std::int64_t n = req_.controls.abort_after;
   if (n < 0) return;
   after_ = After::reset;
@@ -393,6 +457,11 @@ void Conn::start_stream(Worker& w) {
   head_sent_ = false;
   chunks_sent_ = 0;
   if (req_.controls.abort_after == 0) {  // reset before the head
+    after_ = After::reset;
+    return;
+  }
+  if (head_only_) {  // the head Go writes with the first flush, then the reset
+    write_stream_head(w);
     after_ = After::reset;
     return;
   }

@@ -32,11 +32,12 @@ std::uint64_t monotonic_ns() {
 }
 
 Worker::Worker(const Options& options, int listen_fd, bool host_check, WorkerStats* stats,
-               SharedStats* shared)
+               SharedStats* shared, const Instance* instance)
     : listen_fd_(listen_fd),
       host_check_(host_check),
       stats_(stats),
       shared_(shared),
+      instance_(instance),
       clock_(options.deterministic) {}
 
 Worker::~Worker() {

@@ -11,6 +11,7 @@
 //  - stop is an eventfd write; the loop exits at its next turn and closes everything it owns.
 #pragma once
 
+#include <array>
 #include <atomic>
 #include <cstdint>
 #include <memory>
@@ -20,6 +21,8 @@
 
 #include "byte_buf.h"
 #include "fake_upstream.h"
+#include "instance.h"
+#include "plan.h"
 #include "wire.h"
 
 namespace tokentap::fake {
@@ -35,6 +38,12 @@ struct alignas(128) WorkerStats {
   std::atomic<std::uint64_t> completion_tokens_sent{0};
   std::atomic<std::uint64_t> blob_bytes_received{0};
   std::atomic<std::uint64_t> bytes_sent{0};
+  std::atomic<std::uint64_t> inference_requests{0};
+  std::atomic<std::uint64_t> busy_answers{0};
+  std::atomic<std::uint64_t> model_not_found_answers{0};
+  std::atomic<std::uint64_t> health_checks{0};
+  std::atomic<std::int64_t> inference_in_flight{0};  // a gauge: reset_stats() leaves it
+  std::array<std::atomic<std::uint64_t>, endpoint_count> by_endpoint{};  // request heads per path
 
   static void add(std::atomic<std::uint64_t>& counter, std::uint64_t n) {
     counter.fetch_add(n, std::memory_order_relaxed);
@@ -52,7 +61,7 @@ struct SharedStats {
 class Worker {
  public:
   Worker(const Options& options, int listen_fd, bool host_check, WorkerStats* stats,
-         SharedStats* shared);
+         SharedStats* shared, const Instance* instance);
   ~Worker();
   Worker(const Worker&) = delete;
   Worker& operator=(const Worker&) = delete;
@@ -66,6 +75,7 @@ class Worker {
   [[nodiscard]] ByteBuf& scratch() { return scratch_; }
   [[nodiscard]] WorkerStats& stats() { return *stats_; }
   [[nodiscard]] bool host_check() const { return host_check_; }
+  [[nodiscard]] const Instance& instance() const { return *instance_; }
   void note_peer_close();
   void note_blob_checksum(std::uint64_t checksum);
   void add_timer(std::uint64_t deadline_ns, std::uint32_t slot, std::uint32_t gen,
@@ -98,6 +108,7 @@ class Worker {
   std::atomic<bool> stop_{false};
   WorkerStats* stats_;
   SharedStats* shared_;
+  const Instance* instance_;
   Clock clock_;
   ByteBuf scratch_;
   std::vector<std::unique_ptr<Conn>> conns_;
