@@ -1,0 +1,194 @@
+// BackendState and Fleet: the fleet-wide, lock-free state of every backend (issue 16).
+//
+// One Fleet per configuration, built at start-up (or on reload) before any shard reads it, then
+// shared by all shards. Per backend slot it holds what is immutable (name, weight, max_parallel)
+// and one BackendState of atomics that any shard may read or write:
+//  - in_flight: requests through tokentap on this backend, all shards together. The data path
+//    touches it exactly twice per request (acquire when the attempt starts, release when it
+//    ends), with relaxed read-modify-writes: it is a load hint, not a lock.
+//  - health: the verdict `up`, the active-check hysteresis counters, the run of 5xx answers,
+//    the ejection deadline and count, and up_since_ms for slow start. Read on every decision,
+//    written only when something changes (a success resets the 5xx run only when it is non-zero),
+//    so the line stays shared in every core's cache.
+//  - the installed-model set (from GET /api/tags), an atomic bitset over ModelId.
+// Layout: each group starts its own 128-byte pair of cache lines (the adjacent-line prefetcher
+// fetches pairs), so the per-request writes to in_flight never invalidate the read-mostly health
+// and model lines of the same backend, and no two backends share a line.
+//
+// Rules live in health_policy.h (pure); the report_* functions here load the atomics, ask the
+// policy and store its answer. A passive transition (down on connect failure, ejection) must not
+// remove the last healthy backend, which needs a look at the others: such transitions are tried
+// under a fleet-wide try-flag that nobody ever waits for. A report that finds the flag taken
+// changes nothing (another backend is changing state at that very moment); the next signal from
+// the same backend tries again, since the 5xx run is not reset and a dead backend keeps refusing.
+//
+// Active checks of one backend must come from one owner at a time (the health poller); passive
+// reports may come from any shard.
+#pragma once
+
+#include <array>
+#include <atomic>
+#include <cstdint>
+#include <span>
+#include <string>
+#include <string_view>
+
+#include "tokentap/base/assert.h"
+#include "tokentap/obs/model_table.h"
+#include "tokentap/upstream/health_policy.h"
+
+namespace tokentap {
+
+// Slots in a Fleet. Excluded sets are 64-bit masks (balancer.h), so this cannot grow past 64
+// without widening them. base/config.h bounds the configured backends by the same number.
+constexpr std::uint32_t fleet_backends_max = 64;
+static_assert(fleet_backends_max <= 64, "excluded_mask is one 64-bit word");
+constexpr std::uint32_t no_backend = 0xFFFF'FFFFu;
+constexpr std::uint32_t fleet_weight_max = 1'000;  // weights above are clamped
+constexpr std::size_t backend_line_bytes = 128;      // a pair of 64-byte cache lines
+
+// ModelIds tracked in a backend's model sets: 4096 bits = 512 bytes per set. Ids at or beyond
+// this (a --max-models above 4094) and the reserved ids (unknown, overflow), which name no one
+// model, count as present in every set: such a request goes to the least-loaded backend.
+constexpr std::uint32_t models_tracked_max = 4096;
+static_assert(models_tracked_max % 64 == 0 && models_tracked_max > model_first_named);
+
+// A set of ModelIds with lock-free reads: one relaxed load per query. Replacing the whole set
+// stores word by word, each word computed in full first, so a model present before and after
+// never reads as absent; a reader may see a mix of old and new words for other ids, which only
+// delays a routing change by one request. Issue 17 adds a second set (resident models).
+class ModelSet {
+ public:
+  static constexpr std::uint32_t words = models_tracked_max / 64;
+
+  [[nodiscard]] bool has(ModelId id) const {
+    if (id < model_first_named || id >= models_tracked_max) return true;
+    return (bits_[id / 64].load(std::memory_order_relaxed) >> (id % 64)) & 1u;
+  }
+  // Replaces the whole set (ids past models_tracked_max and reserved ids are ignored).
+  void assign(std::span<const ModelId> ids);
+  void add(ModelId id);
+  void remove(ModelId id);
+  [[nodiscard]] std::uint32_t count() const;  // tracked ids present
+
+ private:
+  std::array<std::atomic<std::uint64_t>, words> bits_{};
+};
+
+struct alignas(backend_line_bytes) BackendState {
+  // ---- written per request, by every shard ----
+  std::atomic<std::uint32_t> in_flight{0};
+
+  // ---- health: read per decision, written on changes ----
+  alignas(backend_line_bytes) std::atomic<bool> up{true};  // optimistic until a check says no
+  std::atomic<std::uint32_t> health_fails{0};    // consecutive failed active checks
+  std::atomic<std::uint32_t> health_passes{0};   // consecutive passed active checks
+  std::atomic<std::uint32_t> consecutive_5xx{0};  // run of 5xx answers, busy 503 excepted
+  std::atomic<std::uint32_t> ejections{0};       // times ejected since start
+  std::atomic<std::uint64_t> ejected_until_ms{0};  // out of rotation before this (monotonic ms)
+  std::atomic<std::uint64_t> up_since_ms{0};     // last came up; 0 = up from the start (no ramp)
+
+  // ---- installed models (GET /api/tags) ----
+  alignas(backend_line_bytes) ModelSet models;
+
+  [[nodiscard]] bool has_model(ModelId id) const { return models.has(id); }
+  void set_models(std::span<const ModelId> ids) { models.assign(ids); }
+  // Up and not ejected at now_ms.
+  [[nodiscard]] bool healthy(std::uint64_t now_ms) const {
+    return up.load(std::memory_order_acquire) &&
+           now_ms >= ejected_until_ms.load(std::memory_order_relaxed);
+  }
+  // When the backend last (re)entered the rotation, for slow start: 0 = from the start.
+  [[nodiscard]] std::uint64_t in_rotation_since_ms() const {
+    const std::uint64_t up_ms = up_since_ms.load(std::memory_order_relaxed);
+    const std::uint64_t ej_ms = ejected_until_ms.load(std::memory_order_relaxed);
+    return up_ms > ej_ms ? up_ms : ej_ms;
+  }
+};
+static_assert(alignof(BackendState) == backend_line_bytes);
+static_assert(sizeof(BackendState) == 2 * backend_line_bytes + ModelSet::words * 8);
+static_assert(std::atomic<std::uint64_t>::is_always_lock_free);
+
+// What a report changed, for tokentap_backend_ejections_total{backend,reason} and one log line.
+struct HealthEvent {
+  HealthChange change = HealthChange::none;
+  HealthReason reason = HealthReason::check;
+  std::uint64_t until_ms = 0;  // ejected: back in rotation at this time
+};
+
+class Fleet {
+ public:
+  explicit Fleet(HealthPolicy policy = {}) : policy_(policy) {}
+  Fleet(const Fleet&) = delete;
+  Fleet& operator=(const Fleet&) = delete;
+
+  // Start-up only, before any shard reads the fleet: the new slot, or no_backend when the fleet
+  // is full or the name is empty or taken. weight 0 counts as 1; max_parallel 0 as 1.
+  [[nodiscard]] std::uint32_t add(std::string_view name, std::uint32_t weight,
+                                  std::uint32_t max_parallel);
+
+  [[nodiscard]] std::uint32_t size() const { return count_; }
+  [[nodiscard]] std::string_view name(std::uint32_t i) const { return spec(i).name; }
+  [[nodiscard]] std::uint32_t weight(std::uint32_t i) const { return spec(i).weight; }
+  [[nodiscard]] std::uint32_t max_parallel(std::uint32_t i) const { return spec(i).max_parallel; }
+  // The slot named `name` (X-Tokentap-Backend), or no_backend.
+  [[nodiscard]] std::uint32_t find(std::string_view name) const;
+  [[nodiscard]] const HealthPolicy& policy() const { return policy_; }
+
+  [[nodiscard]] BackendState& at(std::uint32_t i) { return state(i); }
+  [[nodiscard]] const BackendState& at(std::uint32_t i) const { return state(i); }
+
+  // The data path's two touches per attempt.
+  void acquire(std::uint32_t i) { state(i).in_flight.fetch_add(1, std::memory_order_relaxed); }
+  void release(std::uint32_t i) {
+    const std::uint32_t before = state(i).in_flight.fetch_sub(1, std::memory_order_relaxed);
+    TT_ASSERT(before > 0);
+  }
+  [[nodiscard]] std::uint32_t in_flight(std::uint32_t i) const {
+    return state(i).in_flight.load(std::memory_order_relaxed);
+  }
+  [[nodiscard]] bool healthy(std::uint32_t i, std::uint64_t now_ms) const {
+    return state(i).healthy(now_ms);
+  }
+  // Healthy backends at now_ms, not counting `except`.
+  [[nodiscard]] std::uint32_t healthy_count(std::uint64_t now_ms,
+                                            std::uint32_t except = no_backend) const;
+
+  // One active check result (the health poller of this backend).
+  HealthEvent report_check(std::uint32_t i, bool passed, std::uint64_t now_ms);
+  // A failed connect seen by any shard.
+  HealthEvent report_connect_failure(std::uint32_t i, ConnectFailure f, std::uint64_t now_ms);
+  // A response head from the backend (any shard); `busy`: Ollama's 503 busy (is_busy_answer).
+  HealthEvent report_response(std::uint32_t i, int status, bool busy, std::uint64_t now_ms);
+
+ private:
+  struct Spec {
+    std::string name;
+    std::uint32_t weight = 1;
+    std::uint32_t max_parallel = 1;
+  };
+  enum class Leave : std::uint8_t { down, eject };
+
+  [[nodiscard]] BackendState& state(std::uint32_t i) {
+    TT_DASSERT(i < count_);
+    return state_[i];
+  }
+  [[nodiscard]] const BackendState& state(std::uint32_t i) const {
+    TT_DASSERT(i < count_);
+    return state_[i];
+  }
+  [[nodiscard]] const Spec& spec(std::uint32_t i) const {
+    TT_DASSERT(i < count_);
+    return spec_[i];
+  }
+  HealthEvent try_leave(std::uint32_t i, Leave how, HealthReason why, std::uint64_t now_ms);
+
+  std::array<BackendState, fleet_backends_max> state_{};
+  std::array<Spec, fleet_backends_max> spec_{};
+  std::uint32_t count_ = 0;
+  HealthPolicy policy_;
+  // Taken (never waited for) around a passive transition: see the file comment.
+  alignas(backend_line_bytes) std::atomic<bool> transition_busy_{false};
+};
+
+}  // namespace tokentap
