@@ -16,7 +16,7 @@ void Conn::attach_upstream() {
     // --metrics-on-proxy: this scrape goes to our own metrics listener, on a connection of its
     // own that never joins the upstream pool.
     ex_.upstream_dirty = true;
-    ex_.upstream = shard_->connect_upstream(slot_, shard_->config().metrics_local);
+    ex_.upstream = shard_->connect_upstream(slot_, 0, shard_->config().metrics_local);
     if (ex_.upstream == slot_none) {
       respond_error(503, "Service Unavailable", "tokentap: no metrics");
     }
@@ -26,7 +26,7 @@ void Conn::attach_upstream() {
   // No liveness probe here: an idle connection keeps a multishot recv armed, so a FIN from the
   // upstream retires it on the loop turn it arrives. A syscall per reuse to close the remaining
   // window would cost every request; that window is covered by the stale-connection retry.
-  if (const std::uint32_t s = pool.take_idle(); s != slot_none) {
+  if (const std::uint32_t s = pool.take_idle(ex_.backend); s != slot_none) {
     UpstreamConn& u = pool.at(s);
     u.state = UpstreamConn::State::active;
     u.owner = slot_;
@@ -38,7 +38,7 @@ void Conn::attach_upstream() {
     update_upstream_recv();
     return;
   }
-  ex_.upstream = shard_->connect_upstream(slot_, shard_->config().upstream);
+  ex_.upstream = shard_->connect_upstream(slot_, ex_.backend, shard_->config().upstream);
   if (ex_.upstream == slot_none) {
     shard_->metrics().upstream_error(UpstreamError::connect);
     respond_error(502, "Bad Gateway", "tokentap: cannot open a connection to the upstream");
@@ -80,7 +80,7 @@ bool Conn::retry_on_fresh_upstream() {
   release_upstream(false);
   if (!allowed) return false;
   ex_.upstream_retried = true;
-  ex_.upstream = shard_->connect_upstream(slot_, shard_->config().upstream);
+  ex_.upstream = shard_->connect_upstream(slot_, ex_.backend, shard_->config().upstream);
   return ex_.upstream != slot_none;
 }
 

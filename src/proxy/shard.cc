@@ -193,7 +193,7 @@ void Shard::begin_drain() {
       maybe_free_conn(slot);
     }
   }
-  while (upstreams_.idle_count() > 0) retire_upstream(upstreams_.take_idle());
+  while (upstreams_.idle_count() > 0) retire_upstream(upstreams_.take_any_idle());
 }
 
 void Shard::shutdown_all() {
@@ -204,7 +204,7 @@ void Shard::shutdown_all() {
       maybe_free_conn(slot);
     }
   }
-  while (upstreams_.idle_count() > 0) retire_upstream(upstreams_.take_idle());
+  while (upstreams_.idle_count() > 0) retire_upstream(upstreams_.take_any_idle());
 }
 
 void Shard::dispatch(io_uring_cqe* cqe) {
@@ -320,7 +320,8 @@ void Shard::on_accept(int res, std::uint32_t flags) {
   if (access_log_ != nullptr) conns_[slot].note_peer();
 }
 
-std::uint32_t Shard::connect_upstream(std::uint32_t owner, const Endpoint& ep) {
+std::uint32_t Shard::connect_upstream(std::uint32_t owner, std::uint8_t backend,
+                                      const Endpoint& ep) {
   const std::uint32_t slot = upstreams_.alloc();
   if (slot == slot_none) return slot;
   const int fd = socket(ep.addr.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
@@ -333,6 +334,7 @@ std::uint32_t Shard::connect_upstream(std::uint32_t owner, const Endpoint& ep) {
   u.fd = fd;
   u.state = UpstreamConn::State::connecting;
   u.owner = owner;
+  u.backend = backend;
   u.inflight = 0;
   u.recv_armed = u.recv_starved = u.send_inflight = u.reused = false;
   u.submitted(Op::upstream_connect);

@@ -115,6 +115,7 @@ struct Exchange {
   bool up_recv_cancel_pending = false;
 
   std::uint32_t upstream = slot_none;  // UpstreamPool slot while attached
+  std::uint8_t backend = 0;            // the backend chosen for this request (config order)
   std::uint32_t inspect = slot_none;   // Inspect slot while an inference is metered
   std::int32_t head_buf = -1;          // spare buffer accumulating the raw request head
   std::uint32_t head_len = 0;

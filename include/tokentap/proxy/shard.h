@@ -84,7 +84,8 @@ class Shard {
   void arm_poll(int fd, unsigned events, std::uint64_t user_data);
   void cancel_fd(int fd);
   // Starts a connect to the upstream; returns the UpstreamPool slot or none on failure.
-  [[nodiscard]] std::uint32_t connect_upstream(std::uint32_t owner, const Endpoint& ep);
+  [[nodiscard]] std::uint32_t connect_upstream(std::uint32_t owner, std::uint8_t backend,
+                                               const Endpoint& ep);
   // Closes an upstream connection not in use: shutdown now, close when its last op completes.
   void retire_upstream(std::uint32_t slot);
   // Back to the idle list (or closed if the list is full).

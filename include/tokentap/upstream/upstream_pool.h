@@ -52,7 +52,8 @@ struct UpstreamConn {
   std::uint32_t generation = 0;
   State state = State::free;
   std::uint32_t owner = slot_none;  // client Conn slot while active
-  std::uint32_t idle_pos = 0;                       // index in the idle list while idle
+  std::uint32_t idle_pos = 0;                       // index in its backend's idle list
+  std::uint8_t backend = 0;                         // the backend it is connected to
   std::uint8_t inflight = 0;                        // ops in flight on fd
   bool recv_armed = false;
   bool recv_starved = false;  // multishot recv ended with ENOBUFS; re-armed when buffers return
@@ -77,8 +78,12 @@ struct StaleRetryFacts {
 
 class UpstreamPool {
  public:
-  [[nodiscard]] bool init(std::uint32_t capacity) {
-    idle_.reserve(upstream_idle_max);
+  // capacity: upstream connections per shard; backends: one idle list each (a connection to
+  // one backend can never serve a request routed to another).
+  [[nodiscard]] bool init(std::uint32_t capacity, std::uint32_t backends = 1) {
+    TT_ASSERT(backends >= 1 && backends <= 256);  // UpstreamConn::backend is 8 bits
+    lists_.resize(backends);
+    for (IdleList& l : lists_) l.slots.reserve(std::min(upstream_idle_max, capacity));
     return slab_.init(capacity);
   }
 
@@ -91,54 +96,76 @@ class UpstreamPool {
     slab_.release(slot);
   }
 
-  // The most recently used idle connection (warmest), or none.
-  [[nodiscard]] std::uint32_t take_idle() {
-    if (idle_.empty()) return slot_none;
-    const std::uint32_t slot = idle_.back();
-    idle_.pop_back();
-    note_idle_low();
+  // The most recently used idle connection to `backend` (warmest), or none.
+  [[nodiscard]] std::uint32_t take_idle(std::uint32_t backend) {
+    IdleList& l = lists_[backend];
+    if (l.slots.empty()) return slot_none;
+    const std::uint32_t slot = l.slots.back();
+    l.slots.pop_back();
+    --idle_total_;
+    l.note_low();
     return slot;
   }
-  // False when the idle list is full: the caller closes the connection instead.
+  // Any idle connection (drain and stop close them all), or none.
+  [[nodiscard]] std::uint32_t take_any_idle() {
+    for (std::uint32_t b = 0; b < lists_.size(); ++b) {
+      if (const std::uint32_t s = take_idle(b); s != slot_none) return s;
+    }
+    return slot_none;
+  }
+  // False when the shard already keeps upstream_idle_max idle connections: the caller closes
+  // this one instead (the slab is sized for that many beside one per client connection).
   [[nodiscard]] bool put_idle(std::uint32_t slot) {
-    if (idle_.size() >= upstream_idle_max) return false;
-    slab_[slot].idle_pos = static_cast<std::uint32_t>(idle_.size());
-    idle_.push_back(slot);
+    if (idle_total_ >= upstream_idle_max) return false;
+    IdleList& l = lists_[slab_[slot].backend];
+    slab_[slot].idle_pos = static_cast<std::uint32_t>(l.slots.size());
+    l.slots.push_back(slot);
+    ++idle_total_;
     return true;
   }
   void remove_idle(std::uint32_t slot) {
+    IdleList& l = lists_[slab_[slot].backend];
     const std::uint32_t pos = slab_[slot].idle_pos;
-    TT_ASSERT(pos < idle_.size() && idle_[pos] == slot);
-    idle_.erase(idle_.begin() + pos);  // keeps the list ordered coldest → warmest
-    renumber_from(pos);
-    note_idle_low();
+    TT_ASSERT(pos < l.slots.size() && l.slots[pos] == slot);
+    l.slots.erase(l.slots.begin() + pos);  // keeps the list ordered coldest → warmest
+    --idle_total_;
+    renumber_from(l, pos);
+    l.note_low();
   }
-  // Once per purge interval: hands the coldest idle connections to `retire` (half of those
-  // that stayed idle the whole interval, never going below upstream_idle_keep) and removes them
-  // from the list; starts the next interval's low-water mark.
+  // Once per purge interval, per backend: hands the coldest idle connections to `retire` (half
+  // of those that stayed idle the whole interval, never going below upstream_idle_keep) and
+  // removes them from the list; starts the next interval's low-water mark.
   template <class Fn>
   void purge_surplus(Fn&& retire) {
-    TT_ASSERT(idle_low_ <= idle_count());  // every shrink of the list lowers the mark
-    const std::uint32_t surplus =
-        idle_low_ > upstream_idle_keep ? (idle_low_ - upstream_idle_keep + 1) / 2 : 0;
-    for (std::uint32_t i = 0; i < surplus; ++i) retire(idle_[i]);
-    idle_.erase(idle_.begin(), idle_.begin() + surplus);
-    renumber_from(0);
-    idle_low_ = idle_count();
+    for (IdleList& l : lists_) {
+      const auto count = static_cast<std::uint32_t>(l.slots.size());
+      TT_ASSERT(l.low <= count);  // every shrink of the list lowers the mark
+      const std::uint32_t surplus =
+          l.low > upstream_idle_keep ? (l.low - upstream_idle_keep + 1) / 2 : 0;
+      for (std::uint32_t i = 0; i < surplus; ++i) retire(l.slots[i]);
+      l.slots.erase(l.slots.begin(), l.slots.begin() + surplus);
+      idle_total_ -= surplus;
+      renumber_from(l, 0);
+      l.low = static_cast<std::uint32_t>(l.slots.size());
+    }
   }
-  std::uint32_t idle_count() const { return static_cast<std::uint32_t>(idle_.size()); }
+  std::uint32_t idle_count() const { return idle_total_; }
   std::uint32_t used() const { return slab_.used(); }
   std::size_t trim(std::size_t min_bytes) { return slab_.trim(min_bytes); }
 
  private:
-  void note_idle_low() { idle_low_ = std::min(idle_low_, idle_count()); }
-  void renumber_from(std::uint32_t pos) {
-    for (std::uint32_t i = pos; i < idle_.size(); ++i) slab_[idle_[i]].idle_pos = i;
+  struct IdleList {
+    std::vector<std::uint32_t> slots;  // coldest first; take_idle() takes the warmest
+    std::uint32_t low = 0;             // fewest idle since the last purge: never needed
+    void note_low() { low = std::min(low, static_cast<std::uint32_t>(slots.size())); }
+  };
+  void renumber_from(IdleList& l, std::uint32_t pos) {
+    for (std::uint32_t i = pos; i < l.slots.size(); ++i) slab_[l.slots[i]].idle_pos = i;
   }
 
   Slab<UpstreamConn> slab_;
-  std::vector<std::uint32_t> idle_;  // coldest first; take_idle() takes the warmest
-  std::uint32_t idle_low_ = 0;       // fewest idle since the last purge: never needed
+  std::vector<IdleList> lists_;
+  std::uint32_t idle_total_ = 0;
 };
 
 }  // namespace tokentap
