@@ -5,6 +5,7 @@
 #include <cmath>
 #include <cstdlib>
 #include <new>
+#include <type_traits>
 
 #include "tokentap/base/assert.h"
 
@@ -29,6 +30,19 @@ void observe(Histogram<Bounds>& h, const std::array<double, Bounds>& bounds, dou
   while (i < Bounds && v > bounds[i]) ++i;  // le is inclusive: v == bound lands in that bucket
   counter_add(h.buckets[i], 1);
   h.sum.store(h.sum.load(std::memory_order_relaxed) + v, std::memory_order_relaxed);
+}
+
+// One more request with `status` in a dense by-status array and its touched bitmap.
+template <std::size_t Words>
+void count_status(std::array<std::atomic<std::uint64_t>, Words>& touched,
+                  std::array<Counter, status_span>& count, std::uint16_t status) {
+  const std::size_t s = status - status_min;
+  // Count first, then mark: a scraper that sees the bit finds a non-zero count.
+  count[s].store(count[s].load(std::memory_order_relaxed) + 1, std::memory_order_release);
+  auto& word = touched[s / 64];
+  const std::uint64_t bit = std::uint64_t{1} << (s % 64);
+  const std::uint64_t old = word.load(std::memory_order_relaxed);
+  if ((old & bit) == 0) word.store(old | bit, std::memory_order_release);
 }
 
 }  // namespace
@@ -91,14 +105,22 @@ MetricsShard::MetricsShard(MetricsLimits limits)
     : models_(std::make_unique<Table<ModelSeries>>(limits.model_series)),
       requests_(std::make_unique<Table<RequestSeries>>(limits.request_series)),
       overflow_models_(std::make_unique<std::array<ModelSeries, route_count>>()),
-      overflow_requests_(std::make_unique<std::array<OverflowRequests, route_count * 2>>()) {
+      overflow_requests_(std::make_unique<std::array<OverflowRequests, route_count * 2>>()),
+      backend_models_(std::make_unique<Table<BackendModelSeries>>(limits.backend_model_series)),
+      // Raw storage (~470 KiB of address space): a record's pages are touched only when its
+      // backend serves its first request on this shard.
+      backends_(static_cast<BackendSeries*>(::operator new (
+          sizeof(BackendSeries) * backend_slots_max, std::align_val_t{alignof(BackendSeries)}))) {
   for (std::size_t r = 0; r < route_count; ++r) {
     (*overflow_models_)[r].key.store(model_key(static_cast<Route>(r), model_overflow),
                                      std::memory_order_relaxed);
   }
 }
 
-MetricsShard::~MetricsShard() = default;
+MetricsShard::~MetricsShard() {
+  static_assert(std::is_trivially_destructible_v<BackendSeries>);
+  ::operator delete (backends_, std::align_val_t{alignof(BackendSeries)});
+}
 
 void MetricsShard::connection_opened() { gauge_add(scalars_.connections_opened); }
 void MetricsShard::connection_closed() { gauge_add(scalars_.connections_closed); }
@@ -109,6 +131,11 @@ void MetricsShard::connection_rejected(RejectReason reason) {
 
 void MetricsShard::upstream_error(UpstreamError kind) {
   counter_add(scalars_.upstream_errors[static_cast<std::size_t>(kind)], 1);
+}
+
+void MetricsShard::retry(RetryReason reason) {
+  TT_DASSERT(reason < RetryReason::count_);
+  counter_add(scalars_.retries[static_cast<std::size_t>(reason)], 1);
 }
 
 ModelSeries& MetricsShard::model_record(Route route, ModelId model) {
@@ -138,13 +165,34 @@ void MetricsShard::count_request(const RequestRecord& r) {
 void MetricsShard::count_request_overflow(const RequestRecord& r) {
   OverflowRequests& o =
       (*overflow_requests_)[static_cast<std::size_t>(r.route) * 2 + (r.stream ? 1 : 0)];
-  const std::size_t s = r.status - status_min;
-  // Count first, then mark: a scraper that sees the bit finds a non-zero count.
-  o.count[s].store(o.count[s].load(std::memory_order_relaxed) + 1, std::memory_order_release);
-  auto& word = o.touched[s / 64];
-  const std::uint64_t bit = std::uint64_t{1} << (s % 64);
-  const std::uint64_t old = word.load(std::memory_order_relaxed);
-  if ((old & bit) == 0) word.store(old | bit, std::memory_order_release);
+  count_status(o.touched, o.count, r.status);
+}
+
+BackendSeries& MetricsShard::backend_record(std::uint8_t index) {
+  const std::uint64_t bit = std::uint64_t{1} << index;
+  const std::uint64_t seen = backends_seen_.load(std::memory_order_relaxed);
+  if ((seen & bit) == 0) {
+    new (&backends_[index]) BackendSeries();
+    // Release: a scraper that sees the bit sees the constructed (zeroed) record.
+    backends_seen_.store(seen | bit, std::memory_order_release);
+  }
+  return backends_[index];
+}
+
+void MetricsShard::count_backend(const RequestRecord& r) {
+  TT_ASSERT(r.backend < backend_slots_max);
+  BackendSeries& b = backend_record(r.backend);
+  count_status(b.touched, b.requests, r.status);
+  if (r.ttft_s) observe(b.ttft, ttft_bounds_s, *r.ttft_s);
+  if (r.prompt_tokens == 0 && r.completion_tokens == 0) return;  // absent: no series
+  BackendModelSeries* m =
+      r.model == model_overflow
+          ? nullptr
+          : backend_models_->find_or_insert(backend_model_key(r.backend, r.model));
+  Counter& prompt = m != nullptr ? m->prompt_tokens : b.prompt_tokens_overflow;
+  Counter& completion = m != nullptr ? m->completion_tokens : b.completion_tokens_overflow;
+  if (r.prompt_tokens != 0) counter_add(prompt, r.prompt_tokens);
+  if (r.completion_tokens != 0) counter_add(completion, r.completion_tokens);
 }
 
 void MetricsShard::request_finished(const RequestRecord& r) {
@@ -178,6 +226,7 @@ void MetricsShard::request_finished(const RequestRecord& r) {
   if (r.request_bytes != 0) counter_add(scalars_.request_bytes[route], r.request_bytes);
   if (r.response_bytes != 0) counter_add(scalars_.response_bytes[route], r.response_bytes);
   if (r.usage_missing) counter_add(scalars_.usage_missing[route], 1);
+  if (r.backend != backend_none) count_backend(r);
 }
 
 std::span<const ModelSeries> MetricsShard::model_series() const { return models_->published(); }
@@ -192,6 +241,19 @@ std::span<const ModelSeries, route_count> MetricsShard::overflow_models() const 
 
 const OverflowRequests& MetricsShard::overflow_requests(Route r, bool stream) const {
   return (*overflow_requests_)[static_cast<std::size_t>(r) * 2 + (stream ? 1 : 0)];
+}
+
+std::uint64_t MetricsShard::backends_seen() const {
+  return backends_seen_.load(std::memory_order_acquire);
+}
+
+const BackendSeries& MetricsShard::backend(std::uint8_t index) const {
+  TT_ASSERT(index < backend_slots_max);
+  return backends_[index];
+}
+
+std::span<const BackendModelSeries> MetricsShard::backend_model_series() const {
+  return backend_models_->published();
 }
 
 }  // namespace tokentap

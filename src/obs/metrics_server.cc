@@ -245,7 +245,7 @@ void MetricsServer::Loop::respond(Conn& c, const Request& req) {
           "unauthorized\n", head_only);
   } else {
     renderer.render(server.shards_, server.models_, read_process_stats(), server.options_.version,
-                    body);
+                    server.options_.backends, body);
     static const std::string content_type = fmt::format("Content-Type: {}\r\n", prom_content_type);
     queue(c, 200, "OK", content_type, body, head_only);
   }

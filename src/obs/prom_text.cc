@@ -9,20 +9,23 @@
 #include <iterator>
 #include <numeric>
 
+#include "prom_writer.h"
 #include "tokentap/base/assert.h"
 
 namespace tokentap {
 namespace {
 
+using prom_detail::add;
+using prom_detail::append_label;
+using prom_detail::append_u64;
+using prom_detail::count_of;
+using prom_detail::Family;
+using prom_detail::FamilyWriter;
+using prom_detail::load;
+
 constexpr std::uint64_t request_slot_empty = ~std::uint64_t{0};
 constexpr std::size_t request_table_min = 1024;  // slots; grows by doubling, kept across scrapes
 constexpr double ns_per_s = 1e9;
-
-struct Family {
-  std::string_view name;
-  std::string_view type;
-  std::string_view help;
-};
 
 constexpr Family f_requests{"tokentap_requests_total", "counter",
                             "Requests completed, by endpoint, model, status and stream."};
@@ -67,114 +70,6 @@ constexpr Family f_rss{"process_resident_memory_bytes", "gauge", "Resident memor
 constexpr Family f_fds{"process_open_fds", "gauge", "Number of open file descriptors."};
 constexpr Family f_start{"process_start_time_seconds", "gauge",
                          "Start time of the process since unix epoch in seconds."};
-
-void append_u64(std::string& out, std::uint64_t v) {
-  const fmt::format_int text(v);
-  out.append(text.data(), text.size());
-}
-
-// Shortest text that reads back as the same double; Prometheus spells infinities +Inf/-Inf.
-void append_double(std::string& out, double v) {
-  if (std::isnan(v)) {
-    out += "NaN";
-  } else if (std::isinf(v)) {
-    out += v > 0 ? "+Inf" : "-Inf";
-  } else {
-    fmt::format_to(std::back_inserter(out), "{}", v);
-  }
-}
-
-void append_label(std::string& out, std::string_view key, std::string_view value) {
-  if (!out.empty()) out += ',';
-  out += key;
-  out += "=\"";
-  append_label_value(out, value);
-  out += '"';
-}
-
-// Writes a family's HELP and TYPE the first time one of its series is written.
-class FamilyWriter {
- public:
-  FamilyWriter(std::string& out, const Family& family) : out_(out), family_(family) {}
-
-  // Starts `name{labels} ` (the value follows).
-  void sample(std::string_view suffix, std::string_view labels) {
-    header();
-    out_ += family_.name;
-    out_ += suffix;
-    if (!labels.empty()) {
-      out_ += '{';
-      out_ += labels;
-      out_ += '}';
-    }
-    out_ += ' ';
-  }
-  void u64(std::string_view labels, std::uint64_t v) {
-    sample({}, labels);
-    append_u64(out_, v);
-    out_ += '\n';
-  }
-  void f64(std::string_view labels, double v) {
-    sample({}, labels);
-    append_double(out_, v);
-    out_ += '\n';
-  }
-  template <std::size_t B>
-  void histogram(std::string_view labels, const PromRenderer::MergedHistogram<B>& h,
-                 const std::vector<std::string>& le);
-
- private:
-  void header() {
-    if (started_) return;
-    started_ = true;
-    fmt::format_to(std::back_inserter(out_), "# HELP {0} {1}\n# TYPE {0} {2}\n", family_.name,
-                   family_.help, family_.type);
-  }
-
-  std::string& out_;
-  const Family& family_;
-  bool started_ = false;
-};
-
-template <std::size_t B>
-void FamilyWriter::histogram(std::string_view labels, const PromRenderer::MergedHistogram<B>& h,
-                             const std::vector<std::string>& le) {
-  header();
-  std::uint64_t cumulative = 0;
-  for (std::size_t i = 0; i < h.buckets.size(); ++i) {
-    cumulative += h.buckets[i];
-    out_ += family_.name;
-    out_ += "_bucket{";
-    out_ += labels;
-    if (!labels.empty()) out_ += ',';
-    out_ += "le=\"";
-    out_ += le[i];
-    out_ += "\"} ";
-    append_u64(out_, cumulative);
-    out_ += '\n';
-  }
-  sample("_sum", labels);
-  append_double(out_, h.sum);
-  out_ += '\n';
-  sample("_count", labels);  // from the buckets: always equal to le="+Inf"
-  append_u64(out_, cumulative);
-  out_ += '\n';
-}
-
-template <std::size_t B>
-std::uint64_t count_of(const PromRenderer::MergedHistogram<B>& h) {
-  return std::accumulate(h.buckets.begin(), h.buckets.end(), std::uint64_t{0});
-}
-
-template <std::size_t B>
-void add(PromRenderer::MergedHistogram<B>& m, const Histogram<B>& h) {
-  for (std::size_t i = 0; i < m.buckets.size(); ++i) {
-    m.buckets[i] += h.buckets[i].load(std::memory_order_relaxed);
-  }
-  m.sum += h.sum.load(std::memory_order_relaxed);
-}
-
-std::uint64_t load(const Counter& c) { return c.load(std::memory_order_relaxed); }
 
 template <std::size_t N>
 std::vector<std::string> le_strings(const std::array<double, N>& bounds) {
@@ -234,6 +129,7 @@ void PromRenderer::merge_scalars(std::span<const MetricsShard* const> shards) {
     for (std::size_t i = 0; i < upstream_error_count; ++i) {
       scalars_.upstream_errors[i] += load(s.upstream_errors[i]);
     }
+    for (std::size_t i = 0; i < retry_reason_count; ++i) scalars_.retries[i] += load(s.retries[i]);
     for (std::size_t r = 0; r < route_count; ++r) {
       scalars_.request_bytes[r] += load(s.request_bytes[r]);
       scalars_.response_bytes[r] += load(s.response_bytes[r]);
@@ -481,19 +377,29 @@ void PromRenderer::emit_scalars(std::string& out) {
 
 void PromRenderer::render(std::span<const MetricsShard* const> shards, const ModelTable& models,
                           const ProcessStats& process, std::string_view version, std::string& out) {
+  render(shards, models, process, version, BackendSource{}, out);
+}
+
+void PromRenderer::render(std::span<const MetricsShard* const> shards, const ModelTable& models,
+                          const ProcessStats& process, std::string_view version,
+                          const BackendSource& backends, std::string& out) {
   out.clear();
   reset(models);
+  read_fleet(backends);  // first: the source's pointers need only outlive this copy
   merge_scalars(shards);
   for (const MetricsShard* shard : shards) {
     for (const ModelSeries& s : shard->model_series()) merge_model(s);
     for (const ModelSeries& s : shard->overflow_models()) merge_model(s);
   }
   merge_requests(shards);
+  merge_backends(shards);
   rank_models(models);
   sort_series();
+  sort_backends();
   emit_requests(models, out);
   emit_endpoint_model(models, out);
   emit_scalars(out);
+  emit_backends(models, out);
   labels_.clear();
   append_label(labels_, "version", version);
   FamilyWriter(out, f_build).u64(labels_, 1);

@@ -63,6 +63,17 @@ const std::map<std::string, std::string>& contract_families() {
       {"tokentap_connections_total", "counter"},
       {"tokentap_connections_rejected_total", "counter"},
       {"tokentap_build_info", "gauge"},
+      // Backends (docs/metrics.md "Backends").
+      {"tokentap_backend_up", "gauge"},
+      {"tokentap_backend_in_flight", "gauge"},
+      {"tokentap_backend_slots", "gauge"},
+      {"tokentap_backend_requests_total", "counter"},
+      {"tokentap_backend_prompt_tokens_total", "counter"},
+      {"tokentap_backend_completion_tokens_total", "counter"},
+      {"tokentap_backend_time_to_first_token_seconds", "histogram"},
+      {"tokentap_backend_ejections_total", "counter"},
+      {"tokentap_health_checks_total", "counter"},
+      {"tokentap_retries_total", "counter"},
       {"process_cpu_seconds_total", "counter"},
       {"process_resident_memory_bytes", "gauge"},
       {"process_open_fds", "gauge"},
@@ -74,9 +85,9 @@ const std::map<std::string, std::string>& contract_families() {
 // Contract labels plus what Prometheus itself attaches (job, instance, le) and what the
 // shipped files add on their targets (service).
 const std::set<std::string>& known_labels() {
-  static const std::set<std::string> labels = {"endpoint", "model",    "stream", "status",
-                                               "kind",     "reason",   "version", "job",
-                                               "instance", "le",       "service"};
+  static const std::set<std::string> labels = {"endpoint", "model",   "stream",  "status", "kind",
+                                               "reason",   "version", "backend", "result", "job",
+                                               "instance", "le",      "service"};
   return labels;
 }
 
@@ -288,6 +299,33 @@ TEST(DeployDashboard, CoversTheAdvertisedPanels) {
   }
   EXPECT_EQ(quantiled.count("tokentap_time_to_first_token_seconds"), 1u);
   EXPECT_EQ(quantiled.count("tokentap_time_per_output_token_seconds"), 1u);
+  // The per-backend row: up, in flight, tokens/s and TTFT p95 by backend.
+  for (const char* family : {"tokentap_backend_up", "tokentap_backend_in_flight",
+                             "tokentap_backend_completion_tokens_total"}) {
+    EXPECT_EQ(used.count(family), 1u) << family << " has no panel";
+  }
+  EXPECT_EQ(quantiled.count("tokentap_backend_time_to_first_token_seconds"), 1u);
+}
+
+// The list above and the contract document name the same families: a family documented in
+// docs/metrics.md is usable here, and nothing is usable here that the document does not name.
+TEST(DeployContract, FamilyListMatchesDocsMetrics) {
+  const std::string doc = read_text(repo_root() / "docs/metrics.md");
+  ASSERT_FALSE(doc.empty());
+  // A family is named alone in backticks (`tokentap_requests_total`); file names and PromQL
+  // examples are not family names.
+  static const std::regex family_re(R"(`((tokentap|process)_[a-z0-9_]+)`)");
+  std::set<std::string> documented;
+  for (auto it = std::sregex_iterator(doc.begin(), doc.end(), family_re);
+       it != std::sregex_iterator(); ++it) {
+    documented.insert((*it)[1].str());
+  }
+  for (const auto& [family, type] : contract_families()) {
+    EXPECT_EQ(documented.count(family), 1u) << family << " is not in docs/metrics.md";
+  }
+  for (const std::string& name : documented) {
+    EXPECT_FALSE(contract_family_of(name).empty()) << name << " (docs/metrics.md) is not listed";
+  }
 }
 
 TEST(DeployRules, NameOnlyContractFamilies) {
@@ -297,6 +335,14 @@ TEST(DeployRules, NameOnlyContractFamilies) {
   EXPECT_GE(names.size(), 5u);
   for (const std::string& name : names) {
     EXPECT_FALSE(contract_family_of(name).empty()) << name << " is not in the metrics contract";
+  }
+}
+
+TEST(DeployRules, BackendAlertsAreShipped) {
+  const std::string rules = read_text(repo_root() / "deploy/prometheus/tokentap-rules.yml");
+  for (const char* alert :
+       {"TokentapBackendDown", "TokentapBackendEjected", "TokentapNoHealthyBackend"}) {
+    EXPECT_NE(rules.find(std::string("alert: ") + alert), std::string::npos) << alert;
   }
 }
 

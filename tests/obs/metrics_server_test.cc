@@ -162,6 +162,46 @@ TEST_F(MetricsServerTest, ServesMergedMetricsAndHealthz) {
   EXPECT_EQ(query->status, 200);
 }
 
+TEST_F(MetricsServerTest, BackendSourceIsReadOnEveryScrape) {
+  RequestRecord r;
+  r.route = Route::api_chat;
+  r.model = models_.intern("llama3");
+  r.status = 200;
+  r.backend = 1;
+  a_.request_started(r.route, r.model);
+  a_.request_finished(r);
+  BackendCounters counters;
+  counter_add(counters.health_checks[static_cast<std::size_t>(HealthResult::ok)], 3);
+  std::atomic<std::uint32_t> in_flight{2};
+  MetricsServerOptions options{loopback(0), {}, "9.9.9"};
+  options.backends = [&](BackendGauge* out, const BackendCounters** c, std::size_t max) {
+    EXPECT_EQ(max, backend_slots_max);
+    out[0] = BackendGauge{"east", true, 0, 4};
+    out[1] = BackendGauge{"west", true, in_flight.load(), 4};
+    c[1] = &counters;
+    return std::size_t{2};
+  };
+  server_ = std::make_unique<MetricsServer>(std::vector<const MetricsShard*>{&a_, &b_}, models_,
+                                            std::move(options));
+  std::string error;
+  ASSERT_TRUE(server_->start(&error)) << error;
+  Client c(server_->port());
+  for (const std::uint32_t expected : {2u, 5u}) {
+    in_flight = expected;
+    const auto metrics = c.get("/metrics");
+    ASSERT_TRUE(metrics);
+    const auto e = parse_exposition(metrics->body);
+    ASSERT_EQ(e.error, "");
+    EXPECT_EQ(value_of(e, "tokentap_backend_in_flight", {{"backend", "west"}}), expected);
+    EXPECT_EQ(value_of(e, "tokentap_backend_up", {{"backend", "east"}}), 1);
+    EXPECT_EQ(value_of(e, "tokentap_backend_requests_total",
+                       {{"backend", "west"}, {"status", "200"}}),
+              1);
+    EXPECT_EQ(value_of(e, "tokentap_health_checks_total", {{"backend", "west"}, {"result", "ok"}}),
+              3);
+  }
+}
+
 TEST_F(MetricsServerTest, NotFoundMethodNotAllowedAndHead) {
   start();
   Client c(server_->port());

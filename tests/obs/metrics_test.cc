@@ -198,5 +198,75 @@ TEST(MetricsShard, OverflowModelNeverTakesATableSlot) {
   EXPECT_EQ(get(s.overflow_models()[static_cast<std::size_t>(Route::api_chat)].finished), 1u);
 }
 
+TEST(MetricsShard, RetriesByReason) {
+  MetricsShard s;
+  s.retry(RetryReason::busy);
+  s.retry(RetryReason::busy);
+  s.retry(RetryReason::connect);
+  EXPECT_EQ(get(s.scalars().retries[static_cast<std::size_t>(RetryReason::connect)]), 1u);
+  EXPECT_EQ(get(s.scalars().retries[static_cast<std::size_t>(RetryReason::reset)]), 0u);
+  EXPECT_EQ(get(s.scalars().retries[static_cast<std::size_t>(RetryReason::busy)]), 2u);
+}
+
+TEST(MetricsShard, BackendSeriesOnlyForARequestWithABackend) {
+  MetricsShard s;
+  RequestRecord r = chat(5, 0.3, 200);
+  r.ttft_s = ttft_bounds_s[2];
+  r.prompt_tokens = 7;
+  r.completion_tokens = 9;
+  finish(s, r);  // backend_none: no backend series
+  EXPECT_EQ(s.backends_seen(), 0u);
+  EXPECT_TRUE(s.backend_model_series().empty());
+  r.backend = 3;
+  r.attempts = 2;
+  finish(s, r);
+  r.status = 503;
+  r.ttft_s.reset();
+  r.completion_tokens = 0;
+  finish(s, r);
+  EXPECT_EQ(s.backends_seen(), 1u << 3);
+  const BackendSeries& b = s.backend(3);
+  EXPECT_EQ(get(b.requests[200 - status_min]), 1u);
+  EXPECT_EQ(get(b.requests[503 - status_min]), 1u);
+  EXPECT_NE(b.touched[(503 - status_min) / 64].load() & (1ull << ((503 - status_min) % 64)), 0u);
+  EXPECT_EQ(bucket_of(b.ttft), 2u);
+  ASSERT_EQ(s.backend_model_series().size(), 1u);
+  const BackendModelSeries& m = s.backend_model_series()[0];
+  EXPECT_EQ(m.key.load(), backend_model_key(3, 5));
+  EXPECT_EQ(get(m.prompt_tokens), 14u);
+  EXPECT_EQ(get(m.completion_tokens), 9u);
+  // The per-model families are counted as before, whatever the backend.
+  EXPECT_EQ(get(find_model(s, Route::api_chat, 5)->prompt_tokens), 21u);
+}
+
+TEST(MetricsShard, FullBackendTokenTableCountsIntoTheBackendsOverflow) {
+  MetricsShard s(MetricsLimits{.backend_model_series = 2});
+  for (ModelId model = 2; model < 6; ++model) {
+    RequestRecord r = chat(model, 0.1);
+    r.backend = 0;
+    r.prompt_tokens = 10;
+    finish(s, r);
+  }
+  RequestRecord r = chat(model_overflow, 0.1);
+  r.backend = 0;
+  r.completion_tokens = 5;
+  finish(s, r);
+  RequestRecord none = chat(7, 0.1);
+  none.backend = 1;  // no tokens: no table slot
+  finish(s, none);
+  EXPECT_EQ(s.backend_model_series().size(), 2u);
+  EXPECT_EQ(get(s.backend(0).prompt_tokens_overflow), 20u);
+  EXPECT_EQ(get(s.backend(0).completion_tokens_overflow), 5u);
+  EXPECT_EQ(get(s.backend(1).prompt_tokens_overflow), 0u);
+  EXPECT_EQ(s.backends_seen(), 3u);
+}
+
+TEST(MetricsShardDeathTest, BackendIndexPastTheSlotsIsAProgrammerError) {
+  MetricsShard s;
+  RequestRecord r = chat(3, 0.1);
+  r.backend = backend_slots_max;
+  EXPECT_DEATH(finish(s, r), "assertion failed");
+}
+
 }  // namespace
 }  // namespace tokentap

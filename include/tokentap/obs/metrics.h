@@ -19,6 +19,17 @@
 // status and stream: a 900-wide array per endpoint and stream, never full). Nothing is dropped:
 // the sums on /metrics stay exact, only the model label is coarsened.
 // Gauges are two monotonic counters (up, down) so a scrape can never see a negative value.
+//
+// Per-backend series (metrics.md "Backends"), counted only for a request whose `backend` is set:
+//  - one BackendSeries record per backend index (< backend_slots_max), constructed on the
+//    backend's first request and published through a 64-bit "seen" mask: its TTFT histogram,
+//    its requests by status (a dense 900-wide array with a touched bitmap: the (backend, status)
+//    space is closed and small, so it never fills and never needs an overflow) and its
+//    model="__overflow__" token counters;
+//  - token counters keyed by (backend, model) in a bounded table like the ones above; when it is
+//    full, or the model is `__overflow__`, the tokens go to that backend's overflow counters.
+// The fleet-wide values (up, in flight, slots, ejections, health checks) are not per shard: the
+// metrics server reads them at scrape time through a BackendSource (backend_source.h).
 #pragma once
 
 #include <array>
@@ -46,6 +57,22 @@ inline constexpr std::array<std::string_view, reject_reason_count> reject_reason
     "limit", "bad_request", "header_too_large", "timeout"};
 inline constexpr std::array<std::string_view, upstream_error_count> upstream_error_labels{
     "connect", "reset", "timeout", "malformed"};
+
+// Why a request was sent to another backend: the connect failed, the connection was reset
+// before any response byte, or the backend answered 503 (busy) before any byte reached the client.
+enum class RetryReason : std::uint8_t { connect, reset, busy, count_ };
+constexpr std::size_t retry_reason_count = static_cast<std::size_t>(RetryReason::count_);
+inline constexpr std::array<std::string_view, retry_reason_count> retry_reason_labels{
+    "connect", "reset", "busy"};
+
+// ---- backends ---------------------------------------------------------------------------------
+
+// Backends are numbered 0 .. backend_slots_max - 1 in configuration order; the index fits the
+// 8-bit RequestRecord::backend, whose all-ones value means "no backend" (refused or answered
+// by tokentap itself), and the scraper's 64-bit "seen" mask.
+constexpr std::uint32_t backend_slots_max = 64;
+constexpr std::uint8_t backend_none = 0xff;
+static_assert(backend_slots_max <= backend_none && backend_slots_max <= 64);
 
 // ---- buckets (metrics.md "Buckets"); upper bounds, le inclusive, +Inf implicit -----------------
 
@@ -135,12 +162,35 @@ struct alignas(128) ShardScalars {
   std::array<Counter, route_count> request_bytes{};
   std::array<Counter, route_count> response_bytes{};
   std::array<Counter, route_count> usage_missing{};
+  std::array<Counter, retry_reason_count> retries{};
 };
+
+// One backend's per-shard values that need no model label.
+struct alignas(128) BackendSeries {
+  TtftHistogram ttft{};
+  Counter prompt_tokens_overflow{0};  // model="__overflow__" for this backend
+  Counter completion_tokens_overflow{0};
+  std::array<std::atomic<std::uint64_t>, (status_span + 63) / 64> touched{};  // status bitmap
+  std::array<Counter, status_span> requests{};                                // by status
+};
+
+// Token counters of one (backend, model) pair.
+struct BackendModelSeries {
+  std::atomic<std::uint64_t> key{0};  // backend_model_key()
+  Counter prompt_tokens{0};
+  Counter completion_tokens{0};
+};
+
+[[nodiscard]] constexpr std::uint64_t backend_model_key(std::uint8_t backend, ModelId m) {
+  return (std::uint64_t{backend} << 32) | m;
+}
 
 static_assert(alignof(ModelSeries) == 128 && sizeof(ModelSeries) % 128 == 0);
 static_assert(sizeof(ModelSeries) == 896, "one (endpoint, model) record: 7 blocks of 128 B");
 static_assert(sizeof(RequestSeries) == 16);
 static_assert(alignof(ShardScalars) == 128 && alignof(OverflowRequests) == 128);
+static_assert(alignof(BackendSeries) == 128 && sizeof(BackendSeries) == 7552);
+static_assert(sizeof(BackendModelSeries) == 24);
 
 // ---- the data path API ------------------------------------------------------------------------
 
@@ -153,9 +203,11 @@ struct RequestRecord {
   bool stream = false;       // effective value
   bool client_aborted = false;
   bool usage_missing = false;
-  double duration_s = 0;         // request received -> last response byte sent
-  std::optional<double> ttft_s;  // streaming inference only
-  std::optional<double> tpot_s;  // streaming, completion_tokens >= 2
+  std::uint8_t backend = backend_none;  // index of the backend that served it (config order)
+  std::uint8_t attempts = 1;            // backends tried, the serving one included
+  double duration_s = 0;                // request received -> last response byte sent
+  std::optional<double> ttft_s;         // streaming inference only
+  std::optional<double> tpot_s;         // streaming, completion_tokens >= 2
   std::uint64_t prompt_tokens = 0;
   std::uint64_t completion_tokens = 0;  // also Ollama's eval_count for tokens per second
   std::uint64_t load_ns = 0;            // Ollama native durations, nanoseconds
@@ -166,8 +218,9 @@ struct RequestRecord {
 };
 
 struct MetricsLimits {
-  std::uint32_t model_series = 4096;     // (endpoint, model) pairs per shard
-  std::uint32_t request_series = 16384;  // (endpoint, model, status, stream) per shard
+  std::uint32_t model_series = 4096;          // (endpoint, model) pairs per shard
+  std::uint32_t request_series = 16384;       // (endpoint, model, status, stream) per shard
+  std::uint32_t backend_model_series = 4096;  // (backend, model) pairs per shard
 };
 
 class MetricsShard {
@@ -181,11 +234,14 @@ class MetricsShard {
   void connection_closed();
   void connection_rejected(RejectReason reason);
   void upstream_error(UpstreamError kind);
+  // A request is sent to another backend (retries_total{reason} + 1).
+  void retry(RetryReason reason);
 
   // Inference routes only (is_inference): active_requests{endpoint, model} + 1. Every started
   // request must be finished with the same route and model.
   void request_started(Route route, ModelId model);
-  // Everything else about one request; for an inference route also active_requests - 1.
+  // Everything else about one request; for an inference route also active_requests - 1. With
+  // r.backend set (< backend_slots_max), also that backend's requests, tokens and TTFT.
   void request_finished(const RequestRecord& r);
 
   // ---- scrape side: safe from any thread while the owner writes ----
@@ -195,6 +251,11 @@ class MetricsShard {
   [[nodiscard]] std::span<const ModelSeries, route_count> overflow_models() const;
   [[nodiscard]] const OverflowRequests& overflow_requests(Route r, bool stream) const;
   [[nodiscard]] const ShardScalars& scalars() const { return scalars_; }
+  // Bit i set: backend(i) is constructed and may be read (acquire).
+  [[nodiscard]] std::uint64_t backends_seen() const;
+  // Only for an index whose bit backends_seen() returned.
+  [[nodiscard]] const BackendSeries& backend(std::uint8_t index) const;
+  [[nodiscard]] std::span<const BackendModelSeries> backend_model_series() const;
 
  private:
   template <typename Record>
@@ -203,12 +264,17 @@ class MetricsShard {
   [[nodiscard]] ModelSeries& model_record(Route route, ModelId model);
   void count_request(const RequestRecord& r);
   void count_request_overflow(const RequestRecord& r);
+  void count_backend(const RequestRecord& r);
+  [[nodiscard]] BackendSeries& backend_record(std::uint8_t index);
 
   ShardScalars scalars_;
   std::unique_ptr<Table<ModelSeries>> models_;
   std::unique_ptr<Table<RequestSeries>> requests_;
   std::unique_ptr<std::array<ModelSeries, route_count>> overflow_models_;
   std::unique_ptr<std::array<OverflowRequests, route_count * 2>> overflow_requests_;
+  std::unique_ptr<Table<BackendModelSeries>> backend_models_;
+  BackendSeries* backends_;  // backend_slots_max records, raw storage, constructed on first use
+  std::atomic<std::uint64_t> backends_seen_{0};
 };
 
 }  // namespace tokentap

@@ -25,6 +25,7 @@
 #include <vector>
 
 #include "tokentap/base/config.h"
+#include "tokentap/obs/backend_source.h"
 #include "tokentap/obs/metrics.h"
 #include "tokentap/obs/model_table.h"
 
@@ -42,6 +43,9 @@ struct MetricsServerOptions {
   Endpoint listen;
   std::string token;    // empty: no authentication
   std::string version;  // tokentap_build_info{version}
+  // The backend fleet's gauges and counters, read on the server's thread once per scrape
+  // (backend_source.h); empty with a single upstream: no fleet-wide backend families.
+  BackendSource backends{};
 };
 
 class MetricsServer {

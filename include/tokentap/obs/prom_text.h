@@ -14,6 +14,12 @@
 //  - TTFT, TPOT, tokens/s histograms: once observed.
 //  - active_requests: once an inference request started for that (endpoint, model).
 //  - upstream_errors_total{kind} and connections_rejected_total{reason}: every value, from 0.
+//  - the backend families (metrics.md "Backends", written in prom_backend.cc): the gauges,
+//    ejections and health checks only with a BackendSource, for each backend it names; the
+//    per-shard backend series once counted, labelled with the source's name for their index
+//    (an index the source does not name is left out), or, without a source, with the index in
+//    decimal; retries_total{reason} every value from 0 with a source, else once non-zero.
+//    Backend series are sorted by index (configuration order), then model name, then status.
 //
 // Runs on the scraper's thread, never a shard's; it allocates scratch space on the first scrapes
 // and reuses it (and the caller's output string) afterwards.
@@ -27,6 +33,7 @@
 #include <utility>
 #include <vector>
 
+#include "tokentap/obs/backend_source.h"
 #include "tokentap/obs/metrics.h"
 #include "tokentap/obs/model_table.h"
 #include "tokentap/obs/process_stats.h"
@@ -43,7 +50,10 @@ class PromRenderer {
   PromRenderer();
 
   // Clears `out` and writes the whole exposition into it (its capacity is kept between calls).
-  // Safe while the shards' owner threads keep writing.
+  // Safe while the shards' owner threads keep writing. `backends` (may be empty) is called once.
+  void render(std::span<const MetricsShard* const> shards, const ModelTable& models,
+              const ProcessStats& process, std::string_view version, const BackendSource& backends,
+              std::string& out);
   void render(std::span<const MetricsShard* const> shards, const ModelTable& models,
               const ProcessStats& process, std::string_view version, std::string& out);
 
@@ -77,6 +87,21 @@ class PromRenderer {
     std::array<std::uint64_t, route_count> request_bytes{};
     std::array<std::uint64_t, route_count> response_bytes{};
     std::array<std::uint64_t, route_count> usage_missing{};
+    std::array<std::uint64_t, retry_reason_count> retries{};
+  };
+  struct FleetBackend {  // what the BackendSource said about one backend index, copied
+    std::string name;    // empty: vacant, or not named by the source
+    bool up = false;
+    std::uint32_t in_flight = 0;
+    std::uint32_t slots = 0;
+    bool has_counters = false;
+    std::array<std::uint64_t, health_result_count> health_checks{};
+    std::array<std::uint64_t, ejection_reason_count> ejections{};
+  };
+  struct MergedBackendTokens {  // one (backend, model) pair over all shards
+    std::uint64_t key = 0;      // backend_model_key(); after sort_backends, backend:32 | rank:32
+    std::uint64_t prompt_tokens = 0;
+    std::uint64_t completion_tokens = 0;
   };
 
  private:
@@ -93,6 +118,17 @@ class PromRenderer {
   void emit_per_model(const ModelTable& models, std::string& out);
   void emit_scalars(std::string& out);
   void set_labels(Route route, std::string_view model);
+
+  // prom_backend.cc
+  void read_fleet(const BackendSource& source);
+  void merge_backends(std::span<const MetricsShard* const> shards);
+  void merge_backend_record(const BackendSeries& b, std::uint32_t index);
+  void sort_backends();
+  void emit_backends(const ModelTable& models, std::string& out);
+  void emit_backend_shard_series(const ModelTable& models, std::string& out);
+  void emit_fleet_gauges(std::string& out);
+  void emit_fleet_counters(std::string& out);
+  [[nodiscard]] bool set_backend_label(std::uint32_t index);  // false: not to be rendered
 
   std::array<std::vector<std::string>, 4> le_;  // duration, ttft, tpot, tokens/s; "+Inf" last
   std::string labels_;                          // the current series' labels, reused
@@ -112,6 +148,16 @@ class PromRenderer {
   std::vector<ModelId> ids_by_name_;
   std::vector<std::uint32_t> rank_;  // model id -> position in ids_by_name_
   MergedScalars scalars_;
+
+  bool have_fleet_ = false;  // a BackendSource was given
+  std::size_t fleet_count_ = 0;
+  std::array<FleetBackend, backend_slots_max> fleet_{};
+  std::array<BackendGauge, backend_slots_max> gauge_scratch_{};
+  std::array<const BackendCounters*, backend_slots_max> counter_scratch_{};
+  std::uint64_t backends_seen_ = 0;  // any shard counted for the index
+  std::array<MergedHistogram<ttft_bounds_s.size()>, backend_slots_max> backend_ttft_{};
+  std::vector<std::pair<std::uint32_t, std::uint64_t>> backend_requests_;  // (b<<16|status, n)
+  std::vector<MergedBackendTokens> backend_tokens_;
 };
 
 // One-shot convenience (for --metrics-on-proxy or tests): a fresh renderer per call.
