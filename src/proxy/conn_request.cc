@@ -4,10 +4,18 @@
 #include <fmt/format.h>
 
 #include "tokentap/base/assert.h"
+#include "tokentap/proxy/error_body.h"
 #include "tokentap/proxy/shard.h"
 #include "tokentap/proxy/usage_injection.h"
 
 namespace tokentap {
+namespace {
+
+// A local reply's body: the longest dialect envelope around the longest message, escaped.
+constexpr std::size_t error_body_bytes_max = 2 * error_message_bytes_max + 256;
+static_assert(error_body_bytes_max + 1024 < buf_bytes, "a local reply fits one buffer");
+
+}  // namespace
 
 void Conn::process_client_input() {
   SegmentPool& segs = shard_->segments();
@@ -122,6 +130,7 @@ void Conn::on_request_head() {
   RewriteError err = RewriteError::ok;
   const int out = rewrite_head(rewrite_options(), &out_len, &facts, &err);
   ex_.route = route_of(facts.target);  // also a refused request counts under its own route
+  ex_.dialect = error_dialect_of(facts.target);
   ex_.stream = route_info(ex_.route).stream_default;
   if (out < 0) {
     if (err == RewriteError::ok) {
@@ -257,25 +266,22 @@ void Conn::respond_local(const LocalReply& reply) {
   const int b = bufs.alloc_spare(/*urgent=*/true);
   if (b < 0) return close_now();
   const auto id = static_cast<std::uint16_t>(b);
-  // The message goes inside a JSON string: keep it to characters that need no escaping.
-  char text_buf[256];
-  std::size_t text_len = 0;
-  for (const char* p = reply.message; p != nullptr && *p != '\0' && text_len < sizeof(text_buf);
-       ++p) {
-    const auto u = static_cast<unsigned char>(*p);
-    text_buf[text_len++] = (u < 0x20 || *p == '"' || *p == '\\') ? ' ' : *p;
-  }
-  const std::string_view text(text_buf, text_len);
-  // Ollama's own error shape (wire-format §5), so clients parse it as they would Ollama's.
-  const std::size_t body_len = reply.message == nullptr ? 0 : text.size() + 12;  // {"error":""}
+  // The body is shaped like the errors of the API the client called (error_body.h).
+  char body[error_body_bytes_max];
+  const std::uint64_t seed = shard_->now_ns() ^ (std::uint64_t{slot_} << 40) ^ generation_;
+  const std::size_t body_len =
+      reply.message == nullptr
+          ? 0
+          : write_error_body(ex_.dialect, reply.status, reply.message, seed, body, sizeof(body));
   auto r = fmt::format_to_n(bufs.data(id), buf_bytes, "HTTP/1.1 {} {}\r\n", reply.status,
                             reply.reason);
   if (reply.allow != nullptr) r = fmt::format_to_n(r.out, 512, "Allow: {}\r\n", reply.allow);
-  if (reply.message != nullptr) {
-    r = fmt::format_to_n(r.out, 64, "Content-Type: application/json; charset=utf-8\r\n");
+  if (body_len > 0) {
+    r = fmt::format_to_n(r.out, 64, "Content-Type: {}\r\n", error_content_type(ex_.dialect));
   }
   r = fmt::format_to_n(r.out, 64, "Content-Length: {}\r\nConnection: close\r\n\r\n", body_len);
-  if (reply.message != nullptr) r = fmt::format_to_n(r.out, 300, "{{\"error\":\"{}\"}}", text);
+  std::memcpy(r.out, body, body_len);
+  r.out += body_len;
   const auto size = static_cast<std::uint32_t>(r.out - bufs.data(id));
   SegmentPool& segs = shard_->segments();
   ex_.to_upstream.clear(segs, bufs);

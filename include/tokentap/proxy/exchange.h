@@ -27,6 +27,7 @@
 #include "tokentap/loop/splice_pipe.h"
 #include "tokentap/obs/model_table.h"
 #include "tokentap/proxy/body_writer.h"
+#include "tokentap/proxy/error_body.h"
 
 namespace tokentap {
 
@@ -91,6 +92,7 @@ struct Exchange {
   ModelId model = model_unknown;
   bool stream = false;
   std::uint16_t status = 0;  // sent (or being sent) to the client
+  ErrorDialect dialect = ErrorDialect::ollama;  // the shape of the errors tokentap answers
 
   bool open = false;             // a request is in progress: request_finished is owed
   bool active_reported = false;  // request_started was reported (active gauge)
