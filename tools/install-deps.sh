@@ -6,6 +6,7 @@ set -euo pipefail
 packages=(
   build-essential cmake ninja-build pkg-config
   liburing-dev node-llhttp libsimdjson-dev libfmt-dev
+  libtomlplusplus-dev  # toml++: the --config FILE parser (app layer)
   libgtest-dev libbenchmark-dev
   curl python3
   clang libclang-rt-dev

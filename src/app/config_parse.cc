@@ -1,15 +1,24 @@
-// Config parsing: flags and environment → an immutable Config, or one clear error line.
+// Config parsing: flags, environment and --config FILE → an immutable Config, or one clear
+// error line.
+//
+// Two passes over argv: the first checks the command line's shape (known flags, values present)
+// and answers --help/--version; the second applies the flags on top of the environment and the
+// file, so a flag overrides the file wherever it stands on the line. Every setting is checked
+// and stored by apply_setting, for flags and file keys alike (config_settings.h); addresses are
+// resolved in config_endpoint.cc, the file read in config_file.cc.
 #include "tokentap/app/config_parse.h"
 
-#include <arpa/inet.h>
-#include <netdb.h>
+#include <fmt/format.h>
 #include <unistd.h>
 
-#include <charconv>
 #include <cerrno>
+#include <charconv>
+#include <cstdint>
 #include <cstdio>
 #include <cstring>
-#include <fmt/format.h>
+#include <limits>
+
+#include "config_settings.h"
 
 namespace tokentap {
 namespace {
@@ -18,127 +27,7 @@ constexpr std::string_view default_listen = ":11435";
 constexpr std::string_view default_upstream = "http://127.0.0.1:11434";
 constexpr std::string_view default_metrics_listen = ":9836";
 
-// Port 0 is accepted only where `allow_zero` (a listener: the kernel picks a free port).
-bool parse_port(std::string_view text, std::uint16_t* port, bool allow_zero = false) {
-  unsigned value = 0;
-  const auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), value);
-  if (ec != std::errc{} || end != text.data() + text.size() || text.empty() ||
-      (value == 0 && !allow_zero) || value > 65535) {
-    return false;
-  }
-  *port = static_cast<std::uint16_t>(value);
-  return true;
-}
-
-template <typename Int>
-bool parse_uint(std::string_view text, Int* out) {
-  Int value = 0;
-  const auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), value);
-  if (ec != std::errc{} || end != text.data() + text.size() || text.empty()) return false;
-  *out = value;
-  return true;
-}
-
-// Resolves host (empty = wildcard) and port into a sockaddr. Literal addresses never hit DNS.
-bool resolve(const std::string& host, std::uint16_t port, bool passive, Endpoint* out,
-             std::string* error) {
-  addrinfo hints{};
-  hints.ai_family = AF_UNSPEC;
-  hints.ai_socktype = SOCK_STREAM;
-  hints.ai_flags = passive ? AI_PASSIVE : 0;
-  addrinfo* result = nullptr;
-  const std::string service = std::to_string(port);
-  const char* const node = host.empty() ? nullptr : host.c_str();
-  const int rc = getaddrinfo(node, service.c_str(), &hints, &result);
-  if (rc != 0 || result == nullptr) {
-    *error = fmt::format("cannot resolve '{}': {}", host, gai_strerror(rc));
-    return false;
-  }
-  // Prefer IPv4 for the wildcard so ":11435" binds 0.0.0.0 as the seeds did.
-  const addrinfo* pick = result;
-  for (const addrinfo* ai = result; ai != nullptr; ai = ai->ai_next) {
-    if (ai->ai_family == AF_INET) {
-      pick = ai;
-      break;
-    }
-  }
-  std::memcpy(&out->addr, pick->ai_addr, pick->ai_addrlen);
-  out->addr_len = pick->ai_addrlen;
-  freeaddrinfo(result);
-  return true;
-}
-
-// Splits "host:port", "[v6]:port" or ":port" into its parts.
-bool split_host_port(std::string_view text, std::string* host, std::string_view* port) {
-  if (!text.empty() && text.front() == '[') {
-    const auto close = text.find(']');
-    if (close == std::string_view::npos || close + 1 >= text.size() || text[close + 1] != ':') {
-      return false;
-    }
-    *host = std::string(text.substr(1, close - 1));
-    *port = text.substr(close + 2);
-    return true;
-  }
-  const auto colon = text.rfind(':');
-  if (colon == std::string_view::npos) return false;
-  *host = std::string(text.substr(0, colon));
-  *port = text.substr(colon + 1);
-  return host->find(':') == std::string::npos;
-}
-
 }  // namespace
-
-std::optional<Endpoint> parse_endpoint(std::string_view text, std::string* error) {
-  std::string host;
-  std::string_view port_text;
-  std::uint16_t port = 0;
-  if (!split_host_port(text, &host, &port_text) ||
-      !parse_port(port_text, &port, /*allow_zero=*/true)) {
-    *error = fmt::format("invalid address '{}' (want host:port, :port or [v6]:port)", text);
-    return std::nullopt;
-  }
-  Endpoint ep;
-  if (!resolve(host, port, /*passive=*/true, &ep, error)) return std::nullopt;
-  ep.text = std::string(text);
-  return ep;
-}
-
-bool parse_upstream_url(std::string_view url, Endpoint* out, std::string* host_header,
-                        std::string* error) {
-  constexpr std::string_view scheme = "http://";
-  if (url.substr(0, scheme.size()) != scheme) {
-    *error = fmt::format("invalid upstream URL '{}': only http:// is supported", url);
-    return false;
-  }
-  std::string_view rest = url.substr(scheme.size());
-  while (!rest.empty() && rest.back() == '/') rest.remove_suffix(1);
-  if (rest.empty() || rest.find('/') != std::string_view::npos ||
-      rest.find('@') != std::string_view::npos || rest.find('?') != std::string_view::npos) {
-    *error = fmt::format("invalid upstream URL '{}': want http://host[:port] with no path", url);
-    return false;
-  }
-  std::string host;
-  std::string_view port_text = "80";
-  const bool has_port = rest.back() != ']' && rest.rfind(':') != std::string_view::npos;
-  if (has_port) {
-    if (!split_host_port(rest, &host, &port_text)) {
-      *error = fmt::format("invalid upstream URL '{}'", url);
-      return false;
-    }
-  } else {
-    host = std::string(rest);
-    if (host.size() > 2 && host.front() == '[') host = host.substr(1, host.size() - 2);
-  }
-  std::uint16_t port = 0;
-  if (host.empty() || !parse_port(port_text, &port)) {
-    *error = fmt::format("invalid upstream URL '{}': bad host or port", url);
-    return false;
-  }
-  if (!resolve(host, port, /*passive=*/false, out, error)) return false;
-  out->text = std::string(rest);
-  *host_header = std::string(rest);
-  return true;
-}
 
 std::string help_text() {
   return fmt::format(
@@ -147,13 +36,17 @@ std::string help_text() {
       "io_uring reverse proxy for Ollama / OpenAI / Anthropic servers with Prometheus metrics.\n"
       "\n"
       "  --listen ADDR          proxy address (default {}; env LISTEN_ADDR)\n"
-      "  --upstream URL         upstream server (default {}; alias --ollama-url;\n"
-      "                         env OLLAMA_UPSTREAM)\n"
+      "  --upstream [NAME=]URL  upstream server; repeat it for more backends, NAME being the\n"
+      "                         `backend` label (default {}; alias --ollama-url;\n"
+      "                         env OLLAMA_UPSTREAM, a comma-separated list)\n"
+      "  --config FILE          TOML file: each flag as a key ('_' for '-') and [[backend]]\n"
+      "                         tables (name, url, weight, max_parallel); flags override it\n"
+      "  --health-interval MS   active health check period per backend (default {})\n"
+      "  --retries N            other backends tried before the first response byte (default {})\n"
       "  --metrics-listen ADDR  metrics address serving /metrics and /healthz (default {})\n"
       "  --threads N            shards, one per core (default: online CPUs)\n"
       "  --preserve-host        send the client's Host upstream instead of the upstream's\n"
       "  --metrics-on-proxy     also answer GET /metrics on the proxy port (as the seeds did)\n"
-
       "  --max-models N         distinct model label values before __overflow__ (default {})\n"
       "  --max-body BYTES       largest request body accepted (default {}; --max-body-mb N)\n"
       "  --drain-timeout MS     how long in-flight requests may finish on SIGTERM (default {})\n"
@@ -168,21 +61,128 @@ std::string help_text() {
       "  --help, --version\n"
       "\n"
       "Flags may be written -flag or --flag, with the value after '=' or as the next argument.\n",
-      default_listen, default_upstream, default_metrics_listen, max_models_default,
-      max_body_bytes_default, drain_timeout_ms_default, head_timeout_ms_default,
-      idle_timeout_ms_default);
+      default_listen, default_upstream, health_interval_ms_default, retries_default,
+      default_metrics_listen, max_models_default, max_body_bytes_default, drain_timeout_ms_default,
+      head_timeout_ms_default, idle_timeout_ms_default);
 }
+
+namespace config_detail {
+namespace {
+
+constexpr std::uint64_t u32_max = std::numeric_limits<std::uint32_t>::max();
+constexpr std::uint64_t u64_max = std::numeric_limits<std::uint64_t>::max();
+
+// One row per numeric setting: its range, its unit (for the error), and where it is stored.
+struct NumberRule {
+  std::string_view name;
+  std::uint64_t min;
+  std::uint64_t max;
+  std::string_view unit;
+  bool power_of_two;
+  void (*store)(Config*, std::uint64_t);
+};
+
+constexpr NumberRule number_rules[] = {
+    {"threads", 1, threads_max, "", false,
+     [](Config* c, std::uint64_t v) { c->threads = static_cast<int>(v); }},
+    {"max-models", 1, u32_max, "", false,
+     [](Config* c, std::uint64_t v) { c->max_models = static_cast<std::uint32_t>(v); }},
+    {"max-body", 1, u64_max, " bytes", false,
+     [](Config* c, std::uint64_t v) { c->max_body_bytes = v; }},
+    {"max-body-mb", 1, (1ull << 40) / mib, " MiB", false,
+     [](Config* c, std::uint64_t v) { c->max_body_bytes = v * mib; }},
+    {"drain-timeout", 0, u32_max, " ms", false,
+     [](Config* c, std::uint64_t v) { c->drain_timeout_ms = static_cast<std::uint32_t>(v); }},
+    {"head-timeout", 1, u32_max, " ms", false,
+     [](Config* c, std::uint64_t v) { c->head_timeout_ms = static_cast<std::uint32_t>(v); }},
+    {"idle-timeout", 1, u32_max, " ms", false,
+     [](Config* c, std::uint64_t v) { c->idle_timeout_ms = static_cast<std::uint32_t>(v); }},
+    {"max-connections", 1, 1'000'000, "", false,
+     [](Config* c, std::uint64_t v) { c->max_connections = static_cast<std::uint32_t>(v); }},
+    {"buffers", 2, 32768, "", true,
+     [](Config* c, std::uint64_t v) { c->ring_buffers = static_cast<std::uint32_t>(v); }},
+    {"sq-entries", 4, 32768, "", false,
+     [](Config* c, std::uint64_t v) { c->sq_entries = static_cast<std::uint32_t>(v); }},
+    {"health-interval", health_interval_ms_min, health_interval_ms_max, " ms", false,
+     [](Config* c, std::uint64_t v) { c->health_interval_ms = static_cast<std::uint32_t>(v); }},
+    {"retries", 0, retries_max, "", false,
+     [](Config* c, std::uint64_t v) { c->retries = static_cast<std::uint32_t>(v); }},
+};
+
+constexpr std::string_view text_settings[] = {
+    "listen",        "upstream",           "ollama-url", "metrics-listen",
+    "metrics-token", "metrics-token-file", "access-log", "config",
+};
+
+const NumberRule* number_rule(std::string_view name) {
+  for (const NumberRule& r : number_rules) {
+    if (r.name == name) return &r;
+  }
+  return nullptr;
+}
+
+bool apply_number(const NumberRule& rule, std::string_view text, Config* cfg,
+                  std::string* problem) {
+  std::uint64_t v = 0;
+  const auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), v);
+  const bool parsed = ec == std::errc{} && end == text.data() + text.size() && !text.empty();
+  if (!parsed || v < rule.min || v > rule.max || (rule.power_of_two && (v & (v - 1)) != 0)) {
+    *problem = fmt::format("want {}{}..{}{}", rule.power_of_two ? "a power of two in " : "",
+                           rule.min, rule.max, rule.unit);
+    return false;
+  }
+  rule.store(cfg, v);
+  return true;
+}
+
+}  // namespace
+
+std::optional<SettingKind> setting_kind(std::string_view name) {
+  if (number_rule(name) != nullptr) return SettingKind::number;
+  for (const std::string_view t : text_settings) {
+    if (t == name) return SettingKind::text;
+  }
+  if (name == "preserve-host" || name == "metrics-on-proxy") return SettingKind::toggle;
+  if (name == "help" || name == "h" || name == "version") return SettingKind::action;
+  return std::nullopt;
+}
+
+bool apply_setting(std::string_view name, std::string_view value, Settings* s,
+                   std::string* problem) {
+  if (const NumberRule* rule = number_rule(name))
+    return apply_number(*rule, value, &s->cfg, problem);
+  if (name == "preserve-host") {
+    s->cfg.preserve_host = value == "true";
+  } else if (name == "metrics-on-proxy") {
+    s->cfg.metrics_on_proxy = value == "true";
+  } else if (name == "listen" || name == "metrics-listen") {
+    std::optional<Endpoint> ep = parse_endpoint(value, problem);
+    if (!ep) return false;
+    (name == "listen" ? s->listen : s->metrics_listen) = std::move(*ep);
+  } else if (name == "metrics-token") {
+    s->cfg.metrics_token = value;
+  } else if (name == "metrics-token-file") {
+    s->metrics_token_file = value;
+  } else if (name == "access-log") {
+    s->cfg.access_log = value;
+  } else {
+    *problem = "not a setting";  // upstream and config are applied by the caller
+    return false;
+  }
+  return true;
+}
+
+}  // namespace config_detail
 
 namespace {
 
-struct RawFlags {
-  std::string listen{default_listen};
-  std::string upstream{default_upstream};
-  std::string metrics_listen{default_metrics_listen};
-  std::string metrics_token_file;
-};
+using config_detail::SettingKind;
+using config_detail::Settings;
 
-// A token file is a secret of a few dozen bytes; anything larger is a wrong path.
+ParseOutcome failure(std::string error) {
+  return ParseOutcome{ParseOutcome::Kind::error, {}, std::move(error)};
+}
+
 constexpr std::size_t metrics_token_file_bytes_max = 4096;
 
 // Reads the token file as Prometheus writes `credentials_file`: the token alone, trailing
@@ -221,138 +221,101 @@ bool valid_token(std::string_view token) {
   return true;
 }
 
-// Applies one flag with its value; returns false with *error set when the flag is unknown or bad.
-bool apply_flag(std::string_view name, std::string_view value, RawFlags* raw, Config* cfg,
-                std::string* error) {
-  auto bad = [&](std::string_view want) {
-    *error = fmt::format("invalid value '{}' for --{}: want {}", value, name, want);
+// Appends each item of a comma-separated "[NAME=]URL" list; blanks around items and empty items
+// (a trailing comma) are skipped.
+bool backends_from_list(std::string_view list, std::vector<BackendConfig>* out,
+                        std::string* error) {
+  while (!list.empty()) {
+    const auto comma = list.find(',');
+    std::string_view item = list.substr(0, comma);
+    list = comma == std::string_view::npos ? std::string_view{} : list.substr(comma + 1);
+    while (!item.empty() && (item.front() == ' ' || item.front() == '\t')) item.remove_prefix(1);
+    while (!item.empty() && (item.back() == ' ' || item.back() == '\t')) item.remove_suffix(1);
+    if (item.empty()) continue;
+    BackendConfig b;
+    if (!parse_backend_spec(item, &b, error) || !add_backend(out, std::move(b), error)) {
+      return false;
+    }
+  }
+  return true;
+}
+
+// The backends come from one source: the flags, else the file, else OLLAMA_UPSTREAM, else the
+// default. backends[0] is mirrored into upstream/upstream_host for single-upstream code.
+bool finish_backends(Settings* s, std::string* error) {
+  Config& cfg = s->cfg;
+  if (!s->flag_backends.empty()) {
+    cfg.backends = std::move(s->flag_backends);
+  } else if (!s->file_backends.empty()) {
+    cfg.backends = std::move(s->file_backends);
+  } else if (!backends_from_list(s->env_upstream, &cfg.backends, error)) {
+    *error = "OLLAMA_UPSTREAM: " + *error;
     return false;
-  };
-  if (name == "listen") {
-    raw->listen = value;
-  } else if (name == "upstream" || name == "ollama-url") {
-    raw->upstream = value;
-  } else if (name == "metrics-listen") {
-    raw->metrics_listen = value;
-  } else if (name == "threads") {
-    if (!parse_uint(value, &cfg->threads) || cfg->threads < 1 || cfg->threads > threads_max) {
-      return bad(fmt::format("1..{}", threads_max));
+  }
+  if (cfg.backends.empty() && !backends_from_list(default_upstream, &cfg.backends, error)) {
+    return false;
+  }
+  cfg.upstream = cfg.backends.front().endpoint;
+  cfg.upstream_host = cfg.backends.front().host_header;
+  return true;
+}
+
+bool finish_token(Settings* s, std::string* error) {
+  Config& cfg = s->cfg;
+  if (!s->metrics_token_file.empty()) {
+    if (!cfg.metrics_token.empty()) {
+      *error = "--metrics-token and --metrics-token-file exclude each other";
+      return false;
     }
-  } else if (name == "max-models") {
-    if (!parse_uint(value, &cfg->max_models) || cfg->max_models < 1) return bad("a count >= 1");
-  } else if (name == "max-body") {
-    if (!parse_uint(value, &cfg->max_body_bytes) || cfg->max_body_bytes < 1) return bad("bytes");
-  } else if (name == "max-body-mb") {
-    std::uint64_t mb = 0;
-    if (!parse_uint(value, &mb) || mb < 1 || mb > (1ull << 40) / mib) return bad("MiB >= 1");
-    cfg->max_body_bytes = mb * mib;
-  } else if (name == "drain-timeout") {
-    if (!parse_uint(value, &cfg->drain_timeout_ms)) return bad("milliseconds");
-  } else if (name == "buffers") {
-    if (!parse_uint(value, &cfg->ring_buffers) || cfg->ring_buffers < 2 ||
-        cfg->ring_buffers > 32768 || (cfg->ring_buffers & (cfg->ring_buffers - 1)) != 0) {
-      return bad("a power of two in 2..32768");
+    if (!read_token_file(s->metrics_token_file, &cfg.metrics_token, error)) {
+      *error = fmt::format("{}: {}", s->token_file_origin, *error);
+      return false;
     }
-  } else if (name == "max-connections") {
-    if (!parse_uint(value, &cfg->max_connections) || cfg->max_connections < 1 ||
-        cfg->max_connections > 1'000'000) {
-      return bad("1..1000000");
+    if (cfg.metrics_token.empty()) {
+      *error = fmt::format("{}: the file holds no token", s->token_file_origin);
+      return false;
     }
-  } else if (name == "sq-entries") {
-    if (!parse_uint(value, &cfg->sq_entries) || cfg->sq_entries < 4 || cfg->sq_entries > 32768) {
-      return bad("4..32768");
-    }
-  } else if (name == "head-timeout") {
-    if (!parse_uint(value, &cfg->head_timeout_ms) || cfg->head_timeout_ms < 1) {
-      return bad("milliseconds >= 1");
-    }
-  } else if (name == "idle-timeout") {
-    if (!parse_uint(value, &cfg->idle_timeout_ms) || cfg->idle_timeout_ms < 1) {
-      return bad("milliseconds >= 1");
-    }
-  } else if (name == "metrics-token") {
-    cfg->metrics_token = value;
-  } else if (name == "metrics-token-file") {
-    raw->metrics_token_file = value;
-  } else if (name == "access-log") {
-    cfg->access_log = value;
-  } else {
-    *error = fmt::format("unknown flag --{} (see --help)", name);
+  }
+  if (!cfg.metrics_token.empty() && !valid_token(cfg.metrics_token)) {
+    *error = "metrics token: spaces and control bytes cannot be sent in a header";
     return false;
   }
   return true;
 }
 
-bool is_switch(std::string_view name) {
-  return name == "preserve-host" || name == "metrics-on-proxy" || name == "help" || name == "h" ||
-         name == "version";
-}
-
-constexpr std::string_view valued_flags[] = {
-    "listen",       "upstream",      "ollama-url",   "metrics-listen",  "threads",
-    "max-models",   "max-body",      "max-body-mb",  "drain-timeout",   "metrics-token",
-    "access-log",   "head-timeout",  "idle-timeout", "max-connections", "buffers",
-    "sq-entries",   "metrics-token-file",
-};
-
-bool is_valued(std::string_view name) {
-  for (const std::string_view f : valued_flags) {
-    if (f == name) return true;
-  }
-  return false;
-}
-
-ParseOutcome finish(RawFlags raw, Config cfg) {
-  ParseOutcome out;
+ParseOutcome finish(Settings s) {
   std::string error;
-  auto listen = parse_endpoint(raw.listen, &error);
-  if (!listen) return ParseOutcome{ParseOutcome::Kind::error, {}, "--listen: " + error};
-  auto metrics = parse_endpoint(raw.metrics_listen, &error);
-  if (!metrics) return ParseOutcome{ParseOutcome::Kind::error, {}, "--metrics-listen: " + error};
-  if (!parse_upstream_url(raw.upstream, &cfg.upstream, &cfg.upstream_host, &error)) {
-    return ParseOutcome{ParseOutcome::Kind::error, {}, "--upstream: " + error};
+  if (!s.listen) {
+    const bool env = !s.env_listen.empty();
+    s.listen = parse_endpoint(env ? std::string_view(s.env_listen) : default_listen, &error);
+    if (!s.listen) return failure(fmt::format("{}: {}", env ? "LISTEN_ADDR" : "--listen", error));
   }
-  if (!raw.metrics_token_file.empty()) {
-    if (!cfg.metrics_token.empty()) {
-      return ParseOutcome{ParseOutcome::Kind::error, {},
-                          "--metrics-token and --metrics-token-file exclude each other"};
-    }
-    if (!read_token_file(raw.metrics_token_file, &cfg.metrics_token, &error)) {
-      return ParseOutcome{ParseOutcome::Kind::error, {}, "--metrics-token-file: " + error};
-    }
-    if (cfg.metrics_token.empty()) {
-      return ParseOutcome{ParseOutcome::Kind::error, {},
-                          "--metrics-token-file: the file holds no token"};
-    }
-  }
-  if (!cfg.metrics_token.empty() && !valid_token(cfg.metrics_token)) {
-    return ParseOutcome{ParseOutcome::Kind::error, {},
-                        "metrics token: spaces and control bytes cannot be sent in a header"};
-  }
-  cfg.listen = std::move(*listen);
-  cfg.metrics_listen = std::move(*metrics);
+  if (!s.metrics_listen) s.metrics_listen = parse_endpoint(default_metrics_listen, &error);
+  if (!s.metrics_listen) return failure("--metrics-listen: " + error);
+  if (!finish_backends(&s, &error) || !finish_token(&s, &error)) return failure(error);
+  Config& cfg = s.cfg;
+  cfg.listen = std::move(*s.listen);
+  cfg.metrics_listen = std::move(*s.metrics_listen);
   if (cfg.threads == 0) {
     const long online = sysconf(_SC_NPROCESSORS_ONLN);
     cfg.threads = online < 1 ? 1 : (online > threads_max ? threads_max : static_cast<int>(online));
   }
-  out.kind = ParseOutcome::Kind::run;
-  out.config = std::move(cfg);
-  return out;
+  return ParseOutcome{ParseOutcome::Kind::run, std::move(cfg), {}};
 }
 
-}  // namespace
+struct Flag {
+  std::string_view name;
+  std::string_view value;  // "true"/"false" for a switch
+};
 
-ParseOutcome parse_config(int argc, const char* const* argv, const EnvLookup& env) {
-  RawFlags raw;
-  Config cfg;
-  if (const char* v = env("LISTEN_ADDR"); v != nullptr && *v != '\0') raw.listen = v;
-  if (const char* v = env("OLLAMA_UPSTREAM"); v != nullptr && *v != '\0') raw.upstream = v;
-
+// Pass 1: the command line's shape. Returns an outcome to stop with (help, version, error), or
+// nullopt with every flag and its value in *flags.
+std::optional<ParseOutcome> read_flags(int argc, const char* const* argv,
+                                       std::vector<Flag>* flags) {
   for (int i = 1; i < argc; ++i) {
     std::string_view arg = argv[i];
     if (arg.size() < 2 || arg[0] != '-') {
-      return ParseOutcome{ParseOutcome::Kind::error, {},
-                          fmt::format("unexpected argument '{}' (see --help)", arg)};
+      return failure(fmt::format("unexpected argument '{}' (see --help)", arg));
     }
     arg.remove_prefix(arg[1] == '-' ? 2 : 1);
     std::string_view name = arg;
@@ -361,30 +324,80 @@ ParseOutcome parse_config(int argc, const char* const* argv, const EnvLookup& en
       name = arg.substr(0, eq);
       value = arg.substr(eq + 1);
     }
-    if (!is_switch(name) && !is_valued(name)) {
-      return ParseOutcome{ParseOutcome::Kind::error, {},
-                          fmt::format("unknown flag --{} (see --help)", name)};
+    const std::optional<SettingKind> kind = config_detail::setting_kind(name);
+    if (!kind) return failure(fmt::format("unknown flag --{} (see --help)", name));
+    if (*kind == SettingKind::action) {
+      const bool help = name == "help" || name == "h";
+      return ParseOutcome{help ? ParseOutcome::Kind::help : ParseOutcome::Kind::version, {}, {}};
     }
-    if (is_switch(name)) {
-      if (name == "help" || name == "h") return ParseOutcome{ParseOutcome::Kind::help, {}, {}};
-      if (name == "version") return ParseOutcome{ParseOutcome::Kind::version, {}, {}};
+    if (*kind == SettingKind::toggle) {
       const bool on = !value || *value == "true" || *value == "1";
-      (name == "preserve-host" ? cfg.preserve_host : cfg.metrics_on_proxy) = on;
+      flags->push_back(Flag{name, on ? "true" : "false"});
       continue;
     }
     if (!value) {
-      if (i + 1 >= argc) {
-        return ParseOutcome{ParseOutcome::Kind::error, {},
-                            fmt::format("flag --{} needs a value (see --help)", name)};
-      }
+      if (i + 1 >= argc) return failure(fmt::format("flag --{} needs a value (see --help)", name));
       value = std::string_view(argv[++i]);
     }
-    std::string error;
-    if (!apply_flag(name, *value, &raw, &cfg, &error)) {
-      return ParseOutcome{ParseOutcome::Kind::error, {}, error};
-    }
+    flags->push_back(Flag{name, *value});
   }
-  return finish(std::move(raw), std::move(cfg));
+  return std::nullopt;
+}
+
+// Pass 2: the flags over the environment and the file. The first --upstream replaces the file's
+// backends (they are chosen by source in finish_backends); the first token flag drops the
+// file's token, so `--metrics-token-file` on the line wins over `metrics_token` in the file.
+bool apply_flags(const std::vector<Flag>& flags, Settings* s, std::string* error) {
+  bool token_flag_seen = false;
+  for (const Flag& f : flags) {
+    if (f.name == "config") continue;
+    if (f.name == "upstream" || f.name == "ollama-url") {
+      BackendConfig b;
+      if (!parse_backend_spec(f.value, &b, error) ||
+          !add_backend(&s->flag_backends, std::move(b), error)) {
+        *error = fmt::format("--{}: {}", f.name, *error);
+        return false;
+      }
+      continue;
+    }
+    if ((f.name == "metrics-token" || f.name == "metrics-token-file") && !token_flag_seen) {
+      token_flag_seen = true;
+      s->cfg.metrics_token.clear();
+      s->metrics_token_file.clear();
+    }
+    std::string problem;
+    if (!config_detail::apply_setting(f.name, f.value, s, &problem)) {
+      // A text's problem names the value already ("invalid address 'x' ...").
+      *error = config_detail::setting_kind(f.name) == SettingKind::text
+                   ? fmt::format("--{}: {}", f.name, problem)
+                   : fmt::format("invalid value '{}' for --{}: {}", f.value, f.name, problem);
+      return false;
+    }
+    if (f.name == "metrics-token-file") s->token_file_origin = "--metrics-token-file";
+  }
+  return true;
+}
+
+}  // namespace
+
+ParseOutcome parse_config(int argc, const char* const* argv, const EnvLookup& env) {
+  std::vector<Flag> flags;
+  if (std::optional<ParseOutcome> stop = read_flags(argc, argv, &flags)) return std::move(*stop);
+  Settings s;
+  if (const char* v = env("LISTEN_ADDR"); v != nullptr) s.env_listen = v;
+  if (const char* v = env("OLLAMA_UPSTREAM"); v != nullptr) s.env_upstream = v;
+  std::optional<std::string_view> config_path;
+  for (const Flag& f : flags) {
+    if (f.name == "config") config_path = f.value;  // the last one, as for every flag
+  }
+  std::string error;
+  if (config_path) {
+    if (config_path->empty()) return failure("flag --config needs a file (see --help)");
+    s.cfg.config_file = *config_path;
+    if (!config_detail::load_config_file(s.cfg.config_file, &s, &error)) return failure(error);
+  }
+  if (!apply_flags(flags, &s, &error)) return failure(error);
+  return finish(std::move(s));
 }
 
 }  // namespace tokentap

@@ -3,6 +3,7 @@
 
 #include <cstdio>
 #include <cstdlib>
+#include <string>
 
 #include "tokentap/app/config_parse.h"
 #include "tokentap/app/server.h"
@@ -21,6 +22,20 @@ sigset_t block_signals() {
   pthread_sigmask(SIG_BLOCK, &set, nullptr);
   signal(SIGPIPE, SIG_IGN);
   return set;
+}
+
+// One upstream reads as it always did ("upstream http://127.0.0.1:11434"); several are listed
+// by name ("backends gpu0=http://127.0.0.1:11500 gpu1=...").
+std::string backends_banner(const tokentap::Config& cfg) {
+  if (cfg.backends.size() == 1) return "upstream http://" + cfg.upstream_host;
+  std::string text = "backends";
+  for (const tokentap::BackendConfig& b : cfg.backends) {
+    text += ' ';
+    text += b.name;
+    text += "=http://";
+    text += b.host_header;
+  }
+  return text;
 }
 
 }  // namespace
@@ -49,10 +64,9 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "tokentap: %s\n", error.c_str());
     return 1;
   }
-  std::printf("tokentap %s listening on %s, metrics on %s, upstream http://%s, %s\n",
-              TOKENTAP_VERSION, parsed.config.listen.text.c_str(),
-              parsed.config.metrics_listen.text.c_str(), parsed.config.upstream_host.c_str(),
-              server.features());
+  std::printf("tokentap %s listening on %s, metrics on %s, %s, %s\n", TOKENTAP_VERSION,
+              parsed.config.listen.text.c_str(), parsed.config.metrics_listen.text.c_str(),
+              backends_banner(parsed.config).c_str(), server.features());
   std::fflush(stdout);
   for (;;) {
     int sig = 0;

@@ -3,13 +3,20 @@
 // It is the only process-wide state (STYLE §3): every shard reads it, none writes it. It sits in
 // the base layer because every layer reads it; how it is parsed (flags, environment) is the app
 // layer's business.
+//
+// Backends: `backends` lists every upstream (--upstream given several times, OLLAMA_UPSTREAM as a
+// comma-separated list, or --config FILE's `upstream` and [[backend]] tables), at least one after
+// parsing. `upstream` and `upstream_host` mirror backends[0], so code written for one upstream
+// keeps working unchanged.
 #pragma once
 
 #include <netinet/in.h>
 #include <sys/socket.h>
 
+#include <cstddef>
 #include <cstdint>
 #include <string>
+#include <vector>
 
 namespace tokentap {
 
@@ -30,17 +37,43 @@ constexpr std::uint32_t head_timeout_ms_default = 30'000;
 // A keep-alive connection with no request in progress is closed after this long.
 constexpr std::uint32_t idle_timeout_ms_default = 300'000;
 constexpr std::uint32_t max_connections_default = 8192;  // client connections per shard
+constexpr std::uint32_t backends_max = 64;               // --upstream / [[backend]] entries
+constexpr std::size_t backend_name_bytes_max = 32;       // [A-Za-z0-9_.-]{1,32}
+constexpr std::uint32_t backend_weight_max = 1000;
+// A backend's max_parallel is its OLLAMA_NUM_PARALLEL; Ollama itself caps nothing, 1024 is ours.
+constexpr std::uint32_t backend_max_parallel_max = 1024;
+constexpr std::uint32_t health_interval_ms_default = 2000;  // active check period per backend
+constexpr std::uint32_t health_interval_ms_min = 100;
+constexpr std::uint32_t health_interval_ms_max = 3'600'000;
+constexpr std::uint32_t retries_default = 2;  // other backends tried before the first byte
+constexpr std::uint32_t retries_max = 8;
+static_assert(retries_max < backends_max, "a retry goes to another backend");
+
+// One upstream server. Only `name`, `weight` and `max_parallel` are policy; the rest says where
+// it is and how to address it.
+struct BackendConfig {
+  std::string name;                // the `backend` label; default "host:port"
+  std::string url;                 // as written
+  Endpoint endpoint;               // resolved
+  std::string host_header;         // Host sent to it (host[:port] of its URL)
+  std::uint32_t weight = 1;        // 1..backend_weight_max
+  std::uint32_t max_parallel = 1;  // the instance's OLLAMA_NUM_PARALLEL (1..1024)
+};
 
 struct Config {
-  Endpoint listen;            // proxy listener, default :11435
-  Endpoint upstream;          // the Ollama (or compatible) server, default 127.0.0.1:11434
-  std::string upstream_host;  // Host header value sent upstream: the URL's host[:port]
-  Endpoint metrics_listen;    // metrics listener, default :9836
+  Endpoint listen;                      // proxy listener, default :11435
+  Endpoint upstream;                    // backends[0].endpoint: default 127.0.0.1:11434
+  std::string upstream_host;            // backends[0].host_header: the URL's host[:port]
+  std::vector<BackendConfig> backends;  // >= 1 after parsing, at most backends_max
+  std::string config_file;              // --config FILE ("" when none); SIGHUP re-reads it
+  std::uint32_t health_interval_ms = health_interval_ms_default;
+  std::uint32_t retries = retries_default;
+  Endpoint metrics_listen;  // metrics listener, default :9836
   // Where a shard sends `GET /metrics` received on the proxy port with --metrics-on-proxy: the
   // metrics listener as bound (loopback when it listens on a wildcard). Set by Server::start
   // before the shard threads run.
   Endpoint metrics_local;
-  int threads = 0;            // shards; 0 before parsing means "online CPUs"
+  int threads = 0;  // shards; 0 before parsing means "online CPUs"
   bool preserve_host = false;
   bool metrics_on_proxy = false;
   std::uint32_t max_models = max_models_default;
