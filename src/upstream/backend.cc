@@ -130,4 +130,19 @@ HealthEvent Fleet::try_leave(std::uint32_t i, Leave how, HealthReason why,
   return ev;
 }
 
+// ---- Metrics --------------------------------------------------------------------------------
+
+std::size_t fill_backend_gauges(const Fleet& fleet, std::uint64_t now_ms, BackendGauge* out,
+                                std::size_t max) {
+  const std::size_t n = std::min<std::size_t>(fleet.size(), max);
+  for (std::size_t k = 0; k < n; ++k) {
+    const auto i = static_cast<std::uint32_t>(k);
+    out[k] = BackendGauge{.name = fleet.name(i),
+                          .up = fleet.healthy(i, now_ms),
+                          .in_flight = fleet.in_flight(i),
+                          .slots = fleet.max_parallel(i)};
+  }
+  return n;
+}
+
 }  // namespace tokentap

@@ -237,5 +237,33 @@ TEST(FleetHealth, ConcurrentEjectionsNeverEmptyTheFleet) {
   }
 }
 
+TEST(FleetMetrics, GaugesShowRotationLoadAndSlots) {
+  Fleet f;
+  ASSERT_EQ(f.add("gpu0", 1, 2), 0u);
+  ASSERT_EQ(f.add("gpu1", 1, 4), 1u);
+  ASSERT_EQ(f.add("gpu2", 1, 1), 2u);
+  f.acquire(0);
+  f.at(1).ejected_until_ms.store(t0_ms + 1);
+  std::array<BackendGauge, backend_slots_max> g{};
+  ASSERT_EQ(fill_backend_gauges(f, t0_ms, g.data(), g.size()), 3u);
+  EXPECT_EQ(g[0].name, "gpu0");
+  EXPECT_TRUE(g[0].up);
+  EXPECT_EQ(g[0].in_flight, 1u);
+  EXPECT_EQ(g[0].slots, 2u);
+  EXPECT_FALSE(g[1].up);  // ejected: out of rotation
+  EXPECT_EQ(g[1].slots, 4u);
+  EXPECT_EQ(fill_backend_gauges(f, t0_ms, g.data(), 2), 2u);
+}
+
+TEST(FleetMetrics, ReasonsMapToTheMetricLabels) {
+  EXPECT_EQ(ejection_reason_of(HealthReason::check), EjectionReason::health_check);
+  EXPECT_EQ(ejection_reason_of(HealthReason::connect_refused), EjectionReason::connect_refused);
+  EXPECT_EQ(ejection_reason_of(HealthReason::connect_timeout), EjectionReason::connect_timeout);
+  EXPECT_EQ(ejection_reason_of(HealthReason::errors_5xx), EjectionReason::errors_5xx);
+  EXPECT_EQ(metrics_retry_reason(FailoverReason::connect), RetryReason::connect);
+  EXPECT_EQ(metrics_retry_reason(FailoverReason::reset), RetryReason::reset);
+  EXPECT_EQ(metrics_retry_reason(FailoverReason::busy), RetryReason::busy);
+}
+
 }  // namespace
 }  // namespace tokentap

@@ -34,6 +34,8 @@
 #include <string_view>
 
 #include "tokentap/base/assert.h"
+#include "tokentap/obs/backend_source.h"
+#include "tokentap/obs/metrics.h"
 #include "tokentap/obs/model_table.h"
 #include "tokentap/upstream/health_policy.h"
 
@@ -43,6 +45,7 @@ namespace tokentap {
 // without widening them. base/config.h bounds the configured backends by the same number.
 constexpr std::uint32_t fleet_backends_max = 64;
 static_assert(fleet_backends_max <= 64, "excluded_mask is one 64-bit word");
+static_assert(fleet_backends_max <= backend_slots_max, "every slot has its metrics index");
 constexpr std::uint32_t no_backend = 0xFFFF'FFFFu;
 constexpr std::uint32_t fleet_weight_max = 1'000;  // weights above are clamped
 constexpr std::size_t backend_line_bytes = 128;      // a pair of 64-byte cache lines
@@ -190,5 +193,34 @@ class Fleet {
   // Taken (never waited for) around a passive transition: see the file comment.
   alignas(backend_line_bytes) std::atomic<bool> transition_busy_{false};
 };
+
+// ---- What the metrics see (obs/backend_source.h, docs/metrics.md "Backends") ----------------
+
+// The `reason` label of tokentap_backend_ejections_total: obs's EjectionReason has the order
+// and the names of HealthReason (checked below), so the mapping is the identity.
+[[nodiscard]] constexpr EjectionReason ejection_reason_of(HealthReason r) {
+  return static_cast<EjectionReason>(static_cast<std::uint8_t>(r));
+}
+static_assert(ejection_reason_count == 4);
+static_assert(ejection_reason_labels[0] == health_reason_name(HealthReason::check));
+static_assert(ejection_reason_labels[1] == health_reason_name(HealthReason::connect_refused));
+static_assert(ejection_reason_labels[2] == health_reason_name(HealthReason::connect_timeout));
+static_assert(ejection_reason_labels[3] == health_reason_name(HealthReason::errors_5xx));
+// The `reason` label of tokentap_retries_total for a failover (never called with none).
+[[nodiscard]] constexpr RetryReason metrics_retry_reason(FailoverReason r) {
+  switch (r) {
+    case FailoverReason::busy: return RetryReason::busy;
+    case FailoverReason::reset: return RetryReason::reset;
+    case FailoverReason::connect:
+    case FailoverReason::none: break;
+  }
+  return RetryReason::connect;
+}
+
+// For a BackendSource: the gauges of backends 0 .. min(fleet.size(), max) at now_ms (up = in
+// rotation: up and not ejected; slots = max_parallel). Returns how many were written. Names
+// point into the fleet, which must outlive the scrape's copy.
+std::size_t fill_backend_gauges(const Fleet& fleet, std::uint64_t now_ms, BackendGauge* out,
+                                std::size_t max);
 
 }  // namespace tokentap
