@@ -188,8 +188,9 @@ bool add_spec(const std::string& path, const std::string& label,
 
 bool load_upstream(const std::string& path, std::string_view key, const toml::node& value,
                    std::vector<BackendConfig>* out, std::string* error) {
-  if (const auto* spec = value.as_string())
+  if (const auto* spec = value.as_string()) {
     return add_spec(path, std::string(key), *spec, out, error);
+  }
   const auto* list = value.as_array();
   if (list == nullptr) {
     *error = fmt::format("{}{}: want a string or an array of strings, not {}",

@@ -149,8 +149,9 @@ std::optional<SettingKind> setting_kind(std::string_view name) {
 
 bool apply_setting(std::string_view name, std::string_view value, Settings* s,
                    std::string* problem) {
-  if (const NumberRule* rule = number_rule(name))
+  if (const NumberRule* rule = number_rule(name)) {
     return apply_number(*rule, value, &s->cfg, problem);
+  }
   if (name == "preserve-host") {
     s->cfg.preserve_host = value == "true";
   } else if (name == "metrics-on-proxy") {
