@@ -46,7 +46,7 @@ std::uint32_t Fleet::add(std::string_view name, std::uint32_t weight,
   const std::uint32_t i = count_++;
   spec_[i].name.assign(name);
   spec_[i].weight = std::clamp<std::uint32_t>(weight, 1, fleet_weight_max);
-  spec_[i].max_parallel = std::max<std::uint32_t>(max_parallel, 1);
+  spec_[i].max_parallel = std::clamp<std::uint32_t>(max_parallel, 1, backend_max_parallel_max);
   return i;
 }
 

@@ -26,9 +26,16 @@ TEST(Fleet, SlotsKeepTheirNamesWeightsAndParallelism) {
   EXPECT_EQ(f.add("gpu0", 3, 4), 0u);
   EXPECT_EQ(f.add("gpu1", 0, 0), 1u);
   EXPECT_EQ(f.add("gpu2", fleet_weight_max + 1, 2), 2u);
+  BackendConfig cfg;
+  cfg.name = "gpu3";
+  cfg.weight = 2;
+  cfg.max_parallel = backend_max_parallel_max + 1;
+  EXPECT_EQ(f.add(cfg), 3u);
   EXPECT_EQ(f.add("gpu0", 1, 1), no_backend);  // names are unique
   EXPECT_EQ(f.add("", 1, 1), no_backend);
-  EXPECT_EQ(f.size(), 3u);
+  EXPECT_EQ(f.size(), 4u);
+  EXPECT_EQ(f.weight(3), 2u);
+  EXPECT_EQ(f.max_parallel(3), backend_max_parallel_max);
   EXPECT_EQ(f.name(0), "gpu0");
   EXPECT_EQ(f.weight(0), 3u);
   EXPECT_EQ(f.max_parallel(0), 4u);

@@ -34,6 +34,7 @@
 #include <string_view>
 
 #include "tokentap/base/assert.h"
+#include "tokentap/base/config.h"
 #include "tokentap/obs/backend_source.h"
 #include "tokentap/obs/metrics.h"
 #include "tokentap/obs/model_table.h"
@@ -41,13 +42,13 @@
 
 namespace tokentap {
 
-// Slots in a Fleet. Excluded sets are 64-bit masks (balancer.h), so this cannot grow past 64
-// without widening them. base/config.h bounds the configured backends by the same number.
-constexpr std::uint32_t fleet_backends_max = 64;
+// Slots in a Fleet: as many as the configuration may name. Excluded sets are 64-bit masks
+// (balancer.h), so this cannot grow past 64 without widening them.
+constexpr std::uint32_t fleet_backends_max = backends_max;
 static_assert(fleet_backends_max <= 64, "excluded_mask is one 64-bit word");
 static_assert(fleet_backends_max <= backend_slots_max, "every slot has its metrics index");
 constexpr std::uint32_t no_backend = 0xFFFF'FFFFu;
-constexpr std::uint32_t fleet_weight_max = 1'000;  // weights above are clamped
+constexpr std::uint32_t fleet_weight_max = backend_weight_max;  // weights above are clamped
 constexpr std::size_t backend_line_bytes = 128;      // a pair of 64-byte cache lines
 
 // ModelIds tracked in a backend's model sets: 4096 bits = 512 bytes per set. Ids at or beyond
@@ -126,9 +127,13 @@ class Fleet {
   Fleet& operator=(const Fleet&) = delete;
 
   // Start-up only, before any shard reads the fleet: the new slot, or no_backend when the fleet
-  // is full or the name is empty or taken. weight 0 counts as 1; max_parallel 0 as 1.
+  // is full or the name is empty or taken. weight and max_parallel are clamped to their config
+  // ranges (1..backend_weight_max, 1..backend_max_parallel_max).
   [[nodiscard]] std::uint32_t add(std::string_view name, std::uint32_t weight,
                                   std::uint32_t max_parallel);
+  [[nodiscard]] std::uint32_t add(const BackendConfig& b) {
+    return add(b.name, b.weight, b.max_parallel);
+  }
 
   [[nodiscard]] std::uint32_t size() const { return count_; }
   [[nodiscard]] std::string_view name(std::uint32_t i) const { return spec(i).name; }
