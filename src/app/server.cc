@@ -11,6 +11,8 @@
 #include <fmt/format.h>
 #include <future>
 
+#include "tokentap/app/prober.h"
+#include "tokentap/base/clock.h"
 #include "tokentap/obs/access_log.h"
 #include "tokentap/loop/buf_ring.h"
 #include "tokentap/obs/metrics.h"
@@ -95,6 +97,7 @@ std::uint16_t Server::metrics_port() const {
 bool Server::start(std::string* error) {
   raise_fd_limit();
   models_ = std::make_unique<ModelTable>(config_.max_models);
+  build_fleet();
   if (!config_.access_log.empty()) {
     access_log_ = std::make_unique<AccessLog>(config_.access_log,
                                               static_cast<std::size_t>(config_.threads));
@@ -111,18 +114,45 @@ bool Server::start(std::string* error) {
     AccessRing* ring = access_log_ ? &access_log_->ring(static_cast<std::size_t>(i)) : nullptr;
     shards_.push_back(
         std::make_unique<Shard>(config_, i, fd, *metrics_.back(), *models_, ring));
+    shards_.back()->attach_fleet(fleet_.get(), backend_counters_->data());
   }
   std::vector<const MetricsShard*> views;
   for (const auto& m : metrics_) views.push_back(m.get());
-  metrics_server_ = std::make_unique<MetricsServer>(
-      views, *models_, MetricsServerOptions{config_.metrics_listen, config_.metrics_token,
-                                            TOKENTAP_VERSION});
+  MetricsServerOptions metrics_options{config_.metrics_listen, config_.metrics_token,
+                                       TOKENTAP_VERSION};
+  if (fleet_->size() > 1) {
+    // One upstream keeps today's exposition; a fleet shows every backend (metrics.md).
+    metrics_options.backends = [this](BackendGauge* out, const BackendCounters** counters,
+                                      std::size_t max) {
+      return backend_gauges(out, counters, max);
+    };
+  }
+  metrics_server_ = std::make_unique<MetricsServer>(views, *models_, std::move(metrics_options));
   if (!metrics_server_->start(error)) {
     *error = "--metrics-listen: " + *error;
     stop();
     return false;
   }
   config_.metrics_local = local_endpoint(config_.metrics_listen, metrics_server_->port());
+  if (!start_shards(error)) {
+    stop();
+    return false;
+  }
+  if (fleet_->size() > 1) {
+    prober_ = std::make_unique<Prober>(config_, *fleet_, *models_, *backend_counters_);
+    prober_->start();
+  }
+  // Written by shard 0 during init, read here after its promise was fulfilled.
+  features_ = fmt::format("{} shards, {}, multishot accept/recv, {} provided buffers of {} KiB, "
+                          "splice pipes, SO_REUSEPORT",
+                          shards_.size(), shards_[0]->ring().features_text(),
+                          config_.ring_buffers, buf_bytes / 1024);
+  return true;
+}
+
+// Each shard on its own thread (SINGLE_ISSUER rings are created there); waits until every one
+// is accepting or one failed.
+bool Server::start_shards(std::string* error) {
   std::vector<std::promise<std::string>> ready(shards_.size());
   std::vector<std::future<std::string>> results;
   for (auto& p : ready) results.push_back(p.get_future());
@@ -145,19 +175,41 @@ bool Server::start(std::string* error) {
       ok = false;
     }
   }
-  if (!ok) {
-    stop();
-    return false;
+  return ok;
+}
+
+void Server::build_fleet() {
+  if (config_.backends.empty()) {
+    // A Config built in code rather than parsed: its one upstream is the fleet.
+    BackendConfig b;
+    b.name = config_.upstream.text;
+    b.endpoint = config_.upstream;
+    b.host_header = config_.upstream_host;
+    config_.backends.push_back(std::move(b));
   }
-  // Written by shard 0 during init, read here after its promise was fulfilled.
-  features_ = fmt::format("{} shards, {}, multishot accept/recv, {} provided buffers of {} KiB, "
-                          "splice pipes, SO_REUSEPORT",
-                          shards_.size(), shards_[0]->ring().features_text(),
-                          config_.ring_buffers, buf_bytes / 1024);
-  return true;
+  fleet_ = std::make_unique<Fleet>();
+  backend_counters_ = std::make_unique<std::array<BackendCounters, backends_max>>();
+  for (const BackendConfig& b : config_.backends) {
+    const std::uint32_t slot = fleet_->add(b.name, b.weight, b.max_parallel);
+    TT_ASSERT(slot != no_backend && "config_parse validated names and count");
+  }
+}
+
+std::size_t Server::backend_gauges(BackendGauge* out, const BackendCounters** counters,
+                                   std::size_t max) const {
+  const std::uint64_t now = monotonic_ms();
+  const std::size_t n = std::min<std::size_t>(fleet_->size(), max);
+  for (std::size_t i = 0; i < n; ++i) {
+    const auto b = static_cast<std::uint32_t>(i);
+    out[i] = BackendGauge{fleet_->name(b), fleet_->healthy(b, now), fleet_->in_flight(b),
+                          fleet_->max_parallel(b)};
+    counters[i] = &(*backend_counters_)[i];
+  }
+  return n;
 }
 
 void Server::stop(std::uint32_t drain_ms) {
+  if (prober_) prober_->stop();
   for (auto& s : shards_) s->request_stop(drain_ms);
   for (int fd : listen_fds_) shutdown(fd, SHUT_RD);  // refuse new connections during a drain
   for (auto& t : threads_) {

@@ -95,8 +95,7 @@ bool Conn::feed_body(std::uint16_t buf, std::uint32_t off, std::uint32_t len,
 }
 
 RewriteOptions Conn::rewrite_options() const {
-  const Config& cfg = shard_->config();
-  RewriteOptions opts{cfg.upstream_host, cfg.preserve_host};
+  RewriteOptions opts{backend_config().host_header, shard_->config().preserve_host};
   opts.drop_expect = ex_.expect_continue;
   return opts;
 }
@@ -125,6 +124,9 @@ void Conn::on_request_head() {
   std::size_t unused = 0;
   const HttpParser::Stop head_end = req_.feed(&nothing, 0, &unused);
   if (head_end == HttpParser::Stop::error) return respond_parse_error();
+  // The Host written upstream is the backend's: choose one now (model not known yet; a held
+  // request is routed again once its body is read).
+  const bool routed = choose_backend();
   HeadFacts facts;
   std::size_t out_len = 0;
   RewriteError err = RewriteError::ok;
@@ -142,6 +144,11 @@ void Conn::on_request_head() {
   BufRing& bufs = shard_->bufs();
   const auto out_id = static_cast<std::uint16_t>(out);
   if (request_head_refused(facts, RewriteError::ok)) return bufs.unref(out_id);
+  if (!routed) {
+    bufs.unref(out_id);
+    shard_->metrics().upstream_error(UpstreamError::connect);
+    return respond_error(502, "Bad Gateway", "tokentap: no healthy backend");
+  }
   const Config& cfg = shard_->config();
   ex_.local_metrics = cfg.metrics_on_proxy && is_metrics_path(facts.target);
   ex_.head_request = facts.method == "HEAD";
@@ -152,32 +159,41 @@ void Conn::on_request_head() {
   ex_.open = true;
   meter_request_head(facts.content_encoded);
   ex_.close_after = !req_.keep_alive();
-  if (hold_candidate(hold_facts(ex_.inspect != slot_none, ex_.route, facts, req_))) {
-    // The raw head stays in head_buf and is rewritten once the body is known (its
-    // Content-Length may change); the body collects behind it without being sent.
-    ex_.hold = true;
-    bufs.unref(out_id);
-    if (ex_.expect_continue) {
-      // The client waits for this before sending the body we must see first.
-      if (!queue_client_text("HTTP/1.1 100 Continue\r\n\r\n")) return close_now();
-      flush_client();
-    }
-  } else {
-    bufs.unref(static_cast<std::uint16_t>(ex_.head_buf));
-    ex_.head_buf = -1;
-    const bool queued = ex_.to_upstream.push(shard_->segments(), bufs, out_id, 0,
-                                             static_cast<std::uint32_t>(out_len));
-    bufs.unref(out_id);
-    if (!queued) return close_now();
-  }
+  if (!hold_or_queue_head(facts, out_id, out_len)) return close_now();
   ex_.resp_parser.init_response();
   ex_.resp_parser.set_no_body(ex_.head_request);
   ex_.advance(Req::body);
   ex_.advance(Resp::head);
   if (splice_candidate(req_)) ex_.splice_mode = Splice::pending_request;
-  attach_upstream();
+  // A held request on a fleet is routed once its model is known (release_held_request).
+  if (!(ex_.hold && fleet_routing())) attach_upstream();
   if (state_ != State::open) return;
   if (head_end == HttpParser::Stop::message_done) on_request_done();
+}
+
+// Holds the request (raw head kept, body collected unsent) when injection or routing needs its
+// body first, or queues the rewritten head for the upstream. False: no buffer or segment.
+bool Conn::hold_or_queue_head(const HeadFacts& facts, std::uint16_t out_id, std::size_t out_len) {
+  BufRing& bufs = shard_->bufs();
+  if (hold_candidate(
+          hold_facts(ex_.inspect != slot_none, fleet_routing(), ex_.route, facts, req_))) {
+    // The raw head stays in head_buf and is rewritten once the body is known (its
+    // Content-Length may change); the body collects behind it without being sent.
+    ex_.hold = true;
+    bufs.unref(out_id);
+    if (!ex_.expect_continue) return true;
+    // The client waits for this before sending the body we must see first.
+    if (!queue_client_text("HTTP/1.1 100 Continue\r\n\r\n")) return false;
+    flush_client();
+    return true;
+  }
+  ex_.upstream_head_len = static_cast<std::uint32_t>(out_len);
+  const bool queued = ex_.to_upstream.push(shard_->segments(), bufs, out_id, 0,
+                                           static_cast<std::uint32_t>(out_len));
+  bufs.unref(out_id);
+  // A fleet keeps the raw head until a connection is up, for a failover's new Host.
+  if (queued && !fleet_routing()) forget_raw_head();
+  return queued;
 }
 
 // True when the head is answered by tokentap instead of forwarded: a refused head (err), a
@@ -226,26 +242,22 @@ void Conn::on_request_done() {
 
 void Conn::release_held_request() {
   ex_.hold = false;
-  BufRing& bufs = shard_->bufs();
-  SegmentPool& segs = shard_->segments();
-  RewriteOptions opts = rewrite_options();
+  std::int64_t content_length = -1;
   const InjectResult injected =
       apply_include_usage(shard_->inspects()[ex_.inspect].probe(), ex_.route, ex_.to_upstream,
-                           segs, bufs, &opts.content_length);
+                          shard_->segments(), shard_->bufs(), &content_length);
   if (injected == InjectResult::failed) return close_now();
   ex_.injected = injected == InjectResult::injected;
-  HeadFacts facts;
-  std::size_t out_len = 0;
-  RewriteError err = RewriteError::ok;
-  const int out = rewrite_head(opts, &out_len, &facts, &err);
-  bufs.unref(static_cast<std::uint16_t>(ex_.head_buf));
-  ex_.head_buf = -1;
-  if (out < 0) return close_now();  // the same head was rewritten once already: no buffer
-  const auto out_id = static_cast<std::uint16_t>(out);
-  const bool ok = ex_.to_upstream.push_front(segs, bufs, out_id, 0,
-                                             static_cast<std::uint32_t>(out_len));
-  bufs.unref(out_id);
-  if (!ok) return close_now();
+  ex_.upstream_content_length = content_length;
+  const bool route_now = fleet_routing();
+  if (route_now && !choose_backend()) {  // the model is known now: route by it
+    shard_->metrics().upstream_error(UpstreamError::connect);
+    return respond_error(502, "Bad Gateway", "tokentap: no healthy backend");
+  }
+  if (!queue_upstream_head()) return close_now();
+  if (!route_now) forget_raw_head();
+  if (route_now) attach_upstream();
+  if (state_ != State::open) return;
   flush_upstream();
   update_client_recv();
 }

@@ -144,6 +144,7 @@ bool Conn::on_response_head(std::string_view head, bool message_done) {
   ex_.dechunk = facts.dechunk;
   ex_.status = static_cast<std::uint16_t>(status);
   ex_.advance(Resp::body);
+  report_response_head(status);
   meter_response_head(status);
   if (ex_.dechunk) {
     ex_.body_out.set_framing(BodyWriter::Framing::raw);

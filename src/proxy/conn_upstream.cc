@@ -32,13 +32,16 @@ void Conn::attach_upstream() {
     u.owner = slot_;
     u.reused = true;
     ex_.upstream = s;
+    hold_backend();
+    forget_raw_head();  // connected already: no failover needs the raw head
     // No flush here: attach_upstream runs inside process_client_input, which flushes once the
     // body bytes that arrived with the head are queued too, so head and body share one sendmsg
     // (flushing here sent the head alone and the body after its completion: 3 sends/request).
     update_upstream_recv();
     return;
   }
-  ex_.upstream = shard_->connect_upstream(slot_, ex_.backend, shard_->config().upstream);
+  ex_.upstream = shard_->connect_upstream(slot_, ex_.backend, backend_config().endpoint);
+  if (ex_.upstream != slot_none) hold_backend();
   if (ex_.upstream == slot_none) {
     shard_->metrics().upstream_error(UpstreamError::connect);
     respond_error(502, "Bad Gateway", "tokentap: cannot open a connection to the upstream");
@@ -49,12 +52,15 @@ void Conn::on_upstream_connect(int res) {
   if (res < 0) {
     const bool timed_out = res == -ECANCELED;
     shard_->metrics().upstream_error(timed_out ? UpstreamError::timeout : UpstreamError::connect);
+    if (!ex_.local_metrics) report_connect_failure(res);
     release_upstream(false);
+    if (fail_over()) return;
     const char* why = timed_out ? "tokentap: upstream connect timed out"
                                 : "tokentap: upstream unreachable: connection refused or failed";
     return respond_error(502, "Bad Gateway", why);
   }
   shard_->upstreams().at(ex_.upstream).state = UpstreamConn::State::active;
+  forget_raw_head();
   flush_upstream();
   update_upstream_recv();
   maybe_start_splice();
@@ -80,8 +86,10 @@ bool Conn::retry_on_fresh_upstream() {
   release_upstream(false);
   if (!allowed) return false;
   ex_.upstream_retried = true;
-  ex_.upstream = shard_->connect_upstream(slot_, ex_.backend, shard_->config().upstream);
-  return ex_.upstream != slot_none;
+  ex_.upstream = shard_->connect_upstream(slot_, ex_.backend, backend_config().endpoint);
+  if (ex_.upstream == slot_none) return false;
+  hold_backend();
+  return true;
 }
 
 void Conn::on_upstream_send(int res) {
@@ -173,6 +181,7 @@ void Conn::release_upstream(bool reusable) {
   if (ex_.upstream == slot_none) return;
   const std::uint32_t s = ex_.upstream;
   ex_.upstream = slot_none;
+  drop_backend();
   const UpstreamConn& u = shard_->upstreams().at(s);
   if (reusable && u.state == UpstreamConn::State::active && !u.send_inflight &&
       !ex_.up_recv_cancel_pending) {

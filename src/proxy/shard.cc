@@ -47,6 +47,7 @@ Shard::~Shard() {
 }
 
 bool Shard::init(std::string* error) {
+  TT_ASSERT(fleet_ != nullptr && "attach_fleet before init");
   // The CQ is sized for bursts of multishot completions: several per submitted entry.
   if (!ring_.init(config_.sq_entries, config_.sq_entries * (ring_cq_entries / ring_sq_entries),
                   error)) {
@@ -57,7 +58,7 @@ bool Shard::init(std::string* error) {
   pipes_.init(splice_pipes_per_shard);
   // One upstream per client connection plus the idle pool; one metering slot per connection.
   if (!conns_.init(config_.max_connections) ||
-      !upstreams_.init(config_.max_connections + upstream_idle_max) ||
+      !upstreams_.init(config_.max_connections + upstream_idle_max, fleet_->size()) ||
       !inspects_.init(config_.max_connections) || !strips_.init(config_.max_connections)) {
     *error = "cannot reserve connection slabs";
     return false;

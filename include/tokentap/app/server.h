@@ -5,6 +5,7 @@
 // every shard shares.
 #pragma once
 
+#include <array>
 #include <cstdint>
 #include <memory>
 #include <string>
@@ -20,6 +21,10 @@ class MetricsShard;
 class MetricsServer;
 class ModelTable;
 class AccessLog;
+class Fleet;
+class Prober;
+struct BackendCounters;
+struct BackendGauge;
 
 constexpr int listen_backlog = 4096;
 
@@ -45,11 +50,20 @@ class Server {
 
  private:
   [[nodiscard]] int open_listener(const Endpoint& ep, std::string* error);
+  void build_fleet();
+  [[nodiscard]] bool start_shards(std::string* error);
+  [[nodiscard]] std::size_t backend_gauges(BackendGauge* out, const BackendCounters** counters,
+                                           std::size_t max) const;
 
   Config config_;
   std::uint16_t port_ = 0;
   std::vector<int> listen_fds_;
   std::unique_ptr<ModelTable> models_;
+  // The backends (issue 16): shared by every shard, watched by the prober when there are
+  // several; counters the prober and the shards add to, read by the metrics thread.
+  std::unique_ptr<Fleet> fleet_;
+  std::unique_ptr<std::array<BackendCounters, backends_max>> backend_counters_;
+  std::unique_ptr<Prober> prober_;
   std::unique_ptr<AccessLog> access_log_;
   std::vector<std::unique_ptr<MetricsShard>> metrics_;
   std::unique_ptr<MetricsServer> metrics_server_;

@@ -31,11 +31,13 @@
 #include <cstdint>
 #include <string_view>
 
+#include "tokentap/base/config.h"
 #include "tokentap/http/http1.h"
 #include "tokentap/loop/send_queue.h"
 #include "tokentap/loop/timer_wheel.h"
 #include "tokentap/loop/user_data.h"
 #include "tokentap/proxy/exchange.h"
+#include "tokentap/upstream/backend.h"
 
 namespace tokentap {
 
@@ -105,6 +107,8 @@ class Conn {
   bool feed_body(std::uint16_t buf, std::uint32_t off, std::uint32_t len, std::uint32_t* used);
   void on_request_head();
   bool request_head_refused(const HeadFacts& facts, RewriteError err);
+  [[nodiscard]] bool hold_or_queue_head(const HeadFacts& facts, std::uint16_t out_id,
+                                        std::size_t out_len);
   void on_request_done();
   // Rewrites the held raw request head into a new spare buffer; -1 (and *err) on failure.
   [[nodiscard]] int rewrite_head(const RewriteOptions& opts, std::size_t* out_len,
@@ -126,6 +130,19 @@ class Conn {
   void update_upstream_recv();
   void release_upstream(bool reusable);
   void cut_response();
+
+  // routing (conn_route.cc)
+  [[nodiscard]] bool fleet_routing() const;
+  [[nodiscard]] const BackendConfig& backend_config() const;
+  [[nodiscard]] bool choose_backend();
+  void hold_backend();
+  void drop_backend();
+  void forget_raw_head();
+  void count_health(const HealthEvent& e);
+  void report_connect_failure(int res);
+  void report_response_head(int status);
+  [[nodiscard]] bool fail_over();
+  [[nodiscard]] bool queue_upstream_head();
 
   // response (conn_response.cc)
   void process_upstream_data(std::uint16_t buf, std::uint32_t len);

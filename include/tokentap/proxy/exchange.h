@@ -78,6 +78,7 @@ struct Exchange {
   // when this is false.
   [[nodiscard]] bool holds_resources() const {
     return upstream != slot_none || inspect != slot_none || head_buf >= 0 || resp_head_buf >= 0 ||
+           backend_held ||
            body_out.holds_buffer() || splice.pipe >= 0 || !to_upstream.empty();
   }
   // Nothing of a request has arrived yet (an idle keep-alive connection).
@@ -117,7 +118,12 @@ struct Exchange {
   bool up_recv_cancel_pending = false;
 
   std::uint32_t upstream = slot_none;  // UpstreamPool slot while attached
-  std::uint8_t backend = 0;            // the backend chosen for this request (config order)
+  std::uint8_t backend = 0;            // the backend chosen for this attempt (config order)
+  std::uint8_t attempts = 0;           // backends tried (tokentap_retries_total, access log)
+  bool backend_held = false;           // this attempt counts in the backend's in-flight
+  std::uint64_t tried = 0;             // backends that failed this request (bit per index)
+  std::uint32_t upstream_head_len = 0; // bytes of the rewritten head queued for the upstream
+  std::int64_t upstream_content_length = -1;  // the Content-Length the rewrite put (injection)
   std::uint32_t inspect = slot_none;   // Inspect slot while an inference is metered
   std::int32_t head_buf = -1;          // spare buffer accumulating the raw request head
   std::uint32_t head_len = 0;

@@ -28,6 +28,8 @@
 #include "tokentap/base/slab.h"
 #include "tokentap/loop/timer_wheel.h"
 #include "tokentap/loop/splice_pipe.h"
+#include "tokentap/obs/backend_source.h"
+#include "tokentap/upstream/backend.h"
 #include "tokentap/upstream/upstream_pool.h"
 
 namespace tokentap {
@@ -55,6 +57,12 @@ class Shard {
   Shard& operator=(const Shard&) = delete;
   ~Shard();
 
+  // Before init: the fleet every shard routes over, and its per-backend counters (one per
+  // backend index). Both outlive the shard.
+  void attach_fleet(Fleet* fleet, BackendCounters* counters) {
+    fleet_ = fleet;
+    backend_counters_ = counters;
+  }
   // On the shard's own thread (SINGLE_ISSUER): ring, buffers, slabs, first accept.
   [[nodiscard]] bool init(std::string* error);
   void run();
@@ -78,6 +86,10 @@ class Shard {
   Slab<Inspect>& inspects() { return inspects_; }
   Slab<UsageStrip>& strips() { return strips_; }
   PieceParser& piece_parser() { return piece_parser_; }
+  Fleet& fleet() { return *fleet_; }
+  BackendCounters& backend_counters(std::uint32_t backend) { return backend_counters_[backend]; }
+  // Round-robin position for the balancer's ties; per shard, so no two shards contend on it.
+  std::uint32_t next_rr() { return rr_++; }
 
   void arm_recv(int fd, std::uint64_t user_data);
   void cancel(std::uint64_t user_data);
@@ -143,6 +155,9 @@ class Shard {
   ShardCounters counters_;
   std::uint64_t next_trim_ms_ = 0;
   std::uint64_t turn_ns_ = 0;  // see now_ns()
+  Fleet* fleet_ = nullptr;
+  BackendCounters* backend_counters_ = nullptr;
+  std::uint32_t rr_ = 0;
 };
 
 }  // namespace tokentap

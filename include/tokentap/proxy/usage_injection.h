@@ -24,6 +24,7 @@ namespace tokentap {
 
 struct HoldFacts {
   bool metered = false;  // the exchange has a metering slot (its probe reads the body)
+  bool route_by_model = false;  // several backends: the model decides where the request goes
   Route route = Route::other;
   bool content_encoded = false;
   bool chunked = false;
@@ -31,18 +32,26 @@ struct HoldFacts {
   std::uint64_t content_length = 0;
 };
 
-[[nodiscard]] inline HoldFacts hold_facts(bool metered, Route route, const HeadFacts& head,
-                                          const HttpParser& request) {
-  return HoldFacts{metered,           route, head.content_encoded, request.chunked(),
-                   request.has_content_length(), request.content_length()};
+[[nodiscard]] inline HoldFacts hold_facts(bool metered, bool route_by_model, Route route,
+                                          const HeadFacts& head, const HttpParser& request) {
+  return HoldFacts{metered,
+                   route_by_model,
+                   route,
+                   head.content_encoded,
+                   request.chunked(),
+                   request.has_content_length(),
+                   request.content_length()};
 }
 
-// Only the two routes that take stream_options, with a body small enough to hold whole and
-// framed by Content-Length (chunked request bodies are forwarded untouched).
+// A body small enough to hold whole and framed by Content-Length (chunked request bodies are
+// forwarded untouched), on the two routes that take stream_options — or on any metered route
+// when several backends make the model the routing key (the body is read, then routed).
 [[nodiscard]] constexpr bool hold_candidate(const HoldFacts& f) {
-  return f.metered && (f.route == Route::v1_chat_completions || f.route == Route::v1_completions) &&
-         !f.content_encoded && !f.chunked && f.has_content_length && f.content_length > 0 &&
-         f.content_length <= inject_body_bytes_max;
+  const bool body_fits = !f.content_encoded && !f.chunked && f.has_content_length &&
+                         f.content_length > 0 && f.content_length <= inject_body_bytes_max;
+  const bool injectable =
+      f.route == Route::v1_chat_completions || f.route == Route::v1_completions;
+  return f.metered && body_fits && (injectable || f.route_by_model);
 }
 
 enum class InjectResult : std::uint8_t { untouched, injected, failed };

@@ -1,0 +1,79 @@
+// Prober: the background threads that watch every backend of a fleet (issue 16 "Health",
+// "Model-aware"). One thread per backend, never a shard: a check blocks for up to its timeout
+// and must not delay anyone's bytes.
+//
+// Each thread, every --health-interval: `GET /api/version` (timeout health_check_timeout_ms);
+// the answer goes to Fleet::report_check, whose policy turns 3 failures into down and 2 passes
+// into up. Every tags_poll_interval_ms, and at once when the backend comes up: `GET /api/tags`,
+// whose model names (each `name:latest` also as `name`, the spelling clients use) are interned in
+// the ModelTable and become the backend's installed set, which the balancer reads lock-free.
+// Counters (tokentap_health_checks_total, tokentap_backend_ejections_total) are relaxed atomics
+// in storage the Server keeps for the metrics thread.
+#pragma once
+
+#include <array>
+#include <atomic>
+#include <condition_variable>
+#include <cstdint>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "tokentap/base/config.h"
+#include "tokentap/obs/backend_source.h"
+#include "tokentap/obs/model_table.h"
+#include "tokentap/upstream/backend.h"
+
+namespace tokentap {
+
+constexpr std::uint32_t health_check_timeout_ms = 1'000;
+constexpr std::uint64_t tags_poll_interval_ms = 10'000;
+constexpr std::size_t probe_body_bytes_max = 4 * 1024 * 1024;  // a bigger /api/tags is refused
+constexpr std::size_t tags_models_max = 1024;                   // names read from one answer
+
+// One GET's outcome. status 0: no answer (refused, reset, timed out, malformed).
+struct ProbeAnswer {
+  int status = 0;
+  bool timed_out = false;
+  std::string body;  // de-chunked
+};
+
+// A blocking `GET path` to `ep` with `Host: host` and `Connection: close`, bounded by
+// timeout_ms from the first byte of the connect to the last byte of the answer.
+[[nodiscard]] ProbeAnswer probe_get(const Endpoint& ep, const std::string& host,
+                                    const char* path, std::uint32_t timeout_ms);
+
+// The model names of an Ollama /api/tags answer; false when it is not one.
+[[nodiscard]] bool parse_tag_names(const std::string& body, std::vector<std::string>* names);
+
+class Prober {
+ public:
+  // fleet and counters (one per backend index) must outlive the prober.
+  Prober(const Config& config, Fleet& fleet, ModelTable& models,
+         std::array<BackendCounters, backends_max>& counters);
+  ~Prober();
+  Prober(const Prober&) = delete;
+  Prober& operator=(const Prober&) = delete;
+
+  void start();
+  void stop();
+
+ private:
+  void run(std::uint32_t backend);
+  void check(std::uint32_t backend);
+  void poll_tags(std::uint32_t backend);
+  void count_event(std::uint32_t backend, const HealthEvent& e);
+  [[nodiscard]] bool wait(std::uint64_t ms);  // false once stopping
+
+  const Config& config_;
+  Fleet& fleet_;
+  ModelTable& models_;
+  std::array<BackendCounters, backends_max>& counters_;
+  std::vector<std::thread> threads_;
+  std::mutex mu_;  // only for the stop wake-up; never touched by a shard
+  std::condition_variable cv_;
+  bool stopping_ = false;
+};
+
+}  // namespace tokentap

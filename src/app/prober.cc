@@ -1,0 +1,207 @@
+// Prober: active health checks and installed-model polls per backend; see prober.h.
+#include "tokentap/app/prober.h"
+
+#include <fcntl.h>
+#include <poll.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <chrono>
+#include <simdjson.h>
+
+#include "tokentap/base/clock.h"
+#include "tokentap/http/http1.h"
+
+namespace tokentap {
+namespace {
+
+// Waits until fd is ready for `events` or the deadline passes; false on timeout or error.
+bool wait_fd(int fd, short events, std::uint64_t deadline_ms) {
+  for (;;) {
+    const std::uint64_t now = monotonic_ms();
+    if (now >= deadline_ms) return false;
+    pollfd p{fd, events, 0};
+    const int rc = ::poll(&p, 1, static_cast<int>(deadline_ms - now));
+    if (rc > 0) return (p.revents & (events | POLLHUP | POLLERR)) != 0;
+    if (rc == 0) return false;
+    if (errno != EINTR) return false;
+  }
+}
+
+int connect_before(const Endpoint& ep, std::uint64_t deadline_ms) {
+  const int fd = socket(ep.addr.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+  if (fd < 0) return -1;
+  if (connect(fd, reinterpret_cast<const sockaddr*>(&ep.addr), ep.addr_len) == 0) return fd;
+  int err = errno;
+  if (err == EINPROGRESS && wait_fd(fd, POLLOUT, deadline_ms)) {
+    socklen_t len = sizeof(err);
+    if (getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &len) == 0 && err == 0) return fd;
+  }
+  close(fd);
+  return -1;
+}
+
+bool send_before(int fd, const std::string& data, std::uint64_t deadline_ms) {
+  std::size_t off = 0;
+  while (off < data.size()) {
+    const ssize_t n = ::send(fd, data.data() + off, data.size() - off, MSG_NOSIGNAL);
+    if (n > 0) {
+      off += static_cast<std::size_t>(n);
+    } else if (n < 0 && errno == EAGAIN) {
+      if (!wait_fd(fd, POLLOUT, deadline_ms)) return false;
+    } else if (!(n < 0 && errno == EINTR)) {
+      return false;
+    }
+  }
+  return true;
+}
+
+void collect_body(void* ctx, const char* data, std::size_t len) {
+  auto* a = static_cast<ProbeAnswer*>(ctx);
+  if (a->body.size() + len <= probe_body_bytes_max) a->body.append(data, len);
+}
+
+// Reads one response with llhttp (framing: Content-Length, chunked or close-delimited).
+void read_answer(int fd, std::uint64_t deadline_ms, ProbeAnswer* a) {
+  HttpParser parser;
+  parser.init_response();
+  parser.set_sink(&collect_body, a);
+  char buf[16 * 1024];
+  for (;;) {
+    if (!wait_fd(fd, POLLIN, deadline_ms)) {
+      a->timed_out = monotonic_ms() >= deadline_ms;
+      return;
+    }
+    const ssize_t n = ::recv(fd, buf, sizeof(buf), 0);
+    if (n < 0 && (errno == EAGAIN || errno == EINTR)) continue;
+    if (n <= 0) {
+      if (n == 0 && parser.finish() == HttpParser::Stop::message_done) a->status = parser.status();
+      return;
+    }
+    std::size_t off = 0;
+    while (off < static_cast<std::size_t>(n)) {
+      std::size_t used = 0;
+      const auto rest = static_cast<std::size_t>(n) - off;
+      const HttpParser::Stop stop = parser.feed(buf + off, rest, &used);
+      off += used;
+      if (stop == HttpParser::Stop::error) return;
+      if (stop == HttpParser::Stop::message_done && parser.status() >= 200) {
+        a->status = parser.status();
+        return;
+      }
+    }
+  }
+}
+
+}  // namespace
+
+ProbeAnswer probe_get(const Endpoint& ep, const std::string& host, const char* path,
+                      std::uint32_t timeout_ms) {
+  ProbeAnswer a;
+  const std::uint64_t deadline = monotonic_ms() + timeout_ms;
+  const int fd = connect_before(ep, deadline);
+  if (fd < 0) {
+    a.timed_out = monotonic_ms() >= deadline;
+    return a;
+  }
+  const std::string req = std::string("GET ") + path + " HTTP/1.1\r\nHost: " + host +
+                          "\r\nUser-Agent: tokentap-prober\r\nConnection: close\r\n\r\n";
+  if (send_before(fd, req, deadline)) read_answer(fd, deadline, &a);
+  close(fd);
+  return a;
+}
+
+bool parse_tag_names(const std::string& body, std::vector<std::string>* names) {
+  simdjson::dom::parser parser;
+  simdjson::dom::element doc;
+  if (parser.parse(body).get(doc) != simdjson::SUCCESS) return false;
+  simdjson::dom::array models;
+  if (doc["models"].get_array().get(models) != simdjson::SUCCESS) return false;
+  for (simdjson::dom::element m : models) {
+    std::string_view name;
+    if (m["name"].get_string().get(name) != simdjson::SUCCESS &&
+        m["model"].get_string().get(name) != simdjson::SUCCESS) {
+      continue;
+    }
+    if (names->size() >= tags_models_max) break;
+    names->emplace_back(name);
+  }
+  return true;
+}
+
+Prober::Prober(const Config& config, Fleet& fleet, ModelTable& models,
+               std::array<BackendCounters, backends_max>& counters)
+    : config_(config), fleet_(fleet), models_(models), counters_(counters) {}
+
+Prober::~Prober() { stop(); }
+
+void Prober::start() {
+  for (std::uint32_t i = 0; i < fleet_.size(); ++i) threads_.emplace_back([this, i] { run(i); });
+}
+
+void Prober::stop() {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    stopping_ = true;
+  }
+  cv_.notify_all();
+  for (std::thread& t : threads_) t.join();
+  threads_.clear();
+}
+
+bool Prober::wait(std::uint64_t ms) {
+  std::unique_lock<std::mutex> lock(mu_);
+  return !cv_.wait_for(lock, std::chrono::milliseconds(ms), [this] { return stopping_; });
+}
+
+void Prober::run(std::uint32_t backend) {
+  poll_tags(backend);  // the installed models are wanted before the first request routes
+  std::uint64_t next_tags = monotonic_ms() + tags_poll_interval_ms;
+  do {
+    const bool was_up = fleet_.at(backend).up.load(std::memory_order_relaxed);
+    check(backend);
+    const bool is_up = fleet_.at(backend).up.load(std::memory_order_relaxed);
+    if ((is_up && !was_up) || monotonic_ms() >= next_tags) {
+      poll_tags(backend);
+      next_tags = monotonic_ms() + tags_poll_interval_ms;
+    }
+  } while (wait(config_.health_interval_ms));
+}
+
+void Prober::check(std::uint32_t backend) {
+  const BackendConfig& b = config_.backends[backend];
+  const ProbeAnswer a = probe_get(b.endpoint, b.host_header, "/api/version",
+                                  health_check_timeout_ms);
+  const bool passed = a.status >= 200 && a.status < 300;
+  const HealthResult result = passed      ? HealthResult::ok
+                              : a.timed_out ? HealthResult::timeout
+                                            : HealthResult::fail;
+  counters_[backend].health_checks[static_cast<std::size_t>(result)].fetch_add(
+      1, std::memory_order_relaxed);
+  count_event(backend, fleet_.report_check(backend, passed, monotonic_ms()));
+}
+
+void Prober::count_event(std::uint32_t backend, const HealthEvent& e) {
+  if (e.change != HealthChange::went_down && e.change != HealthChange::ejected) return;
+  counters_[backend].ejections[static_cast<std::size_t>(e.reason)].fetch_add(
+      1, std::memory_order_relaxed);
+}
+
+void Prober::poll_tags(std::uint32_t backend) {
+  const BackendConfig& b = config_.backends[backend];
+  const ProbeAnswer a = probe_get(b.endpoint, b.host_header, "/api/tags", health_check_timeout_ms);
+  std::vector<std::string> names;
+  if (a.status != 200 || !parse_tag_names(a.body, &names)) return;  // keep the last known set
+  std::vector<ModelId> ids;
+  for (const std::string& n : names) {
+    ids.push_back(models_.intern(n));
+    constexpr std::string_view latest = ":latest";
+    if (n.size() > latest.size() && n.ends_with(latest)) {
+      ids.push_back(models_.intern(std::string_view(n).substr(0, n.size() - latest.size())));
+    }
+  }
+  fleet_.at(backend).set_models(ids);
+}
+
+}  // namespace tokentap

@@ -1,0 +1,111 @@
+// Conn, routing (issue 16): which backend of the fleet serves an exchange, the fleet-wide
+// in-flight count it holds there, failover to another backend when a connect fails before any
+// request byte left, and what each attempt tells the fleet's health policy.
+//
+// With one backend nothing here costs more than one relaxed atomic add and subtract per
+// request. With several, an inference request whose body is small enough (usage_injection.h's
+// hold) is held until its body, and so its model, is known: the balancer then prefers the
+// backends that have the model installed. The raw request head is kept until the upstream
+// connection is established, so a failover can address the next backend with its own Host.
+#include "tokentap/base/assert.h"
+#include "tokentap/base/clock.h"
+#include "tokentap/proxy/conn.h"
+#include "tokentap/proxy/shard.h"
+#include "tokentap/upstream/balancer.h"
+
+namespace tokentap {
+
+bool Conn::fleet_routing() const { return shard_->fleet().size() > 1; }
+
+const BackendConfig& Conn::backend_config() const {
+  return shard_->config().backends[ex_.backend];
+}
+
+bool Conn::choose_backend() {
+  Fleet& fleet = shard_->fleet();
+  if (fleet.size() == 1) {
+    ex_.backend = 0;
+    return true;
+  }
+  const std::uint32_t b = select_backend(fleet, ex_.model, shard_->now_ns() / ns_per_ms,
+                                         ex_.tried, shard_->next_rr());
+  if (b == no_backend) return false;
+  ex_.backend = static_cast<std::uint8_t>(b);
+  return true;
+}
+
+void Conn::hold_backend() {
+  if (ex_.backend_held || ex_.local_metrics) return;
+  shard_->fleet().acquire(ex_.backend);
+  ex_.backend_held = true;
+  ++ex_.attempts;
+}
+
+void Conn::drop_backend() {
+  if (!ex_.backend_held) return;
+  shard_->fleet().release(ex_.backend);
+  ex_.backend_held = false;
+}
+
+void Conn::forget_raw_head() {
+  if (ex_.head_buf < 0 || ex_.hold) return;
+  shard_->bufs().unref(static_cast<std::uint16_t>(ex_.head_buf));
+  ex_.head_buf = -1;
+}
+
+void Conn::count_health(const HealthEvent& e) {
+  if (e.change != HealthChange::went_down && e.change != HealthChange::ejected) return;
+  shard_->backend_counters(ex_.backend)
+      .ejections[static_cast<std::size_t>(e.reason)]
+      .fetch_add(1, std::memory_order_relaxed);
+}
+
+void Conn::report_connect_failure(int res) {
+  const ConnectFailure kind = res == -ECANCELED      ? ConnectFailure::timeout
+                              : res == -ECONNREFUSED ? ConnectFailure::refused
+                                                     : ConnectFailure::other;
+  count_health(
+      shard_->fleet().report_connect_failure(ex_.backend, kind, shard_->now_ns() / ns_per_ms));
+}
+
+void Conn::report_response_head(int status) {
+  if (!fleet_routing()) return;
+  // Ollama answers 503 only when its queue is full: alive but busy, never an ejection.
+  count_health(shard_->fleet().report_response(ex_.backend, status, status == 503,
+                                               shard_->now_ns() / ns_per_ms));
+}
+
+// After a failed connect, before any request byte left: the same request goes to another
+// backend while --retries allows and one is healthy. False: the caller answers 502.
+bool Conn::fail_over() {
+  if (!fleet_routing() || ex_.head_buf < 0 || ex_.upstream_bytes_sent != 0) return false;
+  if (ex_.attempts > shard_->config().retries) return false;
+  ex_.tried |= std::uint64_t{1} << ex_.backend;
+  if (!choose_backend()) return false;
+  // The head at the front of the queue names the failed backend's Host: write it anew.
+  ex_.to_upstream.consume(shard_->segments(), shard_->bufs(), ex_.upstream_head_len);
+  if (!queue_upstream_head()) return false;
+  shard_->metrics().retry(RetryReason::connect);
+  attach_upstream();
+  return true;
+}
+
+// Rewrites the held raw head for the chosen backend and puts it in front of the queued body.
+bool Conn::queue_upstream_head() {
+  RewriteOptions opts = rewrite_options();
+  opts.content_length = ex_.upstream_content_length;
+  HeadFacts facts;
+  std::size_t out_len = 0;
+  RewriteError err = RewriteError::ok;
+  const int out = rewrite_head(opts, &out_len, &facts, &err);
+  if (out < 0) return false;  // this head was rewritten before: only a buffer can be missing
+  BufRing& bufs = shard_->bufs();
+  const auto out_id = static_cast<std::uint16_t>(out);
+  const bool ok = ex_.to_upstream.push_front(shard_->segments(), bufs, out_id, 0,
+                                             static_cast<std::uint32_t>(out_len));
+  bufs.unref(out_id);
+  ex_.upstream_head_len = static_cast<std::uint32_t>(out_len);
+  return ok;
+}
+
+}  // namespace tokentap

@@ -1,0 +1,154 @@
+// One tokentap in front of several Ollama instances (issue 16), over real sockets: fake
+// upstreams with their own installed models, a killed backend, the spread of concurrent streams,
+// and the per-backend metrics.
+#include <gtest/gtest.h>
+
+#include <chrono>
+#include <memory>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "fake_upstream.h"
+#include "support/http_client.h"
+#include "support/proxy_fixture.h"
+
+namespace tokentap {
+namespace {
+
+using namespace std::chrono_literals;
+
+struct Fleet {
+  std::vector<std::unique_ptr<fake::FakeUpstream>> instances;
+
+  // One instance per model list; nullopt: the fake's default models.
+  explicit Fleet(const std::vector<std::vector<std::string>>& models) {
+    for (const auto& m : models) {
+      fake::Options o;
+      o.models = m;
+      instances.push_back(std::make_unique<fake::FakeUpstream>(o));
+      std::string error;
+      EXPECT_TRUE(instances.back()->start(&error)) << error;
+    }
+  }
+  std::string url(std::size_t i) const {
+    return "http://127.0.0.1:" + std::to_string(instances[i]->port());
+  }
+  // --upstream for every instance after the first (TestProxy passes the first one).
+  std::vector<std::string> args(std::vector<std::string> extra = {}) const {
+    for (std::size_t i = 1; i < instances.size(); ++i) {
+      extra.push_back("--upstream");
+      extra.push_back("gpu" + std::to_string(i) + "=" + url(i));
+    }
+    return extra;
+  }
+  std::uint64_t inference(std::size_t i) const { return instances[i]->stats().inference_requests; }
+};
+
+test::Response generate(std::uint16_t port, const std::string& model,
+                        const std::string& extra_headers = "") {
+  test::HttpClient c;
+  if (!c.connect(port)) return {};
+  const std::string body = R"({"model":")" + model + R"(","prompt":"hi","stream":false})";
+  EXPECT_TRUE(c.send("POST /api/generate HTTP/1.1\r\nHost: x\r\n" + extra_headers +
+                     "Content-Type: application/json\r\nContent-Length: " +
+                     std::to_string(body.size()) + "\r\n\r\n" + body));
+  return c.read_response();
+}
+
+// The prober reads every backend's /api/tags when it starts; wait until a request for `model`
+// lands where it is installed.
+void wait_for_tags(std::uint16_t port, Fleet& fleet, std::size_t owner, const std::string& model) {
+  for (int i = 0; i < 100; ++i) {
+    const std::uint64_t before = fleet.inference(owner);
+    (void)generate(port, model);
+    if (fleet.inference(owner) > before) return;
+    std::this_thread::sleep_for(20ms);
+  }
+  ADD_FAILURE() << "model " << model << " never routed to backend " << owner;
+}
+
+TEST(FleetRouting, AModelInstalledOnlyOnOneBackendAlwaysGoesThere) {
+  Fleet fleet({{"llama3.2"}, {"qwen3:8b"}, {"llama3.2"}});
+  TT_START_PROXY(proxy, fleet.instances[0]->port(), 2, fleet.args());
+  wait_for_tags(proxy.port(), fleet, 1, "qwen3:8b");
+  const std::uint64_t before = fleet.inference(1);
+  for (int i = 0; i < 40; ++i) {
+    const test::Response r = generate(proxy.port(), "qwen3:8b");
+    ASSERT_EQ(r.status, 200) << r.raw;
+  }
+  EXPECT_EQ(fleet.inference(1) - before, 40u);
+  // The other model spreads over the two backends that have it, never the one that does not.
+  const std::uint64_t b1 = fleet.inference(1);
+  for (int i = 0; i < 40; ++i) ASSERT_EQ(generate(proxy.port(), "llama3.2").status, 200);
+  EXPECT_EQ(fleet.inference(1), b1);
+  EXPECT_GT(fleet.inference(0), 5u);
+  EXPECT_GT(fleet.inference(2), 5u);
+  const std::string m = proxy.scrape();
+  EXPECT_EQ(test::metric(m, "tokentap_backend_up{backend=\"gpu1\"}"), 1) << m;
+  EXPECT_GE(test::metric_sum(m, "tokentap_backend_requests_total", "backend=\"gpu1\""), 40);
+}
+
+TEST(FleetRouting, AKilledBackendFailsOverBeforeAnyByteAndLeavesTheRotation) {
+  Fleet fleet({{"llama3.2"}, {"llama3.2"}});
+  TT_START_PROXY(proxy, fleet.instances[0]->port(), 1,
+                 fleet.args({"--health-interval", "200"}));
+  ASSERT_EQ(generate(proxy.port(), "llama3.2").status, 200);
+  fleet.instances[1]->stop();  // connection refused from now on
+  for (int i = 0; i < 30; ++i) {
+    const test::Response r = generate(proxy.port(), "llama3.2");
+    ASSERT_EQ(r.status, 200) << "request " << i << ": " << r.raw;
+  }
+  const std::string m = proxy.scrape();
+  EXPECT_EQ(test::metric(m, "tokentap_backend_up{backend=\"gpu1\"}"), 0) << m;
+  // At most the requests in flight when it died needed a second backend.
+  EXPECT_GE(test::metric(m, "tokentap_retries_total{reason=\"connect\"}"), 1) << m;
+  EXPECT_LE(test::metric(m, "tokentap_retries_total{reason=\"connect\"}"), 2) << m;
+  // Back: the active checks bring it into rotation again.
+  std::string error;
+  ASSERT_TRUE(fleet.instances[1]->start(&error)) << error;
+  bool up = false;
+  for (int i = 0; i < 100 && !up; ++i) {
+    std::this_thread::sleep_for(50ms);
+    up = test::metric(proxy.scrape(), "tokentap_backend_up{backend=\"gpu1\"}") == 1;
+  }
+  EXPECT_TRUE(up);
+}
+
+TEST(FleetRouting, NoHealthyBackendIsA502InTheClientsDialect) {
+  Fleet fleet({{"llama3.2"}, {"llama3.2"}});
+  TT_START_PROXY(proxy, fleet.instances[0]->port(), 1, fleet.args());
+  fleet.instances[0]->stop();
+  fleet.instances[1]->stop();
+  const test::Response r = generate(proxy.port(), "llama3.2");
+  EXPECT_EQ(r.status, 502) << r.raw;
+  EXPECT_EQ(r.body.rfind("{\"error\":\"tokentap: ", 0), 0u) << r.body;
+}
+
+TEST(FleetRouting, ConcurrentStreamsSpreadEvenlyOverEightBackends) {
+  std::vector<std::vector<std::string>> models(8, std::vector<std::string>{"llama3.2"});
+  Fleet fleet(models);
+  TT_START_PROXY(proxy, fleet.instances[0]->port(), 2, fleet.args());
+  std::this_thread::sleep_for(200ms);  // every backend's tags read
+  std::vector<test::HttpClient> clients(64);
+  const std::string body = R"({"model":"llama3.2","prompt":"hi"})";
+  for (auto& c : clients) {
+    ASSERT_TRUE(c.connect(proxy.port()));
+    ASSERT_TRUE(c.send("POST /api/generate HTTP/1.1\r\nHost: x\r\nX-Fake-Tokens: 20\r\n"
+                       "X-Fake-Delay-Ms: 100\r\nContent-Length: " +
+                       std::to_string(body.size()) + "\r\n\r\n" + body));
+    std::this_thread::sleep_for(2ms);  // each routed with the others' in-flight counted
+  }
+  std::this_thread::sleep_for(300ms);
+  std::int64_t lo = 1 << 30, hi = 0;
+  for (const auto& f : fleet.instances) {
+    lo = std::min(lo, f->stats().inference_in_flight);
+    hi = std::max(hi, f->stats().inference_in_flight);
+  }
+  EXPECT_LE(hi - lo, 1) << "min " << lo << " max " << hi;
+  EXPECT_EQ(lo, 8);
+  for (auto& c : clients) c.abort();
+}
+
+}  // namespace
+}  // namespace tokentap
