@@ -85,6 +85,20 @@ RewriteError status_line_parse(std::string_view line, int* status) {
 
 }  // namespace
 
+bool response_head_as_is(std::string_view raw, const ResponseRewriteOptions& opt) {
+  if (opt.client_http10 || opt.close || opt.keep_alive_10) return false;
+  if (raw.size() > response_head_bytes_max || !raw.starts_with("HTTP/1.1 ")) return false;
+  std::string_view rest = raw;
+  std::string_view line;
+  if (!next_line(&rest, &line)) return false;
+  while (next_line(&rest, &line) && line.size() > 2) {
+    // The rewrite's own field checks (obs-fold, controls): what it would refuse never passes.
+    Line h;
+    if (!split_header(line, &h) || head_field::is_hop_by_hop(h.name)) return false;
+  }
+  return line == "\r\n" && rest.empty();
+}
+
 RewriteError rewrite_response_head(std::string_view raw, const ResponseRewriteOptions& opt,
                                    char* out, std::size_t cap, std::size_t* out_len,
                                    ResponseFacts* facts) {

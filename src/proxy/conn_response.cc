@@ -28,7 +28,7 @@ void Conn::process_upstream_data(std::uint16_t buf, std::uint32_t len) {
     std::uint32_t used = 0;
     bool head_ended = false;
     const bool ok = ex_.resp == Resp::head
-                        ? feed_response_head(data + off, len - off, &used, &head_ended)
+                        ? feed_response_head(buf, off, data + off, len - off, &used, &head_ended)
                         : feed_response_body(buf, data, off, len - off, &used);
     if (!ok) return;
     off += used;
@@ -38,8 +38,8 @@ void Conn::process_upstream_data(std::uint16_t buf, std::uint32_t len) {
   maybe_finish_exchange();
 }
 
-bool Conn::feed_response_head(const char* data, std::uint32_t len, std::uint32_t* used,
-                              bool* ended) {
+bool Conn::feed_response_head(std::uint16_t buf, std::uint32_t off, const char* data,
+                              std::uint32_t len, std::uint32_t* used, bool* ended) {
   std::size_t n = 0;
   const HttpParser::Stop stop = ex_.resp_parser.feed(data, len, &n);
   if (stop == HttpParser::Stop::error) {
@@ -54,12 +54,14 @@ bool Conn::feed_response_head(const char* data, std::uint32_t len, std::uint32_t
   }
   const bool complete = stop != HttpParser::Stop::need_more;
   *ended = complete;
+  const bool in_place = ex_.resp_head_buf < 0 && complete;  // hold_response_head's fast case
   std::string_view head;
   if (!hold_response_head(data, n, complete, &head)) return false;
   *used = static_cast<std::uint32_t>(n);
   if (!complete) return true;
   // A HEAD answer completes with its head: llhttp reports both stops as one.
-  return on_response_head(head, stop == HttpParser::Stop::message_done);
+  return on_response_head(head, stop == HttpParser::Stop::message_done,
+                          in_place ? static_cast<std::int32_t>(buf) : -1, off);
 }
 
 bool Conn::hold_response_head(const char* data, std::size_t n, bool complete,
@@ -89,6 +91,30 @@ bool Conn::hold_response_head(const char* data, std::size_t n, bool complete,
   return true;
 }
 
+// The rewritten head in a spare buffer, queued for the client; false after failing the exchange.
+bool Conn::queue_rewritten_response_head(std::string_view head, const ResponseRewriteOptions& opts,
+                                         ResponseFacts* facts) {
+  BufRing& bufs = shard_->bufs();
+  const int out = bufs.alloc_spare();
+  std::size_t out_len = 0;
+  const RewriteError err =
+      out < 0 ? RewriteError::too_large
+              : rewrite_response_head(head, opts, bufs.data(static_cast<std::uint16_t>(out)),
+                                      buf_bytes, &out_len, facts);
+  drop_response_head();
+  if (err != RewriteError::ok) {
+    if (out >= 0) bufs.unref(static_cast<std::uint16_t>(out));
+    fail_response("tokentap: malformed response head from upstream");
+    return false;
+  }
+  const auto out_id = static_cast<std::uint16_t>(out);
+  const bool queued = to_client_.push(shard_->segments(), bufs, out_id, 0,
+                                      static_cast<std::uint32_t>(out_len));
+  bufs.unref(out_id);
+  if (!queued) close_now();
+  return queued;
+}
+
 void Conn::drop_response_head() {
   if (ex_.resp_head_buf >= 0) shard_->bufs().unref(static_cast<std::uint16_t>(ex_.resp_head_buf));
   ex_.resp_head_buf = -1;
@@ -103,7 +129,8 @@ bool Conn::response_length_known() const {
   return ex_.resp_parser.has_content_length();
 }
 
-bool Conn::on_response_head(std::string_view head, bool message_done) {
+bool Conn::on_response_head(std::string_view head, bool message_done, std::int32_t in_place_buf,
+                            std::uint32_t in_place_off) {
   const int status = ex_.resp_parser.status();
   if (status == 101) {
     // tokentap strips Upgrade from every request: a switch nobody asked for is broken framing.
@@ -119,25 +146,17 @@ bool Conn::on_response_head(std::string_view head, bool message_done) {
   const bool close = final && (ex_.close_after || !ex_.resp_parser.keep_alive() ||
                                (ex_.http10 && !(ex_.keep_alive_10 && response_length_known())));
   const ResponseRewriteOptions opts{ex_.http10, close, final && ex_.http10 && !close};
-  BufRing& bufs = shard_->bufs();
-  const int out = bufs.alloc_spare();
-  std::size_t out_len = 0;
   ResponseFacts facts;
-  const RewriteError err =
-      out < 0 ? RewriteError::too_large
-              : rewrite_response_head(head, opts, bufs.data(static_cast<std::uint16_t>(out)),
-                                      buf_bytes, &out_len, &facts);
-  drop_response_head();
-  if (err != RewriteError::ok) {
-    if (out >= 0) bufs.unref(static_cast<std::uint16_t>(out));
-    fail_response("tokentap: malformed response head from upstream");
+  if (in_place_buf >= 0 && response_head_as_is(head, opts)) {
+    // Nothing to change (Ollama's heads): forwarded by reference, like body bytes.
+    if (!to_client_.push(shard_->segments(), shard_->bufs(),
+                         static_cast<std::uint16_t>(in_place_buf), in_place_off,
+                         static_cast<std::uint32_t>(head.size()))) {
+      return close_now(), false;
+    }
+  } else if (!queue_rewritten_response_head(head, opts, &facts)) {
     return false;
   }
-  const auto out_id = static_cast<std::uint16_t>(out);
-  const bool queued = to_client_.push(shard_->segments(), bufs, out_id, 0,
-                                      static_cast<std::uint32_t>(out_len));
-  bufs.unref(out_id);
-  if (!queued) return close_now(), false;
   ex_.response_started = true;
   if (!final) return true;  // 1xx (100 Continue): the final response follows on the same parser
   ex_.close_after = ex_.close_after || close || facts.dechunk;

@@ -137,3 +137,46 @@ TEST(ResponseHead, LimitsAndSyntax) {
 
 }  // namespace
 }  // namespace tokentap
+
+namespace tokentap {
+namespace {
+
+// The fast path's promise: whenever it says "as is", the rewrite would give the same bytes.
+TEST(ResponseHead, AsIsExactlyWhenTheRewriteChangesNothing) {
+  ResponseRewriteOptions keep;
+  ResponseRewriteOptions close;
+  close.close = true;
+  ResponseRewriteOptions http10;
+  http10.client_http10 = true;
+  const std::string heads[] = {
+      "HTTP/1.1 200 OK\r\nContent-Type: application/x-ndjson\r\nDate: Fri, 04 Dec 2026 "
+      "14:00:11 GMT\r\nTransfer-Encoding: chunked\r\n\r\n",
+      "HTTP/1.1 404 Not Found\r\nContent-Type: text/plain\r\nContent-Length: 18\r\n\r\n",
+      "HTTP/1.1 100 Continue\r\n\r\n",
+      "HTTP/1.1 200 OK\r\nConnection: keep-alive\r\nContent-Length: 0\r\n\r\n",
+      "HTTP/1.1 200 OK\r\nkeep-alive: timeout=5\r\nContent-Length: 0\r\n\r\n",
+      "HTTP/1.1 200 OK\r\nTE: trailers\r\nTrailer: X\r\nContent-Length: 0\r\n\r\n",
+      "HTTP/1.1 200 OK\r\nUpgrade: h2c\r\nContent-Length: 0\r\n\r\n",
+      "HTTP/1.1 200 OK\r\nProxy-Connection: close\r\nContent-Length: 0\r\n\r\n",
+      "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nCache-Control: no-cache\r\n\r\n",
+      "HTTP/1.0 200 OK\r\nContent-Type: application/json\r\n\r\n",
+  };
+  int as_is = 0;
+  for (const std::string& h : heads) {
+    for (const ResponseRewriteOptions& o : {keep, close, http10}) {
+      if (!response_head_as_is(h, o)) continue;
+      ++as_is;
+      const Result r = rewrite(h, o);
+      ASSERT_EQ(r.err, RewriteError::ok) << h;
+      EXPECT_EQ(r.out, h) << "as_is must mean unchanged";
+    }
+  }
+  EXPECT_EQ(as_is, 4);  // the four plain 1.1 heads, kept alive, to a 1.1 client
+  EXPECT_FALSE(response_head_as_is(heads[0], close));
+  EXPECT_FALSE(response_head_as_is(heads[0], http10));
+  EXPECT_FALSE(response_head_as_is(heads[3], keep));  // Connection: ours replaces theirs
+  EXPECT_FALSE(response_head_as_is(heads[9], keep));  // our own version on the status line
+}
+
+}  // namespace
+}  // namespace tokentap

@@ -56,22 +56,22 @@ test::Response generate(std::uint16_t port, const std::string& model,
   return c.read_response();
 }
 
-// The prober reads every backend's /api/tags when it starts; wait until a request for `model`
-// lands where it is installed.
-void wait_for_tags(std::uint16_t port, Fleet& fleet, std::size_t owner, const std::string& model) {
-  for (int i = 0; i < 100; ++i) {
-    const std::uint64_t before = fleet.inference(owner);
-    (void)generate(port, model);
-    if (fleet.inference(owner) > before) return;
-    std::this_thread::sleep_for(20ms);
+// The prober reads every backend's /api/tags when it starts; wait until every instance was
+// asked, then a moment for the answers to become the backends' model sets.
+void wait_for_tags(const Fleet& fleet) {
+  for (int i = 0; i < 200; ++i) {
+    bool all = true;
+    for (const auto& f : fleet.instances) all = all && f->requests_for("/api/tags") > 0;
+    if (all) break;
+    std::this_thread::sleep_for(10ms);
   }
-  ADD_FAILURE() << "model " << model << " never routed to backend " << owner;
+  std::this_thread::sleep_for(300ms);
 }
 
 TEST(FleetRouting, AModelInstalledOnlyOnOneBackendAlwaysGoesThere) {
   Fleet fleet({{"llama3.2"}, {"qwen3:8b"}, {"llama3.2"}});
   TT_START_PROXY(proxy, fleet.instances[0]->port(), 2, fleet.args());
-  wait_for_tags(proxy.port(), fleet, 1, "qwen3:8b");
+  wait_for_tags(fleet);
   const std::uint64_t before = fleet.inference(1);
   for (int i = 0; i < 40; ++i) {
     const test::Response r = generate(proxy.port(), "qwen3:8b");
@@ -129,7 +129,7 @@ TEST(FleetRouting, ConcurrentStreamsSpreadEvenlyOverEightBackends) {
   std::vector<std::vector<std::string>> models(8, std::vector<std::string>{"llama3.2"});
   Fleet fleet(models);
   TT_START_PROXY(proxy, fleet.instances[0]->port(), 2, fleet.args());
-  std::this_thread::sleep_for(200ms);  // every backend's tags read
+  wait_for_tags(fleet);
   std::vector<test::HttpClient> clients(64);
   const std::string body = R"({"model":"llama3.2","prompt":"hi"})";
   for (auto& c : clients) {

@@ -181,6 +181,13 @@ struct ResponseFacts {
                          // dropped; the caller sends the de-chunked body, delimited by close
 };
 
+// True when rewrite_response_head would return `raw` unchanged, so the caller may forward the
+// received bytes by reference: an HTTP/1.1 status line, no hop-by-hop field (Connection,
+// Keep-Alive, Proxy-Connection, TE, Upgrade) and nothing to add (not closing, not a 1.0
+// client). Ollama's own heads pass; one scan of the field names, no copy. `raw` was accepted by
+// llhttp, which checked the field syntax.
+[[nodiscard]] bool response_head_as_is(std::string_view raw, const ResponseRewriteOptions& opt);
+
 // raw: one complete response head (status line .. blank line) llhttp already accepted, final or
 // 1xx (the caller never forwards a 1xx to a 1.0 client). Errors: too_large (over
 // response_head_bytes_max or cap), bad_version (major != 1), bad_head, bad_framing (a nominated

@@ -146,11 +146,14 @@ class Conn {
 
   // response (conn_response.cc)
   void process_upstream_data(std::uint16_t buf, std::uint32_t len);
-  bool feed_response_head(const char* data, std::uint32_t len, std::uint32_t* used,
-                          bool* ended);
+  bool feed_response_head(std::uint16_t buf, std::uint32_t off, const char* data,
+                          std::uint32_t len, std::uint32_t* used, bool* ended);
   bool hold_response_head(const char* data, std::size_t n, bool complete,
                           std::string_view* head);
-  bool on_response_head(std::string_view head, bool message_done);
+  bool on_response_head(std::string_view head, bool message_done, std::int32_t in_place_buf,
+                        std::uint32_t in_place_off);
+  bool queue_rewritten_response_head(std::string_view head, const ResponseRewriteOptions& opts,
+                                     ResponseFacts* facts);
   bool feed_response_body(std::uint16_t buf, const char* data, std::uint32_t off,
                           std::uint32_t len, std::uint32_t* used);
   void on_response_done();
