@@ -25,6 +25,17 @@ void SegmentPool::release(std::int32_t id) { free_.push_back(id); }
 bool SendQueue::push(SegmentPool& pool, BufRing& bufs, std::uint16_t buf, std::uint32_t off,
                      std::uint32_t len) {
   TT_DASSERT(len > 0);
+  if (tail_ >= 0) {
+    // The next bytes of the same buffer (a response head forwarded in place, then its body):
+    // one longer segment, so the send stays one SEND of one iovec. A send in flight holds its
+    // own iovec copy and consume() counts bytes, so growing the tail is safe.
+    Segment& t = pool.at(tail_);
+    if (t.buf == buf && t.off + t.len == off) {
+      t.len += len;
+      bytes_ += len;
+      return true;
+    }
+  }
   const std::int32_t id = pool.alloc(buf, off, len);
   if (id < 0) return false;
   bufs.ref(buf);

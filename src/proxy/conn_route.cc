@@ -87,6 +87,8 @@ bool Conn::fail_over() {
   if (!queue_upstream_head()) return false;
   shard_->metrics().retry(RetryReason::connect);
   attach_upstream();
+  // A pooled connection is ready now, and nothing else will flush on this completion.
+  if (state_ == State::open) flush_upstream();
   return true;
 }
 

@@ -106,5 +106,27 @@ TEST_F(SendQueueTest, EditOutsideTheQueueIsRefused) {
   q.clear(pool_, bufs_);
 }
 
+TEST_F(SendQueueTest, AdjacentSlicesOfOneBufferBecomeOneSegment) {
+  SendQueue q;
+  const std::uint16_t id = text_buffer("HEADbody-more");
+  const std::uint32_t free_before = pool_.free_count();
+  ASSERT_TRUE(q.push(pool_, bufs_, id, 0, 4));  // a head forwarded in place
+  ASSERT_TRUE(q.push(pool_, bufs_, id, 4, 4));  // the body bytes right after it
+  EXPECT_EQ(pool_.free_count(), free_before - 1) << "one segment, one iovec";
+  iovec iov[4];
+  EXPECT_EQ(q.gather(pool_, bufs_, iov, 4), 1u);
+  // A send of the first gather is in flight while more bytes join the tail.
+  ASSERT_TRUE(q.push(pool_, bufs_, id, 8, 5));
+  q.consume(pool_, bufs_, 6);  // the in-flight send took 6 of the 8 it was given
+  EXPECT_EQ(contents(q), "dy-more");
+  // Not adjacent: a gap, or another buffer, is a segment of its own.
+  ASSERT_TRUE(q.push(pool_, bufs_, id, 0, 2));
+  EXPECT_EQ(q.gather(pool_, bufs_, iov, 4), 2u);
+  EXPECT_EQ(contents(q), "dy-moreHE");
+  bufs_.unref(id);
+  q.clear(pool_, bufs_);
+  EXPECT_EQ(pool_.free_count(), free_before);
+}
+
 }  // namespace
 }  // namespace tokentap
