@@ -83,6 +83,11 @@ void format_access_record(const AccessRecord& r, std::string& out) {
                  r.ttft_s < 0 ? std::string("null") : fmt::format("{:.6f}", r.ttft_s),
                  r.duration_s, r.request_bytes, r.response_bytes);
   append_address(out, r.client);
+  if (r.backend_len > 0) {
+    out += ",\"backend\":";
+    append_json_string(out, std::string_view(r.backend.data(), r.backend_len));
+    fmt::format_to(std::back_inserter(out), ",\"attempts\":{}", r.attempts);
+  }
   out += "}\n";
 }
 

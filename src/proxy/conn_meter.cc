@@ -184,6 +184,12 @@ void Conn::log_exchange(const RequestRecord& r) {
   const std::string_view name = shard_->models().name(r.model);
   a.model_len = static_cast<std::uint8_t>(std::min(name.size(), a.model.size()));
   std::memcpy(a.model.data(), name.data(), a.model_len);
+  if (r.backend != backend_none) {
+    const std::string_view backend = shard_->fleet().name(r.backend);
+    a.backend_len = static_cast<std::uint8_t>(std::min(backend.size(), a.backend.size()));
+    std::memcpy(a.backend.data(), backend.data(), a.backend_len);
+    a.attempts = r.attempts;
+  }
   (void)log->push(a);  // a full ring drops the line and counts it; the request is unaffected
 }
 

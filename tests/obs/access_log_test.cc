@@ -45,6 +45,16 @@ TEST(AccessLogFormat, OneJsonLineWithEscapedModel) {
             "\"model\":\"we\\\"ird\\\\name\",\"status\":200,\"stream\":true,\"prompt_tokens\":46,"
             "\"completion_tokens\":75,\"ttft_s\":0.012500,\"duration_s\":0.250000,"
             "\"request_bytes\":100,\"response_bytes\":2000,\"client\":\"127.0.0.1:40000\"}\n");
+  // With several backends the line names the one that served it and the backends tried.
+  const std::string backend = "gpu3";
+  r.backend_len = static_cast<std::uint8_t>(backend.size());
+  std::copy(backend.begin(), backend.end(), r.backend.begin());
+  r.attempts = 2;
+  out.clear();
+  format_access_record(r, out);
+  EXPECT_NE(out.find(",\"client\":\"127.0.0.1:40000\",\"backend\":\"gpu3\",\"attempts\":2}\n"),
+            std::string::npos)
+      << out;
 }
 
 TEST(AccessLogRing, FullRingDropsAndCounts) {

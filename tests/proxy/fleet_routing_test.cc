@@ -4,6 +4,9 @@
 #include <gtest/gtest.h>
 
 #include <chrono>
+#include <cstdio>
+#include <fstream>
+#include <iterator>
 #include <memory>
 #include <string>
 #include <thread>
@@ -70,7 +73,9 @@ void wait_for_tags(const Fleet& fleet) {
 
 TEST(FleetRouting, AModelInstalledOnlyOnOneBackendAlwaysGoesThere) {
   Fleet fleet({{"llama3.2"}, {"qwen3:8b"}, {"llama3.2"}});
-  TT_START_PROXY(proxy, fleet.instances[0]->port(), 2, fleet.args());
+  const std::string log_path = ::testing::TempDir() + "fleet_routing_access.log";
+  std::remove(log_path.c_str());
+  TT_START_PROXY(proxy, fleet.instances[0]->port(), 2, fleet.args({"--access-log", log_path}));
   wait_for_tags(fleet);
   const std::uint64_t before = fleet.inference(1);
   for (int i = 0; i < 40; ++i) {
@@ -87,6 +92,15 @@ TEST(FleetRouting, AModelInstalledOnlyOnOneBackendAlwaysGoesThere) {
   const std::string m = proxy.scrape();
   EXPECT_EQ(test::metric(m, "tokentap_backend_up{backend=\"gpu1\"}"), 1) << m;
   EXPECT_GE(test::metric_sum(m, "tokentap_backend_requests_total", "backend=\"gpu1\""), 40);
+  // The access log names the backend of every line, and the backends tried.
+  std::string log;
+  for (int i = 0; i < 50 && log.find("\"qwen3:8b\"") == std::string::npos; ++i) {
+    std::this_thread::sleep_for(50ms);
+    std::ifstream in(log_path);
+    log.assign(std::istreambuf_iterator<char>(in), {});
+  }
+  EXPECT_NE(log.find("\"model\":\"qwen3:8b\""), std::string::npos) << log.substr(0, 400);
+  EXPECT_NE(log.find("\"backend\":\"gpu1\",\"attempts\":1}"), std::string::npos);
 }
 
 TEST(FleetRouting, AKilledBackendFailsOverBeforeAnyByteAndLeavesTheRotation) {

@@ -23,7 +23,7 @@ namespace tokentap {
 struct Inspect {
   std::variant<std::monostate, RequestProbe, TailScanner> state;
   // Slot in the shard's Slab<UsageStrip> while the response is stripped of injected usage.
-  std::uint32_t strip = Slab<UsageStrip>::none;
+  std::uint32_t strip = slot_none;
 
   RequestProbe& start_probe(Route route, bool body_encoded) {
     RequestProbe& p = state.emplace<RequestProbe>();

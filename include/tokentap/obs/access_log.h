@@ -25,6 +25,7 @@ namespace tokentap {
 constexpr std::uint32_t access_log_ring_records = 4096;  // per shard, a power of two
 constexpr std::uint32_t access_log_flush_ms = 100;
 constexpr std::size_t access_log_model_bytes = 96;  // longer model names are cut in the log
+constexpr std::size_t access_log_backend_bytes = 32;  // a backend name's limit (config.h)
 
 struct AccessRecord {
   std::int64_t unix_ms = 0;
@@ -40,6 +41,11 @@ struct AccessRecord {
   bool stream = false;
   std::uint8_t model_len = 0;
   std::array<char, access_log_model_bytes> model{};
+  // Several backends: the one that served the request and how many were tried (issue 16).
+  // backend_len 0: one upstream, and the line has neither field.
+  std::uint8_t backend_len = 0;
+  std::uint8_t attempts = 0;
+  std::array<char, access_log_backend_bytes> backend{};
 };
 
 // One shard's ring. push() is called by the shard only, drain() by the writer only.
