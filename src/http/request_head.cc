@@ -240,6 +240,8 @@ void note_fact(const Line& h, HeadFacts* facts) {
     facts->content_encoded = !h.value.empty() && !iequals(h.value, "identity");
   } else if (iequals(h.name, "content-type")) {
     facts->content_type = h.value;
+  } else if (iequals(h.name, backend_pin_field)) {
+    facts->backend_pin = h.value;
   }
 }
 
@@ -272,6 +274,7 @@ void request_field_write(const Line& h, const WriteContext& c, Writer* w, HeadFa
     return w->put(h.whole);
   }
   if (c.scan.tokens.drops(h.name)) return;
+  if (iequals(h.name, backend_pin_field)) return;  // for tokentap only, never forwarded
   if (iequals(h.name, "expect") && (c.opt.drop_expect || facts->http10)) return;
   if (c.opt.content_length >= 0 && iequals(h.name, "content-length")) {
     return w->put_number_field("Content-Length", static_cast<std::uint64_t>(c.opt.content_length));

@@ -141,14 +141,12 @@ void Conn::on_request_head() {
     request_head_refused(facts, err);
     return;
   }
-  BufRing& bufs = shard_->bufs();
-  const auto out_id = static_cast<std::uint16_t>(out);
-  if (request_head_refused(facts, RewriteError::ok)) return bufs.unref(out_id);
-  if (!routed) {
-    bufs.unref(out_id);
-    shard_->metrics().upstream_error(UpstreamError::connect);
-    return respond_error(502, "Bad Gateway", "tokentap: no healthy backend");
+  if (request_head_refused(facts, RewriteError::ok)) {
+    return shard_->bufs().unref(static_cast<std::uint16_t>(out));
   }
+  const int settled = settle_backend(facts, routed, out, &out_len);
+  if (settled < 0) return;
+  const auto out_id = static_cast<std::uint16_t>(settled);
   const Config& cfg = shard_->config();
   ex_.local_metrics = cfg.metrics_on_proxy && is_metrics_path(facts.target);
   ex_.head_request = facts.method == "HEAD";
@@ -194,6 +192,35 @@ bool Conn::hold_or_queue_head(const HeadFacts& facts, std::uint16_t out_id, std:
   // A fleet keeps the raw head until a connection is up, for a failover's new Host.
   if (queued && !fleet_routing()) forget_raw_head();
   return queued;
+}
+
+// The backend this head goes to: the one X-Tokentap-Backend names (the head is then rewritten
+// for its Host), else the balancer's choice. Returns the rewritten head's buffer, or -1 after
+// answering (an unknown name, no healthy backend, no buffer).
+int Conn::settle_backend(const HeadFacts& facts, bool routed, int out, std::size_t* out_len) {
+  BufRing& bufs = shard_->bufs();
+  if (!facts.backend_pin.empty() && fleet_routing()) {
+    const std::uint32_t b = shard_->fleet().find(facts.backend_pin);
+    if (b == no_backend) {
+      bufs.unref(static_cast<std::uint16_t>(out));
+      respond_error(400, "Bad Request", "tokentap: X-Tokentap-Backend names no backend");
+      return -1;
+    }
+    ex_.pinned = static_cast<std::uint8_t>(b);
+    if (routed && b == ex_.backend) return out;
+    ex_.backend = static_cast<std::uint8_t>(b);
+    bufs.unref(static_cast<std::uint16_t>(out));
+    HeadFacts again;
+    RewriteError err = RewriteError::ok;
+    const int pinned = rewrite_head(rewrite_options(), out_len, &again, &err);
+    if (pinned < 0) respond_error(503, "Service Unavailable", "tokentap: no buffer for the head");
+    return pinned;
+  }
+  if (routed) return out;
+  bufs.unref(static_cast<std::uint16_t>(out));
+  shard_->metrics().upstream_error(UpstreamError::connect);
+  respond_error(502, "Bad Gateway", "tokentap: no healthy backend");
+  return -1;
 }
 
 // True when the head is answered by tokentap instead of forwarded: a refused head (err), a

@@ -27,6 +27,10 @@ bool Conn::choose_backend() {
     ex_.backend = 0;
     return true;
   }
+  if (ex_.pinned != backend_unpinned) {  // X-Tokentap-Backend: that one, healthy or not
+    ex_.backend = ex_.pinned;
+    return true;
+  }
   const std::uint32_t b = select_backend(fleet, ex_.model, shard_->now_ns() / ns_per_ms,
                                          ex_.tried, shard_->next_rr());
   if (b == no_backend) return false;
@@ -79,6 +83,7 @@ void Conn::report_response_head(int status) {
 // backend while --retries allows and one is healthy. False: the caller answers 502.
 bool Conn::fail_over() {
   if (!fleet_routing() || ex_.head_buf < 0 || ex_.upstream_bytes_sent != 0) return false;
+  if (ex_.pinned != backend_unpinned) return false;  // pinned: no other backend will do
   if (ex_.attempts > shard_->config().retries) return false;
   ex_.tried |= std::uint64_t{1} << ex_.backend;
   if (!choose_backend()) return false;

@@ -349,5 +349,14 @@ TEST(RequestHead, EveryRefusalHasAJsonSafeMessage) {
   }
 }
 
+TEST(RequestHead, BackendPinIsReadAndNeverForwarded) {
+  const Result r = rw("POST /api/chat HTTP/1.1\r\nHost: x\r\nx-tokentap-backend: gpu3\r\n"
+                      "Content-Length: 2\r\n\r\n");
+  ASSERT_EQ(r.err, RewriteError::ok);
+  EXPECT_EQ(r.facts.backend_pin, "gpu3");
+  EXPECT_EQ(r.out.find("gpu3"), std::string::npos) << r.out;
+  EXPECT_EQ(rw("GET / HTTP/1.1\r\nHost: x\r\n\r\n").facts.backend_pin, "");
+}
+
 }  // namespace
 }  // namespace tokentap

@@ -103,6 +103,19 @@ TEST(FleetRouting, AModelInstalledOnlyOnOneBackendAlwaysGoesThere) {
   EXPECT_NE(log.find("\"backend\":\"gpu1\",\"attempts\":1}"), std::string::npos);
 }
 
+TEST(FleetRouting, XTokentapBackendPinsARequestToOneBackend) {
+  Fleet fleet({{"llama3.2"}, {"llama3.2"}, {"llama3.2"}});
+  TT_START_PROXY(proxy, fleet.instances[0]->port(), 1, fleet.args());
+  wait_for_tags(fleet);
+  const std::uint64_t before = fleet.inference(2);
+  for (int i = 0; i < 10; ++i) {
+    ASSERT_EQ(generate(proxy.port(), "llama3.2", "X-Tokentap-Backend: gpu2\r\n").status, 200);
+  }
+  EXPECT_EQ(fleet.inference(2) - before, 10u);
+  const test::Response unknown = generate(proxy.port(), "llama3.2", "X-Tokentap-Backend: nope\r\n");
+  EXPECT_EQ(unknown.status, 400) << unknown.raw;
+}
+
 TEST(FleetRouting, AKilledBackendFailsOverBeforeAnyByteAndLeavesTheRotation) {
   Fleet fleet({{"llama3.2"}, {"llama3.2"}});
   TT_START_PROXY(proxy, fleet.instances[0]->port(), 1,

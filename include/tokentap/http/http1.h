@@ -135,7 +135,12 @@ struct HeadFacts {
   bool upgrade = false;            // the client sent Upgrade (stripped; HTTP/1.1 is kept)
   bool connect = false;            // method CONNECT (refused: method_not_allowed)
   bool absolute_form = false;      // the target was absolute-form (http://host/path)
+  // The X-Tokentap-Backend value: the backend the client pins this request to (issue 16); the
+  // field itself is not forwarded. Points into the raw head; empty when absent.
+  std::string_view backend_pin;
 };
+
+inline constexpr std::string_view backend_pin_field = "x-tokentap-backend";
 
 enum class RewriteError : std::uint8_t {
   ok,

@@ -107,6 +107,8 @@ class Conn {
   bool feed_body(std::uint16_t buf, std::uint32_t off, std::uint32_t len, std::uint32_t* used);
   void on_request_head();
   bool request_head_refused(const HeadFacts& facts, RewriteError err);
+  [[nodiscard]] int settle_backend(const HeadFacts& facts, bool routed, int out,
+                                   std::size_t* out_len);
   [[nodiscard]] bool hold_or_queue_head(const HeadFacts& facts, std::uint16_t out_id,
                                         std::size_t out_len);
   void on_request_done();
