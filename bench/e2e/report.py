@@ -6,7 +6,8 @@ import statistics
 import sys
 import time
 
-TARGET_ORDER = ["direct", "floor", "tokentap", "tokentap-base", "tokentap-t2", "nginx", "haproxy"]
+TARGET_ORDER = ["direct", "floor", "tokentap", "tokentap-base", "tokentap-fleet", "tokentap-t2",
+                "nginx", "haproxy"]
 TARGETS = list(TARGET_ORDER)  # narrowed to the targets a run measured
 # The references of every (×r): never "floor", which is a lower bound, not a competitor.
 PEERS = ["nginx", "haproxy"]
@@ -112,13 +113,16 @@ def cell(per_target, target, metric, ref):
     return text
 
 
-def base_comparison(data, phases):
-    """tokentap vs tokentap-base (E2E_BASE_BIN): the median over rounds of the per-round ratio of
-    CPU per request, so a before/after of one change is read from one alternating run."""
+def base_comparison(data, phases, other="tokentap-base", title="tokentap vs tokentap-base"):
+    """tokentap vs tokentap-base (E2E_BASE_BIN) or tokentap-fleet (E2E_FLEET): the median over
+    rounds of the per-round ratio of CPU per request, so a before/after of one change (or one
+    upstream against N) is read from one alternating run."""
     rows = []
     for phase in phases:
         per_target = data.get((phase, "cpu_us"), {})
-        now, base = per_target.get("tokentap", {}), per_target.get("tokentap-base", {})
+        base, now = per_target.get("tokentap", {}), per_target.get(other, {})
+        if other == "tokentap-base":
+            now, base = base, now
         ratios = [now[r] / base[r] for r in now if r in base and base[r] > 0 and now[r] == now[r]]
         if ratios:
             rows.append(
@@ -130,9 +134,9 @@ def base_comparison(data, phases):
         return []
     return [
         "",
-        "Before/after (tokentap vs tokentap-base, CPU µs per request, median per-round ratio):",
+        f"{title} (CPU µs per request, median of the per-round ratio):",
         "",
-        "| workload | base µs | tokentap µs | ratio | per-round range |",
+        "| workload | reference µs | compared µs | ratio | per-round range |",
         "|---|---:|---:|---:|---|",
     ] + rows
 
@@ -202,6 +206,7 @@ def main():
             " largest per-round RSS growth ÷ streams (pages touched once stay resident).",
         ]
     out += base_comparison(data, phases)
+    out += base_comparison(data, phases, "tokentap-fleet", "One upstream vs several (tokentap-fleet)")
     print("\n".join(out))
 
 

@@ -13,6 +13,8 @@
 #        build of an earlier commit, run alternately with the others, for before/after figures
 #        of one change in one run (the report adds the per-round CPU ratio tokentap/base).
 #        E2E_TARGETS narrows the targets (e.g. "tokentap tokentap-base nginx haproxy").
+#        E2E_FLEET=N adds target tokentap-fleet: tokentap (1 shard) in front of N fake upstreams
+#        (ports base+20..), the issue-16 figure "CPU per request with N backends vs one".
 #
 # Clients: wrk (-t1) for the throughput phases; bench/e2e/client.c (built here as e2e_client)
 # for the paced phase (open loop, latency from the due time), first-line latency and the held
@@ -119,6 +121,21 @@ start_tokentap() {  # PORT THREADS [BINARY METRICS_PORT]
 }
 start_tokentap "$tt1_port" 1; tt1_pid=$!
 start_tokentap "$tt2_port" 2; tt2_pid=$!
+ttf_pid=""
+ttf_port=$((base + 7))
+if [ -n "${E2E_FLEET:-}" ]; then
+  fleet_args=()
+  for i in $(seq 1 "$E2E_FLEET"); do
+    "$build/fake_upstream" --listen "127.0.0.1:$((base + 19 + i))" --threads 1 \
+      >"$work/fake$i.log" 2>&1 &
+    pids+=($!)
+    wait_port $((base + 19 + i)) "fake_upstream $i"
+    fleet_args+=(--upstream "gpu$i=http://127.0.0.1:$((base + 19 + i))")
+  done
+  "$build/tokentap" --listen "127.0.0.1:$ttf_port" --metrics-listen "127.0.0.1:$((base + 14))" \
+    --threads 1 "${fleet_args[@]}" >"$work/tokentap-fleet.log" 2>&1 &
+  pids+=($!); ttf_pid=$!
+fi
 ttb_pid=""
 if [ -n "${E2E_BASE_BIN:-}" ]; then
   start_tokentap "$ttb_port" 1 "$E2E_BASE_BIN" $((base + 13)); ttb_pid=$!
@@ -137,14 +154,16 @@ pids+=($!); hap_pid=$!
 pids+=($!); floor_pid=$!
 wait_port "$tt1_port" tokentap; wait_port "$tt2_port" "tokentap --threads 2"
 [ -z "$ttb_pid" ] || wait_port "$ttb_port" "tokentap-base ($E2E_BASE_BIN)"
+[ -z "$ttf_pid" ] || wait_port "$ttf_port" "tokentap-fleet"
 wait_port "$ngx_port" nginx; wait_port "$hap_port" haproxy; wait_port "$floor_port" e2e_floor
 
 targets=(direct floor tokentap)
 [ -z "$ttb_pid" ] || targets+=(tokentap-base)
+[ -z "$ttf_pid" ] || targets+=(tokentap-fleet)
 targets+=(tokentap-t2 nginx haproxy)
 if [ -n "${E2E_TARGETS:-}" ]; then read -r -a targets <<<"$E2E_TARGETS"; fi
 declare -A port=([direct]=$up_port [floor]=$floor_port [tokentap]=$tt1_port
-  [tokentap-t2]=$tt2_port [nginx]=$ngx_port [haproxy]=$hap_port [tokentap-base]=$ttb_port)
+  [tokentap-t2]=$tt2_port [nginx]=$ngx_port [haproxy]=$hap_port [tokentap-base]=$ttb_port [tokentap-fleet]=$ttf_port)
 procs() {  # TARGET: the PIDs whose CPU and memory count as that proxy's
   case $1 in
     direct) ;;
@@ -152,6 +171,7 @@ procs() {  # TARGET: the PIDs whose CPU and memory count as that proxy's
     tokentap) echo "$tt1_pid" ;;
     tokentap-t2) echo "$tt2_pid" ;;
     tokentap-base) echo "$ttb_pid" ;;
+    tokentap-fleet) echo "$ttf_pid" ;;
     nginx) echo "$ngx_pid"; pgrep -P "$ngx_pid" || true ;;
     haproxy) echo "$hap_pid"; pgrep -P "$hap_pid" || true ;;
   esac
