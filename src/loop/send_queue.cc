@@ -1,6 +1,9 @@
 // SendQueue and SegmentPool; see send_queue.h.
 #include "tokentap/loop/send_queue.h"
 
+#include <algorithm>
+#include <cstring>
+
 #include "tokentap/base/assert.h"
 
 namespace tokentap {
@@ -47,6 +50,41 @@ bool SendQueue::push(SegmentPool& pool, BufRing& bufs, std::uint16_t buf, std::u
   }
   bytes_ += len;
   return true;
+}
+
+bool SendQueue::copy_from(SegmentPool& pool, BufRing& bufs, SendQueue& src) {
+  std::int32_t out = -1;   // spare buffer being filled
+  std::uint32_t used = 0;  // bytes in it
+  bool ok = true;
+  for (std::int32_t id = src.head_; id >= 0 && ok; id = pool.at(id).next) {
+    const Segment s = pool.at(id);
+    for (std::uint32_t at = 0; at < s.len && ok;) {
+      if (out < 0) {
+        out = bufs.alloc_spare();
+        used = 0;
+        if (out < 0) {
+          ok = false;
+          break;
+        }
+      }
+      const std::uint32_t n = std::min(s.len - at, buf_bytes - used);
+      char* dst = bufs.data(static_cast<std::uint16_t>(out)) + used;
+      std::memcpy(dst, bufs.data(s.buf) + s.off + at, n);
+      at += n;
+      used += n;
+      if (used == buf_bytes) {
+        ok = push(pool, bufs, static_cast<std::uint16_t>(out), 0, used);
+        bufs.unref(static_cast<std::uint16_t>(out));
+        out = -1;
+      }
+    }
+  }
+  if (out >= 0) {
+    ok = ok && push(pool, bufs, static_cast<std::uint16_t>(out), 0, used);
+    bufs.unref(static_cast<std::uint16_t>(out));
+  }
+  if (!ok) clear(pool, bufs);
+  return ok;
 }
 
 std::uint32_t SendQueue::gather(SegmentPool& pool, BufRing& bufs, iovec* iov, std::uint32_t max) {

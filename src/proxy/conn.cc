@@ -119,6 +119,8 @@ void Conn::release_resources() {
   client_in_.clear(segs, bufs);
   to_client_.clear(segs, bufs);
   ex_.to_upstream.clear(segs, bufs);
+  ex_.replay.clear(segs, bufs);
+  ex_.replayable = false;
   if (ex_.head_buf >= 0) bufs.unref(static_cast<std::uint16_t>(ex_.head_buf));
   ex_.head_buf = -1;
   drop_response_head();

@@ -281,6 +281,7 @@ void Conn::release_held_request() {
     shard_->metrics().upstream_error(UpstreamError::connect);
     return respond_error(502, "Bad Gateway", "tokentap: no healthy backend");
   }
+  if (route_now) keep_replay_copy();
   if (!queue_upstream_head()) return close_now();
   if (!route_now) forget_raw_head();
   if (route_now) attach_upstream();

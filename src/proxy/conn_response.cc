@@ -138,6 +138,9 @@ bool Conn::on_response_head(std::string_view head, bool message_done, std::int32
     return false;
   }
   const bool final = status >= 200;
+  // Ollama's 503 means its queue is full: another backend may have room (issue 16).
+  if (status == 503 && replay_elsewhere(RetryReason::busy)) return false;
+  if (final) end_replay();
   ex_.informational = !final;
   if (!final && ex_.http10) {
     drop_response_head();  // RFC 9110 §15.2: never a 1xx to an HTTP/1.0 client

@@ -14,6 +14,13 @@
 #include "tokentap/upstream/balancer.h"
 
 namespace tokentap {
+namespace {
+
+// Held bodies up to this size are kept for a replay on another backend; larger ones only fail
+// over on a connect failure (their bytes are gone once sent).
+constexpr std::uint64_t replay_body_bytes_max = 64 * 1024;
+
+}  // namespace
 
 bool Conn::fleet_routing() const { return shard_->fleet().size() > 1; }
 
@@ -52,7 +59,7 @@ void Conn::drop_backend() {
 }
 
 void Conn::forget_raw_head() {
-  if (ex_.head_buf < 0 || ex_.hold) return;
+  if (ex_.head_buf < 0 || ex_.hold || ex_.replayable) return;
   shard_->bufs().unref(static_cast<std::uint16_t>(ex_.head_buf));
   ex_.head_buf = -1;
 }
@@ -93,6 +100,58 @@ bool Conn::fail_over() {
   shard_->metrics().retry(RetryReason::connect);
   attach_upstream();
   // A pooled connection is ready now, and nothing else will flush on this completion.
+  if (state_ == State::open) flush_upstream();
+  return true;
+}
+
+// A held body small enough is copied before it is sent, so a busy answer or a connection lost
+// before the response head can send the request again elsewhere (issue 16 "Failover").
+void Conn::keep_replay_copy() {
+  if (!fleet_routing() || ex_.pinned != backend_unpinned) return;
+  if (ex_.to_upstream.bytes() > replay_body_bytes_max) return;
+  ex_.replayable = ex_.replay.copy_from(shard_->segments(), shard_->bufs(), ex_.to_upstream);
+}
+
+// The final response head arrived: nothing will be replayed any more.
+void Conn::end_replay() {
+  if (!ex_.replayable) return;
+  ex_.replayable = false;
+  ex_.replay.clear(shard_->segments(), shard_->bufs());
+  forget_raw_head();
+}
+
+// Before any response byte reached the client: the request goes again, whole, to another
+// backend. False (nothing changed) when it cannot: not replayable, --retries used up, or no
+// other healthy backend; the caller then carries on as without a fleet.
+bool Conn::replay_elsewhere(RetryReason why) {
+  if (!ex_.replayable || ex_.response_started || ex_.local_metrics) return false;
+  if (ex_.attempts > shard_->config().retries) return false;
+  const std::uint8_t failed = ex_.backend;
+  ex_.tried |= std::uint64_t{1} << failed;
+  if (!choose_backend()) {
+    ex_.backend = failed;
+    return false;
+  }
+  const std::uint8_t next = ex_.backend;
+  ex_.backend = failed;
+  ex_.upstream_dirty = true;
+  release_upstream(false);  // the failed attempt's connection is never reused
+  ex_.backend = next;
+  SegmentPool& segs = shard_->segments();
+  BufRing& bufs = shard_->bufs();
+  ex_.to_upstream.clear(segs, bufs);
+  if (!ex_.to_upstream.copy_from(segs, bufs, ex_.replay) || !queue_upstream_head()) {
+    close_now();
+    return true;  // handled: the connection is gone
+  }
+  ex_.upstream_dirty = false;
+  ex_.upstream_bytes_sent = 0;
+  ex_.informational = false;
+  drop_response_head();
+  ex_.resp_parser.init_response();
+  ex_.resp_parser.set_no_body(ex_.head_request);
+  shard_->metrics().retry(why);
+  attach_upstream();
   if (state_ == State::open) flush_upstream();
   return true;
 }

@@ -94,7 +94,7 @@ bool Conn::retry_on_fresh_upstream() {
 
 void Conn::on_upstream_send(int res) {
   if (res < 0) {
-    if (retry_on_fresh_upstream()) return;
+    if (retry_on_fresh_upstream() || replay_elsewhere(RetryReason::reset)) return;
     shard_->metrics().upstream_error(UpstreamError::reset);
     return respond_error(502, "Bad Gateway", "tokentap: upstream closed the connection");
   }
@@ -155,7 +155,7 @@ void Conn::on_upstream_eof(bool reset) {
     return maybe_finish_exchange();
   }
   // The response is incomplete.
-  if (retry_on_fresh_upstream()) return;
+  if (retry_on_fresh_upstream() || replay_elsewhere(RetryReason::reset)) return;
   // A clean close (FIN) inside a response whose framing promised more (Content-Length not
   // reached, chunked body without its last chunk) is a malformed response; an RST, or a close
   // before any response byte, is a reset connection.

@@ -128,5 +128,22 @@ TEST_F(SendQueueTest, AdjacentSlicesOfOneBufferBecomeOneSegment) {
   EXPECT_EQ(pool_.free_count(), free_before);
 }
 
+TEST_F(SendQueueTest, CopyFromCopiesEveryByteIntoBuffersOfItsOwn) {
+  SendQueue src;
+  std::string text;
+  for (int i = 0; i < 3000; ++i) text += static_cast<char>('a' + i % 26);
+  push_text(src, text, 700);
+  SendQueue copy;
+  ASSERT_TRUE(copy.copy_from(pool_, bufs_, src));
+  src.clear(pool_, bufs_);  // the source's buffers may go: the copy does not share them
+  EXPECT_EQ(contents(copy), text);
+  EXPECT_EQ(copy.bytes(), text.size());
+  SendQueue empty;
+  SendQueue none;
+  ASSERT_TRUE(none.copy_from(pool_, bufs_, empty));
+  EXPECT_TRUE(none.empty());
+  copy.clear(pool_, bufs_);
+}
+
 }  // namespace
 }  // namespace tokentap

@@ -116,6 +116,37 @@ TEST(FleetRouting, XTokentapBackendPinsARequestToOneBackend) {
   EXPECT_EQ(unknown.status, 400) << unknown.raw;
 }
 
+TEST(FleetRouting, BusyOrLostBeforeTheHeadIsSentAgainElsewhere) {
+  Fleet fleet({{"llama3.2"}, {"llama3.2"}, {"llama3.2"}});
+  fleet.instances[1]->set_busy(true);                       // Ollama's 503 server busy
+  fleet.instances[2]->set_close(fake::CloseMode::before_head);  // RST before any byte
+  TT_START_PROXY(proxy, fleet.instances[0]->port(), 1, fleet.args());
+  wait_for_tags(fleet);
+  for (int i = 0; i < 12; ++i) {
+    const test::Response r = generate(proxy.port(), "llama3.2");
+    ASSERT_EQ(r.status, 200) << "request " << i << ": " << r.raw;
+    EXPECT_TRUE(r.ok());
+  }
+  const std::string m = proxy.scrape();
+  EXPECT_GE(test::metric(m, "tokentap_retries_total{reason=\"busy\"}"), 1) << m;
+  EXPECT_GE(test::metric(m, "tokentap_retries_total{reason=\"reset\"}"), 1) << m;
+  EXPECT_GE(fleet.instances[1]->stats().busy_answers, 1u);
+  EXPECT_EQ(fleet.inference(0), 12u) << "every request was finally answered by gpu0";
+}
+
+TEST(FleetRouting, ALossAfterTheFirstByteIsTruncatedAndNeverReplayed) {
+  Fleet fleet({{"llama3.2"}, {"llama3.2"}});
+  for (auto& f : fleet.instances) f->set_close(fake::CloseMode::mid_body);
+  TT_START_PROXY(proxy, fleet.instances[0]->port(), 1, fleet.args());
+  wait_for_tags(fleet);
+  for (int i = 0; i < 5; ++i) {
+    const test::Response r = generate(proxy.port(), "llama3.2");
+    EXPECT_FALSE(r.ok()) << "a cut response must never look complete: " << r.raw;
+  }
+  EXPECT_EQ(fleet.inference(0) + fleet.inference(1), 5u) << "one attempt per request";
+  EXPECT_EQ(test::metric_sum(proxy.scrape(), "tokentap_retries_total"), 0);
+}
+
 TEST(FleetRouting, AKilledBackendFailsOverBeforeAnyByteAndLeavesTheRotation) {
   Fleet fleet({{"llama3.2"}, {"llama3.2"}});
   TT_START_PROXY(proxy, fleet.instances[0]->port(), 1,

@@ -59,6 +59,10 @@ class SendQueue {
   // lies outside the queue; the queue is then unchanged or only split, never corrupted.
   [[nodiscard]] bool edit(SegmentPool& pool, BufRing& bufs, std::uint64_t at, std::uint64_t remove,
                           std::uint16_t buf, std::uint32_t off, std::uint32_t len);
+  // Appends a copy of every byte queued in `src` to this queue, in spare buffers of its own
+  // (src's buffers are not referenced, so received buffers go back to the ring as usual).
+  // False when a spare buffer or segment ran out; this queue is then cleared.
+  [[nodiscard]] bool copy_from(SegmentPool& pool, BufRing& bufs, SendQueue& src);
   // Fills iov with up to max leading segments; returns how many.
   std::uint32_t gather(SegmentPool& pool, BufRing& bufs, iovec* iov, std::uint32_t max);
   // Drops the first n bytes (sent or consumed), releasing finished segments and buffer refs.

@@ -145,6 +145,9 @@ class Conn {
   void report_response_head(int status);
   [[nodiscard]] bool fail_over();
   [[nodiscard]] bool queue_upstream_head();
+  void keep_replay_copy();
+  void end_replay();
+  [[nodiscard]] bool replay_elsewhere(RetryReason why);
 
   // response (conn_response.cc)
   void process_upstream_data(std::uint16_t buf, std::uint32_t len);

@@ -80,7 +80,7 @@ struct Exchange {
   // when this is false.
   [[nodiscard]] bool holds_resources() const {
     return upstream != slot_none || inspect != slot_none || head_buf >= 0 || resp_head_buf >= 0 ||
-           backend_held ||
+           backend_held || !replay.empty() ||
            body_out.holds_buffer() || splice.pipe >= 0 || !to_upstream.empty();
   }
   // Nothing of a request has arrived yet (an idle keep-alive connection).
@@ -144,6 +144,10 @@ struct Exchange {
 
   HttpParser resp_parser;
   SendQueue to_upstream;
+  // A copy of the held body while the request may still go to another backend (until the
+  // final response head): replayable says the copy and the raw head are both kept.
+  SendQueue replay;
+  bool replayable = false;
 };
 
 }  // namespace tokentap
