@@ -10,6 +10,7 @@
 #include <chrono>
 #include <simdjson.h>
 
+#include "tokentap/app/catalog_merge.h"
 #include "tokentap/base/clock.h"
 #include "tokentap/http/http1.h"
 
@@ -131,8 +132,14 @@ bool parse_tag_names(const std::string& body, std::vector<std::string>* names) {
 }
 
 Prober::Prober(const Config& config, Fleet& fleet, ModelTable& models,
-               std::array<BackendCounters, backends_max>& counters)
-    : config_(config), fleet_(fleet), models_(models), counters_(counters) {}
+               std::array<BackendCounters, backends_max>& counters, Catalog& catalog)
+    : config_(config),
+      fleet_(fleet),
+      models_(models),
+      counters_(counters),
+      catalog_(catalog),
+      tags_bodies_(fleet.size()),
+      models_bodies_(fleet.size()) {}
 
 Prober::~Prober() { stop(); }
 
@@ -158,14 +165,21 @@ bool Prober::wait(std::uint64_t ms) {
 void Prober::run(std::uint32_t backend) {
   poll_tags(backend);  // the installed models are wanted before the first request routes
   std::uint64_t next_tags = monotonic_ms() + tags_poll_interval_ms;
+  // What the catalog last saw of this backend: a change by any shard (a refused connect marks
+  // it down at once) or by this thread's checks republishes the union.
+  bool in_catalog = fleet_.healthy(backend, monotonic_ms());
   do {
     const bool was_up = fleet_.at(backend).up.load(std::memory_order_relaxed);
     check(backend);
     const bool is_up = fleet_.at(backend).up.load(std::memory_order_relaxed);
+    const bool in_rotation = fleet_.healthy(backend, monotonic_ms());
     if ((is_up && !was_up) || monotonic_ms() >= next_tags) {
       poll_tags(backend);
       next_tags = monotonic_ms() + tags_poll_interval_ms;
+    } else if (in_rotation != in_catalog) {
+      publish_catalog();  // the union is over the backends in rotation
     }
+    in_catalog = in_rotation;
   } while (wait(config_.health_interval_ms));
 }
 
@@ -202,6 +216,34 @@ void Prober::poll_tags(std::uint32_t backend) {
     }
   }
   fleet_.at(backend).set_models(ids);
+  const ProbeAnswer listed = probe_get(b.endpoint, b.host_header, "/v1/models",
+                                       health_check_timeout_ms);
+  {
+    std::lock_guard<std::mutex> lock(lists_mu_);
+    tags_bodies_[backend] = a.body;
+    if (listed.status == 200) models_bodies_[backend] = listed.body;
+  }
+  publish_catalog();
+}
+
+// The union over the backends in rotation now, in configuration order.
+void Prober::publish_catalog() {
+  std::vector<std::string> tags;
+  std::vector<std::string> models;
+  const std::uint64_t now = monotonic_ms();
+  {
+    std::lock_guard<std::mutex> lock(lists_mu_);
+    for (std::uint32_t i = 0; i < fleet_.size(); ++i) {
+      if (!fleet_.healthy(i, now)) continue;
+      if (!tags_bodies_[i].empty()) tags.push_back(tags_bodies_[i]);
+      if (!models_bodies_[i].empty()) models.push_back(models_bodies_[i]);
+    }
+  }
+  if (tags.empty()) return;  // nothing known: requests go to a backend as before
+  auto bodies = std::make_shared<CatalogBodies>();
+  bodies->tags = merge_tags(tags);
+  bodies->models = models.empty() ? std::string() : merge_openai_models(models);
+  catalog_.publish(std::move(bodies));
 }
 
 }  // namespace tokentap

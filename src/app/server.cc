@@ -114,7 +114,7 @@ bool Server::start(std::string* error) {
     AccessRing* ring = access_log_ ? &access_log_->ring(static_cast<std::size_t>(i)) : nullptr;
     shards_.push_back(
         std::make_unique<Shard>(config_, i, fd, *metrics_.back(), *models_, ring));
-    shards_.back()->attach_fleet(fleet_.get(), backend_counters_->data());
+    shards_.back()->attach_fleet(fleet_.get(), backend_counters_->data(), catalog_.get());
   }
   std::vector<const MetricsShard*> views;
   for (const auto& m : metrics_) views.push_back(m.get());
@@ -139,7 +139,8 @@ bool Server::start(std::string* error) {
     return false;
   }
   if (fleet_->size() > 1) {
-    prober_ = std::make_unique<Prober>(config_, *fleet_, *models_, *backend_counters_);
+    prober_ =
+        std::make_unique<Prober>(config_, *fleet_, *models_, *backend_counters_, *catalog_);
     prober_->start();
   }
   // Written by shard 0 during init, read here after its promise was fulfilled.
@@ -188,6 +189,7 @@ void Server::build_fleet() {
     config_.backends.push_back(std::move(b));
   }
   fleet_ = std::make_unique<Fleet>();
+  catalog_ = std::make_unique<Catalog>();
   backend_counters_ = std::make_unique<std::array<BackendCounters, backends_max>>();
   for (const BackendConfig& b : config_.backends) {
     const std::uint32_t slot = fleet_->add(b.name, b.weight, b.max_parallel);

@@ -141,7 +141,7 @@ void Conn::on_request_head() {
     request_head_refused(facts, err);
     return;
   }
-  if (request_head_refused(facts, RewriteError::ok)) {
+  if (request_head_refused(facts, RewriteError::ok) || serve_catalog(facts)) {
     return shard_->bufs().unref(static_cast<std::uint16_t>(out));
   }
   const int settled = settle_backend(facts, routed, out, &out_len);

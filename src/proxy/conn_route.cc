@@ -7,6 +7,8 @@
 // hold) is held until its body, and so its model, is known: the balancer then prefers the
 // backends that have the model installed. The raw request head is kept until the upstream
 // connection is established, so a failover can address the next backend with its own Host.
+#include <fmt/format.h>
+
 #include "tokentap/base/assert.h"
 #include "tokentap/base/clock.h"
 #include "tokentap/proxy/conn.h"
@@ -154,6 +156,50 @@ bool Conn::replay_elsewhere(RetryReason why) {
   attach_upstream();
   if (state_ == State::open) flush_upstream();
   return true;
+}
+
+// GET /api/tags and GET /v1/models on a fleet: the union over the backends in rotation, as one
+// Ollama would answer (unless pinned to one backend). False: forward as any request.
+bool Conn::serve_catalog(const HeadFacts& facts) {
+  if (!fleet_routing() || !facts.backend_pin.empty() || facts.method != "GET") return false;
+  std::string_view path = facts.target.substr(0, facts.target.find('?'));
+  const bool tags = path == "/api/tags";
+  if (!tags && path != "/v1/models") return false;
+  const std::shared_ptr<const CatalogBodies> snapshot = shard_->catalog().current();
+  if (snapshot == nullptr) return false;
+  const std::string& body = tags ? snapshot->tags : snapshot->models;
+  if (body.empty()) return false;
+  respond_with_body(tags ? "application/json; charset=utf-8" : "application/json", body);
+  return true;
+}
+
+// A 200 tokentap composes itself, of any length, then the connection closes.
+void Conn::respond_with_body(std::string_view content_type, std::string_view body) {
+  ex_.open = true;
+  ex_.status = 200;
+  BufRing& bufs = shard_->bufs();
+  SegmentPool& segs = shard_->segments();
+  const int b = bufs.alloc_spare();
+  if (b < 0) return close_now();
+  const auto id = static_cast<std::uint16_t>(b);
+  const auto r = fmt::format_to_n(bufs.data(id), buf_bytes,
+                                  "HTTP/1.1 200 OK\r\nContent-Type: {}\r\nContent-Length: {}\r\n"
+                                  "Connection: close\r\n\r\n",
+                                  content_type, body.size());
+  const bool queued = to_client_.push(segs, bufs, id, 0, static_cast<std::uint32_t>(r.size));
+  bufs.unref(id);
+  BodyWriter writer;
+  writer.set_framing(BodyWriter::Framing::raw);
+  if (!queued || !writer.append(bufs, segs, to_client_, body.data(), body.size()) ||
+      !writer.flush(bufs, segs, to_client_)) {
+    writer.release(bufs);
+    return close_now();
+  }
+  ex_.response_started = true;
+  if (ex_.req != Req::done) ex_.advance(Req::done);
+  ex_.advance(Resp::done);
+  ex_.close_after = true;
+  flush_client();
 }
 
 // Rewrites the held raw head for the chosen backend and puts it in front of the queued body.

@@ -147,6 +147,46 @@ TEST(FleetRouting, ALossAfterTheFirstByteIsTruncatedAndNeverReplayed) {
   EXPECT_EQ(test::metric_sum(proxy.scrape(), "tokentap_retries_total"), 0);
 }
 
+TEST(FleetRouting, TagsAndModelsListTheUnionOfTheBackendsInRotation) {
+  Fleet fleet({{"llama3.2"}, {"qwen3:8b", "llama3.2"}, {"phi4"}});
+  TT_START_PROXY(proxy, fleet.instances[0]->port(), 1, fleet.args());
+  wait_for_tags(fleet);
+  std::this_thread::sleep_for(200ms);  // the /v1/models polls after the tags
+  auto get = [&](const std::string& path) {
+    test::HttpClient c;
+    EXPECT_TRUE(c.connect(proxy.port()));
+    EXPECT_TRUE(c.send("GET " + path + " HTTP/1.1\r\nHost: x\r\n\r\n"));
+    return c.read_response();
+  };
+  auto count = [](const std::string& text, const std::string& what) {
+    std::size_t n = 0;
+    for (std::size_t at = text.find(what); at != std::string::npos; at = text.find(what, at + 1)) {
+      ++n;
+    }
+    return n;
+  };
+  const test::Response tags = get("/api/tags");
+  ASSERT_EQ(tags.status, 200) << tags.raw;
+  EXPECT_EQ(tags.body.rfind("{\"models\":[", 0), 0u) << tags.body;
+  EXPECT_EQ(count(tags.body, "\"name\":\"llama3.2:latest\""), 1u) << tags.body;
+  EXPECT_EQ(count(tags.body, "\"name\":\"qwen3:8b\""), 1u);
+  EXPECT_EQ(count(tags.body, "\"name\":\"phi4:latest\""), 1u);
+  const test::Response models = get("/v1/models");
+  ASSERT_EQ(models.status, 200) << models.raw;
+  EXPECT_EQ(count(models.body, "\"id\":\"qwen3:8b\""), 1u) << models.body;
+  EXPECT_EQ(count(models.body, "\"id\":\"llama3.2:latest\""), 1u);
+  // A backend out of rotation leaves the union.
+  fleet.instances[2]->stop();
+  (void)generate(proxy.port(), "phi4");  // its connect fails: down at once
+  std::this_thread::sleep_for(100ms);
+  bool gone = false;
+  for (int i = 0; i < 60 && !gone; ++i) {
+    gone = count(get("/api/tags").body, "phi4") == 0;
+    if (!gone) std::this_thread::sleep_for(100ms);
+  }
+  EXPECT_TRUE(gone);
+}
+
 TEST(FleetRouting, AKilledBackendFailsOverBeforeAnyByteAndLeavesTheRotation) {
   Fleet fleet({{"llama3.2"}, {"llama3.2"}});
   TT_START_PROXY(proxy, fleet.instances[0]->port(), 1,

@@ -24,6 +24,7 @@
 #include "tokentap/obs/backend_source.h"
 #include "tokentap/obs/model_table.h"
 #include "tokentap/upstream/backend.h"
+#include "tokentap/upstream/catalog.h"
 
 namespace tokentap {
 
@@ -51,7 +52,7 @@ class Prober {
  public:
   // fleet and counters (one per backend index) must outlive the prober.
   Prober(const Config& config, Fleet& fleet, ModelTable& models,
-         std::array<BackendCounters, backends_max>& counters);
+         std::array<BackendCounters, backends_max>& counters, Catalog& catalog);
   ~Prober();
   Prober(const Prober&) = delete;
   Prober& operator=(const Prober&) = delete;
@@ -64,12 +65,17 @@ class Prober {
   void check(std::uint32_t backend);
   void poll_tags(std::uint32_t backend);
   void count_event(std::uint32_t backend, const HealthEvent& e);
+  void publish_catalog();
   [[nodiscard]] bool wait(std::uint64_t ms);  // false once stopping
 
   const Config& config_;
   Fleet& fleet_;
   ModelTable& models_;
   std::array<BackendCounters, backends_max>& counters_;
+  Catalog& catalog_;
+  std::mutex lists_mu_;  // the prober threads' last answers, merged into the catalog
+  std::vector<std::string> tags_bodies_;
+  std::vector<std::string> models_bodies_;
   std::vector<std::thread> threads_;
   std::mutex mu_;  // only for the stop wake-up; never touched by a shard
   std::condition_variable cv_;

@@ -23,6 +23,7 @@ class ModelTable;
 class AccessLog;
 class Fleet;
 class Prober;
+class Catalog;
 struct BackendCounters;
 struct BackendGauge;
 
@@ -63,6 +64,7 @@ class Server {
   // several; counters the prober and the shards add to, read by the metrics thread.
   std::unique_ptr<Fleet> fleet_;
   std::unique_ptr<std::array<BackendCounters, backends_max>> backend_counters_;
+  std::unique_ptr<Catalog> catalog_;  // the fleet's union model lists (prober → shards)
   std::unique_ptr<Prober> prober_;
   std::unique_ptr<AccessLog> access_log_;
   std::vector<std::unique_ptr<MetricsShard>> metrics_;

@@ -146,6 +146,8 @@ class Conn {
   [[nodiscard]] bool fail_over();
   [[nodiscard]] bool queue_upstream_head();
   void keep_replay_copy();
+  [[nodiscard]] bool serve_catalog(const HeadFacts& facts);
+  void respond_with_body(std::string_view content_type, std::string_view body);
   void end_replay();
   [[nodiscard]] bool replay_elsewhere(RetryReason why);
 

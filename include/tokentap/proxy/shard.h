@@ -30,6 +30,7 @@
 #include "tokentap/loop/splice_pipe.h"
 #include "tokentap/obs/backend_source.h"
 #include "tokentap/upstream/backend.h"
+#include "tokentap/upstream/catalog.h"
 #include "tokentap/upstream/upstream_pool.h"
 
 namespace tokentap {
@@ -59,9 +60,10 @@ class Shard {
 
   // Before init: the fleet every shard routes over, and its per-backend counters (one per
   // backend index). Both outlive the shard.
-  void attach_fleet(Fleet* fleet, BackendCounters* counters) {
+  void attach_fleet(Fleet* fleet, BackendCounters* counters, const Catalog* catalog) {
     fleet_ = fleet;
     backend_counters_ = counters;
+    catalog_ = catalog;
   }
   // On the shard's own thread (SINGLE_ISSUER): ring, buffers, slabs, first accept.
   [[nodiscard]] bool init(std::string* error);
@@ -87,6 +89,7 @@ class Shard {
   Slab<UsageStrip>& strips() { return strips_; }
   PieceParser& piece_parser() { return piece_parser_; }
   Fleet& fleet() { return *fleet_; }
+  const Catalog& catalog() const { return *catalog_; }
   BackendCounters& backend_counters(std::uint32_t backend) { return backend_counters_[backend]; }
   // Round-robin position for the balancer's ties; per shard, so no two shards contend on it.
   std::uint32_t next_rr() { return rr_++; }
@@ -157,6 +160,7 @@ class Shard {
   std::uint64_t turn_ns_ = 0;  // see now_ns()
   Fleet* fleet_ = nullptr;
   BackendCounters* backend_counters_ = nullptr;
+  const Catalog* catalog_ = nullptr;
   std::uint32_t rr_ = 0;
 };
 
