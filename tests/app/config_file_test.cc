@@ -12,6 +12,7 @@
 #include <string>
 #include <vector>
 
+#include "config_args.h"
 #include "tokentap/app/config_parse.h"
 
 namespace tokentap {
@@ -19,20 +20,8 @@ namespace {
 
 namespace fs = std::filesystem;
 
-ParseOutcome parse(std::vector<std::string> list, std::map<std::string, std::string> env = {}) {
-  list.insert(list.begin(), "tokentap");
-  std::vector<const char*> argv;
-  for (const auto& s : list) argv.push_back(s.c_str());
-  return parse_config(static_cast<int>(argv.size()), argv.data(),
-                      [env](const char* name) -> const char* {
-                        auto it = env.find(name);
-                        return it == env.end() ? nullptr : it->second.c_str();
-                      });
-}
-
-std::uint16_t port_of(const Endpoint& ep) {
-  return ntohs(reinterpret_cast<const sockaddr_in*>(&ep.addr)->sin_port);
-}
+using test::parse;
+using test::port_of;
 
 // A temporary file holding `text`, removed when the test ends.
 struct TempFile {

@@ -1,6 +1,7 @@
 // Config parsing: defaults, both flag spellings, the seeds' aliases and environment, bad input,
 // and backends from flags and OLLAMA_UPSTREAM (names, duplicates, limits). The --config file has
 // its own suite, config_file_test.cc.
+#include "config_args.h"
 #include "tokentap/app/config_parse.h"
 
 #include <arpa/inet.h>
@@ -15,20 +16,8 @@
 namespace tokentap {
 namespace {
 
-ParseOutcome parse(std::vector<std::string> list, std::map<std::string, std::string> env = {}) {
-  list.insert(list.begin(), "tokentap");
-  std::vector<const char*> argv;
-  for (const auto& s : list) argv.push_back(s.c_str());
-  return parse_config(static_cast<int>(argv.size()), argv.data(),
-                      [env](const char* name) -> const char* {
-                        auto it = env.find(name);
-                        return it == env.end() ? nullptr : it->second.c_str();
-                      });
-}
-
-std::uint16_t port_of(const Endpoint& ep) {
-  return ntohs(reinterpret_cast<const sockaddr_in*>(&ep.addr)->sin_port);
-}
+using test::parse;
+using test::port_of;
 
 TEST(Config, Defaults) {
   const auto out = parse({});

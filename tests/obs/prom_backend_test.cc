@@ -15,6 +15,7 @@
 
 #include "prom_samples.h"
 #include "tokentap/obs/prom_text.h"
+#include "promtool_check.h"
 
 namespace tokentap {
 namespace {
@@ -400,8 +401,8 @@ TEST(PromBackend, ScrapesWhileAShardCountsNewBackends) {
 }
 
 TEST(PromBackend, PromtoolAcceptsTheBackendFamilies) {
-  const char* promtool = "/usr/bin/promtool";
-  if (::access(promtool, X_OK) != 0) GTEST_SKIP() << "promtool not installed (Debian: prometheus)";
+  const std::string promtool = test::promtool_path();
+  if (promtool.empty()) GTEST_SKIP() << "promtool not installed (Debian: prometheus)";
   ModelTable models(16);
   MetricsShard a, b;
   const std::vector<RequestRecord> records = backend_records(models, 500);
@@ -410,20 +411,9 @@ TEST(PromBackend, PromtoolAcceptsTheBackendFamilies) {
   std::vector<FakeBackend> fleet(5);
   for (std::size_t i = 0; i < fleet.size(); ++i) fleet[i].name = "host-" + std::to_string(i);
   const std::string text = render_all({&a, &b}, models, source_of(fleet));
-  char path[] = "/tmp/tokentap_promtool_XXXXXX";
-  const int fd = ::mkstemp(path);
-  ASSERT_GE(fd, 0);
-  ASSERT_EQ(::write(fd, text.data(), text.size()), static_cast<ssize_t>(text.size()));
-  ::close(fd);
-  FILE* pipe = ::popen((std::string(promtool) + " check metrics < " + path + " 2>&1").c_str(), "r");
-  ASSERT_NE(pipe, nullptr);
-  std::string output;
-  char buf[512];
-  while (std::fgets(buf, sizeof buf, pipe) != nullptr) output += buf;
-  const int status = ::pclose(pipe);
-  ::unlink(path);
-  EXPECT_EQ(status, 0) << output;
-  EXPECT_EQ(output, "");
+  const test::PromtoolResult checked = test::promtool_check(promtool, text);
+  EXPECT_EQ(checked.status, 0) << checked.output;
+  EXPECT_EQ(checked.output, "");
 }
 
 }  // namespace

@@ -12,6 +12,7 @@
 #include <thread>
 
 #include "prom_samples.h"
+#include "promtool_check.h"
 
 namespace tokentap {
 namespace {
@@ -363,15 +364,8 @@ TEST(PromText, ConcurrentWriterNeverShowsTornHistogramsOrNegativeGauges) {
   EXPECT_GT(last_count, 0);
 }
 
-std::string promtool_path() {
-  for (const char* p : {"/usr/bin/promtool", "/usr/local/bin/promtool"}) {
-    if (::access(p, X_OK) == 0) return p;
-  }
-  return {};
-}
-
 TEST(PromText, ManySeriesPassPromtool) {
-  const std::string promtool = promtool_path();
+  const std::string promtool = test::promtool_path();
   if (promtool.empty()) GTEST_SKIP() << "promtool not installed (apt-get install prometheus)";
   ModelTable models(512);
   MetricsShard a, b;
@@ -406,21 +400,9 @@ TEST(PromText, ManySeriesPassPromtool) {
   const std::string text = render_all({&a, &b}, models, read_process_stats());
   const Exposition e = parsed(text);
   EXPECT_GE(e.samples.size(), 7500u);
-  char path[] = "/tmp/tokentap_promtool_XXXXXX";
-  const int fd = ::mkstemp(path);
-  ASSERT_GE(fd, 0);
-  ASSERT_EQ(::write(fd, text.data(), text.size()), static_cast<ssize_t>(text.size()));
-  ::close(fd);
-  const std::string cmd = promtool + " check metrics < " + path + " 2>&1";
-  FILE* pipe = ::popen(cmd.c_str(), "r");
-  ASSERT_NE(pipe, nullptr);
-  std::string output;
-  char buf[512];
-  while (std::fgets(buf, sizeof buf, pipe) != nullptr) output += buf;
-  const int status = ::pclose(pipe);
-  ::unlink(path);
-  EXPECT_EQ(status, 0) << output;
-  EXPECT_EQ(output, "");
+  const test::PromtoolResult checked = test::promtool_check(promtool, text);
+  EXPECT_EQ(checked.status, 0) << checked.output;
+  EXPECT_EQ(checked.output, "");
 }
 
 }  // namespace

@@ -32,14 +32,12 @@ using test::read_to_close;
 using test::read_until;
 using test::ScriptedUpstream;
 using test::send_all;
+using test::send_and_read_to_close;
+using test::status_of;
+using test::Outcome;
 
 constexpr const char* get_tags = "GET /api/tags HTTP/1.1\r\nHost: x\r\n\r\n";
 constexpr const char* malformed = "tokentap_upstream_errors_total{kind=\"malformed\"}";
-
-int status_of(std::string_view raw) {
-  if (raw.size() < 12 || raw.substr(0, 5) != "HTTP/") return 0;
-  return std::atoi(std::string(raw.substr(9, 3)).c_str());
-}
 
 std::string head_of(const std::string& raw) { return raw.substr(0, raw.find("\r\n\r\n") + 4); }
 
@@ -56,30 +54,6 @@ double metric_eventually(const test::TestProxy& proxy, const std::string& series
     v = metric(proxy.scrape(), series);
   }
   return v;
-}
-
-// The requests the upstream received (read_request also records the empty read at EOF).
-std::vector<std::string> requests_of(ScriptedUpstream& up) {
-  std::vector<std::string> out;
-  for (std::string& r : up.requests()) {
-    if (!r.empty()) out.push_back(std::move(r));
-  }
-  return out;
-}
-
-struct Outcome {
-  std::string response;
-  bool closed = false;
-};
-
-// Sends `request` on a fresh connection and reads until the proxy closes it (or 3 s pass).
-Outcome send_and_read_to_close(std::uint16_t port, std::string_view request) {
-  const int fd = connect_loopback(port);
-  send_all(fd, request);
-  Outcome o;
-  o.response = read_to_close(fd, 3000ms, &o.closed);
-  close(fd);
-  return o;
 }
 
 // An upstream that answers one request with `response`, then records whether the proxy closed
@@ -414,7 +388,7 @@ TEST(HttpConformanceResponse, ClientCloseEndsTheConnectionAfterItsResponse) {
   EXPECT_TRUE(has_field(o.response, "Connection")) << o.response;
   EXPECT_NE(head_of(o.response).find("\r\nConnection: close\r\n"), std::string::npos);
   EXPECT_EQ(o.response.find("HTTP/1.1", 1), std::string::npos) << "a second response";
-  EXPECT_EQ(requests_of(up).size(), 1u);
+  EXPECT_EQ(up.nonempty_requests().size(), 1u);
 }
 
 TEST(HttpConformanceResponse, UpstreamCloseIsNotReused) {

@@ -32,12 +32,9 @@ using test::read_to_close;
 using test::read_until;
 using test::ScriptedUpstream;
 using test::send_all;
-
-// The status code of the response at the start of `raw`, or 0.
-int status_of(std::string_view raw) {
-  if (raw.size() < 12 || raw.substr(0, 5) != "HTTP/") return 0;
-  return std::atoi(std::string(raw.substr(9, 3)).c_str());
-}
+using test::send_and_read_to_close;
+using test::status_of;
+using test::Outcome;
 
 // The value of the first field `name` (case-sensitive, "Name: ") in the head of `raw`.
 std::string field_of(std::string_view raw, std::string_view name) {
@@ -46,30 +43,6 @@ std::string field_of(std::string_view raw, std::string_view name) {
   if (at == std::string_view::npos) return "";
   const auto start = at + 4 + name.size();
   return std::string(head.substr(start, head.find("\r\n", start) - start));
-}
-
-// The requests the upstream received (read_request also records the empty read at EOF).
-std::vector<std::string> requests_of(ScriptedUpstream& up) {
-  std::vector<std::string> out;
-  for (std::string& r : up.requests()) {
-    if (!r.empty()) out.push_back(std::move(r));
-  }
-  return out;
-}
-
-struct Outcome {
-  std::string response;
-  bool closed = false;
-};
-
-// Sends `raw` on a fresh connection and reads until the proxy closes it (or 3 s pass).
-Outcome send_and_read_to_close(std::uint16_t port, std::string_view raw) {
-  const int fd = connect_loopback(port);
-  send_all(fd, raw);
-  Outcome o;
-  o.response = read_to_close(fd, 3000ms, &o.closed);
-  close(fd);
-  return o;
 }
 
 // `raw` is refused with `status`, the connection is closed, and the upstream never hears of it.
@@ -92,7 +65,7 @@ std::string forwarded(std::string_view raw, std::vector<std::string> extra_args 
   const std::string resp = test::read_ok(fd);
   close(fd);
   EXPECT_EQ(status_of(resp), 200) << raw << "\n→ " << resp;
-  const auto reqs = requests_of(up);
+  const auto reqs = up.nonempty_requests();
   return reqs.empty() ? std::string() : reqs.front();
 }
 
@@ -191,7 +164,7 @@ TEST(HttpConformance, AbsoluteFormIsAcceptedAndForwardedInOriginForm) {
            "Content-Type: application/json\r\nContent-Length: 2\r\n\r\n{}");
   EXPECT_EQ(status_of(test::read_ok(fd)), 200);
   close(fd);
-  const auto reqs = requests_of(up);
+  const auto reqs = up.nonempty_requests();
   ASSERT_EQ(reqs.size(), 1u);
   EXPECT_EQ(reqs[0].rfind("POST /api/chat HTTP/1.1\r\n", 0), 0u) << reqs[0];
   EXPECT_NE(reqs[0].find("\r\nHost: 127.0.0.1:"), std::string::npos) << reqs[0];
@@ -334,7 +307,7 @@ TEST(HttpConformance, RequestWithoutLengthHasNoBody) {
       fd, [](const std::string& d) { return d.size() >= 2 * std::string_view(ok_body).size(); });
   close(fd);
   EXPECT_EQ(two, std::string(ok_body) + ok_body);
-  const auto reqs = requests_of(up);
+  const auto reqs = up.nonempty_requests();
   ASSERT_EQ(reqs.size(), 2u);
   EXPECT_EQ(reqs[1].rfind("GET /api/ps HTTP/1.1\r\n", 0), 0u) << reqs[1];
 }
@@ -472,7 +445,7 @@ TEST(HttpConformance, ExpectContinueIsAnsweredByTheProxyWhenItHoldsTheBody) {
   send_all(fd, body);
   EXPECT_EQ(status_of(test::read_ok(fd)), 200);
   close(fd);
-  const auto reqs = requests_of(up);
+  const auto reqs = up.nonempty_requests();
   ASSERT_EQ(reqs.size(), 1u);
   EXPECT_EQ(reqs[0].find("Expect"), std::string::npos) << reqs[0];
 }
@@ -493,7 +466,7 @@ TEST(HttpConformance, UpgradeIsIgnoredAndTheNextRequestWorks) {
   send_all(fd, "GET /api/ps HTTP/1.1\r\nHost: x\r\n\r\n");
   EXPECT_EQ(test::read_ok(fd), ok_body) << "the connection is not wedged";
   close(fd);
-  const auto reqs = requests_of(up);
+  const auto reqs = up.nonempty_requests();
   ASSERT_EQ(reqs.size(), 3u);
   for (const std::string& r : reqs) {
     EXPECT_EQ(r.find("Upgrade"), std::string::npos) << r;

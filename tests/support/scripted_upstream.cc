@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 
 namespace tokentap::test {
@@ -154,6 +155,28 @@ ScriptedUpstream::Script ScriptedUpstream::answer_each(std::string response, int
       send_all(fd, response);
     }
   };
+}
+
+int status_of(std::string_view raw) {
+  if (raw.size() < 12 || raw.substr(0, 5) != "HTTP/") return 0;
+  return std::atoi(std::string(raw.substr(9, 3)).c_str());
+}
+
+Outcome send_and_read_to_close(std::uint16_t port, std::string_view request) {
+  const int fd = connect_loopback(port);
+  send_all(fd, request);
+  Outcome o;
+  o.response = read_to_close(fd, std::chrono::milliseconds(3000), &o.closed);
+  close(fd);
+  return o;
+}
+
+std::vector<std::string> ScriptedUpstream::nonempty_requests() {
+  std::vector<std::string> out;
+  for (std::string& r : requests()) {
+    if (!r.empty()) out.push_back(std::move(r));
+  }
+  return out;
 }
 
 }  // namespace tokentap::test

@@ -49,6 +49,16 @@ std::string read_ok(int fd);
 [[nodiscard]] std::string chunk(const std::string& data);
 [[nodiscard]] std::string dechunk(const std::string& message);
 
+// The status code of the response at the start of `raw`, or 0.
+[[nodiscard]] int status_of(std::string_view raw);
+
+// What a request sent on a fresh connection got before the proxy closed it (or 3 s passed).
+struct Outcome {
+  std::string response;
+  bool closed = false;
+};
+[[nodiscard]] Outcome send_and_read_to_close(std::uint16_t port, std::string_view request);
+
 // A one-thread upstream that hands each accepted connection to the test's script on a thread
 // of its own, and closes the connection when the script returns.
 class ScriptedUpstream {
@@ -63,6 +73,8 @@ class ScriptedUpstream {
   std::string read_request(int fd);
   // Every request read_request() has seen, in order.
   [[nodiscard]] std::vector<std::string> requests();
+  // The same without the empty read read_request() records when a connection ends at EOF.
+  [[nodiscard]] std::vector<std::string> nonempty_requests();
   [[nodiscard]] std::uint16_t port() const { return port_; }
   // A script answering up to `times` requests on each connection with the same bytes.
   [[nodiscard]] static Script answer_each(std::string response, int times = INT32_MAX);
