@@ -139,7 +139,8 @@ Prober::Prober(const Config& config, Fleet& fleet, ModelTable& models,
       counters_(counters),
       catalog_(catalog),
       tags_bodies_(fleet.size()),
-      models_bodies_(fleet.size()) {}
+      models_bodies_(fleet.size()),
+      ps_bodies_(fleet.size()) {}
 
 Prober::~Prober() { stop(); }
 
@@ -173,6 +174,7 @@ void Prober::run(std::uint32_t backend) {
     check(backend);
     const bool is_up = fleet_.at(backend).up.load(std::memory_order_relaxed);
     const bool in_rotation = fleet_.healthy(backend, monotonic_ms());
+    if (in_rotation) poll_ps(backend);  // residency changes by the second
     if ((is_up && !was_up) || monotonic_ms() >= next_tags) {
       poll_tags(backend);
       next_tags = monotonic_ms() + tags_poll_interval_ms;
@@ -226,10 +228,24 @@ void Prober::poll_tags(std::uint32_t backend) {
   publish_catalog();
 }
 
+// The models resident on one backend (polled every check: residency changes by the second).
+void Prober::poll_ps(std::uint32_t backend) {
+  const BackendConfig& b = config_.backends[backend];
+  const ProbeAnswer a = probe_get(b.endpoint, b.host_header, "/api/ps", health_check_timeout_ms);
+  if (a.status != 200) return;
+  {
+    std::lock_guard<std::mutex> lock(lists_mu_);
+    if (ps_bodies_[backend] == a.body) return;  // unchanged: nothing to publish
+    ps_bodies_[backend] = a.body;
+  }
+  publish_catalog();
+}
+
 // The union over the backends in rotation now, in configuration order.
 void Prober::publish_catalog() {
   std::vector<std::string> tags;
   std::vector<std::string> models;
+  std::vector<std::string> ps;
   const std::uint64_t now = monotonic_ms();
   {
     std::lock_guard<std::mutex> lock(lists_mu_);
@@ -237,12 +253,14 @@ void Prober::publish_catalog() {
       if (!fleet_.healthy(i, now)) continue;
       if (!tags_bodies_[i].empty()) tags.push_back(tags_bodies_[i]);
       if (!models_bodies_[i].empty()) models.push_back(models_bodies_[i]);
+      if (!ps_bodies_[i].empty()) ps.push_back(ps_bodies_[i]);
     }
   }
   if (tags.empty()) return;  // nothing known: requests go to a backend as before
   auto bodies = std::make_shared<CatalogBodies>();
   bodies->tags = merge_tags(tags);
   bodies->models = models.empty() ? std::string() : merge_openai_models(models);
+  bodies->ps = ps.empty() ? std::string() : merge_tags(ps);  // the same {"models":[…]} shape
   catalog_.publish(std::move(bodies));
 }
 

@@ -158,18 +158,19 @@ bool Conn::replay_elsewhere(RetryReason why) {
   return true;
 }
 
-// GET /api/tags and GET /v1/models on a fleet: the union over the backends in rotation, as one
-// Ollama would answer (unless pinned to one backend). False: forward as any request.
+// GET /api/tags, /api/ps and /v1/models on a fleet: the union over the backends in rotation,
+// as one Ollama would answer (unless pinned to one backend). False: forward as any request.
 bool Conn::serve_catalog(const HeadFacts& facts) {
   if (!fleet_routing() || !facts.backend_pin.empty() || facts.method != "GET") return false;
   std::string_view path = facts.target.substr(0, facts.target.find('?'));
   const bool tags = path == "/api/tags";
-  if (!tags && path != "/v1/models") return false;
+  const bool ps = path == "/api/ps";
+  if (!tags && !ps && path != "/v1/models") return false;
   const std::shared_ptr<const CatalogBodies> snapshot = shard_->catalog().current();
   if (snapshot == nullptr) return false;
-  const std::string& body = tags ? snapshot->tags : snapshot->models;
+  const std::string& body = tags ? snapshot->tags : ps ? snapshot->ps : snapshot->models;
   if (body.empty()) return false;
-  respond_with_body(tags ? "application/json; charset=utf-8" : "application/json", body);
+  respond_with_body(tags || ps ? "application/json; charset=utf-8" : "application/json", body);
   return true;
 }
 

@@ -149,7 +149,9 @@ TEST(FleetRouting, ALossAfterTheFirstByteIsTruncatedAndNeverReplayed) {
 
 TEST(FleetRouting, TagsAndModelsListTheUnionOfTheBackendsInRotation) {
   Fleet fleet({{"llama3.2"}, {"qwen3:8b", "llama3.2"}, {"phi4"}});
-  TT_START_PROXY(proxy, fleet.instances[0]->port(), 1, fleet.args());
+  fleet.instances[0]->set_resident({"llama3.2"});
+  fleet.instances[1]->set_resident({"qwen3:8b", "llama3.2"});
+  TT_START_PROXY(proxy, fleet.instances[0]->port(), 1, fleet.args({"--health-interval", "200"}));
   wait_for_tags(fleet);
   std::this_thread::sleep_for(200ms);  // the /v1/models polls after the tags
   auto get = [&](const std::string& path) {
@@ -175,6 +177,11 @@ TEST(FleetRouting, TagsAndModelsListTheUnionOfTheBackendsInRotation) {
   ASSERT_EQ(models.status, 200) << models.raw;
   EXPECT_EQ(count(models.body, "\"id\":\"qwen3:8b\""), 1u) << models.body;
   EXPECT_EQ(count(models.body, "\"id\":\"llama3.2:latest\""), 1u);
+  const test::Response ps = get("/api/ps");
+  ASSERT_EQ(ps.status, 200) << ps.raw;
+  EXPECT_EQ(count(ps.body, "\"name\":\"llama3.2:latest\""), 1u) << ps.body;
+  EXPECT_EQ(count(ps.body, "\"name\":\"qwen3:8b\""), 1u) << ps.body;
+  EXPECT_EQ(count(ps.body, "phi4"), 0u) << "resident nowhere";
   // A backend out of rotation leaves the union.
   fleet.instances[2]->stop();
   (void)generate(proxy.port(), "phi4");  // its connect fails: down at once

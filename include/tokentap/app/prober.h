@@ -64,6 +64,7 @@ class Prober {
   void run(std::uint32_t backend);
   void check(std::uint32_t backend);
   void poll_tags(std::uint32_t backend);
+  void poll_ps(std::uint32_t backend);
   void count_event(std::uint32_t backend, const HealthEvent& e);
   void publish_catalog();
   [[nodiscard]] bool wait(std::uint64_t ms);  // false once stopping
@@ -76,6 +77,7 @@ class Prober {
   std::mutex lists_mu_;  // the prober threads' last answers, merged into the catalog
   std::vector<std::string> tags_bodies_;
   std::vector<std::string> models_bodies_;
+  std::vector<std::string> ps_bodies_;
   std::vector<std::thread> threads_;
   std::mutex mu_;  // only for the stop wake-up; never touched by a shard
   std::condition_variable cv_;

@@ -1,7 +1,8 @@
 // Catalog: what a fleet answers as one Ollama for the model lists (issue 16 "Fleet endpoints"):
-// `GET /api/tags` and `GET /v1/models` return the union over the healthy backends, one entry per
-// model name, in Ollama's own formats. The prober builds the bodies after each poll and
-// publishes them here; a shard that serves one of those requests takes the current snapshot.
+// `GET /api/tags` and `GET /v1/models` return the union over the healthy backends, one entry
+// per model name, in Ollama's own formats; `GET /api/ps` the union of the resident models. The
+// prober builds the bodies after each poll and publishes them here; a shard that serves one of
+// those requests takes the current snapshot.
 // Publication swaps a shared_ptr (std::atomic_load/store on it): touched once per such request,
 // never per byte, and an old snapshot lives until its last reader has copied it out.
 #pragma once
@@ -15,6 +16,7 @@ namespace tokentap {
 struct CatalogBodies {
   std::string tags;    // {"models":[…]} as /api/tags
   std::string models;  // {"object":"list","data":[…]} as /v1/models
+  std::string ps;      // {"models":[…]} as /api/ps: the models resident anywhere in rotation
 };
 
 class Catalog {
