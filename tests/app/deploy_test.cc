@@ -40,7 +40,7 @@ std::string read_text(const fs::path& path) {
   return ss.str();
 }
 
-// The families of /work/shared/spec/metrics.md (the metrics contract), with their types.
+// The families of docs/metrics.md (the metrics contract), with their types.
 const std::map<std::string, std::string>& contract_families() {
   static const std::map<std::string, std::string> families = {
       {"tokentap_requests_total", "counter"},

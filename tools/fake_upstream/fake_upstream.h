@@ -1,5 +1,5 @@
 // FakeUpstream: an in-process HTTP/1.1 server that imitates Ollama (native, OpenAI-compatible and
-// Anthropic-compatible routes) byte for byte as /work/shared/spec/wire-format.md describes, for
+// Anthropic-compatible routes) byte for byte as docs/wire-format.md describes, for
 // GoogleTest integration tests and wrk benchmarks of the tokentap proxy.
 //
 // Threads: `threads` workers, each with its own SO_REUSEPORT listener and epoll loop; a

@@ -1,6 +1,6 @@
 // Catalog rendering (see instance.h): /api/tags entries as Ollama's api.ListModelResponse,
 // /v1/models as openai.ListCompletion, /api/ps as api.ProcessModelResponse (wire-format.md §6,
-// §7.5; /work/shared/spec/ollama-scheduler.md "Fleet endpoints"). The default seven models
+// §7.5; issue 16 "Fleet endpoints"). The default seven models
 // render exactly as the fake always rendered its fixed list; any other name gets details,
 // digest and modified_at derived from a hash of its name, so one model looks the same on every
 // instance that has it.
