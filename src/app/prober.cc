@@ -195,13 +195,7 @@ void Prober::check(std::uint32_t backend) {
                                             : HealthResult::fail;
   counters_[backend].health_checks[static_cast<std::size_t>(result)].fetch_add(
       1, std::memory_order_relaxed);
-  count_event(backend, fleet_.report_check(backend, passed, monotonic_ms()));
-}
-
-void Prober::count_event(std::uint32_t backend, const HealthEvent& e) {
-  if (e.change != HealthChange::went_down && e.change != HealthChange::ejected) return;
-  counters_[backend].ejections[static_cast<std::size_t>(e.reason)].fetch_add(
-      1, std::memory_order_relaxed);
+  count_ejection(counters_[backend], fleet_.report_check(backend, passed, monotonic_ms()));
 }
 
 void Prober::poll_tags(std::uint32_t backend) {

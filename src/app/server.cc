@@ -199,14 +199,8 @@ void Server::build_fleet() {
 
 std::size_t Server::backend_gauges(BackendGauge* out, const BackendCounters** counters,
                                    std::size_t max) const {
-  const std::uint64_t now = monotonic_ms();
-  const std::size_t n = std::min<std::size_t>(fleet_->size(), max);
-  for (std::size_t i = 0; i < n; ++i) {
-    const auto b = static_cast<std::uint32_t>(i);
-    out[i] = BackendGauge{fleet_->name(b), fleet_->healthy(b, now), fleet_->in_flight(b),
-                          fleet_->max_parallel(b)};
-    counters[i] = &(*backend_counters_)[i];
-  }
+  const std::size_t n = fill_backend_gauges(*fleet_, monotonic_ms(), out, max);
+  for (std::size_t i = 0; i < n; ++i) counters[i] = &(*backend_counters_)[i];
   return n;
 }
 

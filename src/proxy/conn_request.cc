@@ -330,6 +330,11 @@ void Conn::respond_local(const LocalReply& reply) {
   const bool queued = to_client_.push(segs, bufs, id, 0, size);
   bufs.unref(id);
   if (!queued) return close_now();
+  finish_local_reply();
+}
+
+// A reply tokentap wrote itself is queued: the exchange is over, the connection closes after it.
+void Conn::finish_local_reply() {
   ex_.response_started = true;
   if (ex_.req != Req::done) ex_.advance(Req::done);
   if (ex_.resp != Resp::done) ex_.advance(Resp::done);

@@ -30,18 +30,18 @@ const BackendConfig& Conn::backend_config() const {
   return shard_->config().backends[ex_.backend];
 }
 
-bool Conn::choose_backend() {
+// The backend for the next attempt, not yet taken: X-Tokentap-Backend's, or the balancer's
+// choice among the backends not tried yet; no_backend when none is healthy.
+std::uint32_t Conn::next_backend() {
   Fleet& fleet = shard_->fleet();
-  if (fleet.size() == 1) {
-    ex_.backend = 0;
-    return true;
-  }
-  if (ex_.pinned != backend_unpinned) {  // X-Tokentap-Backend: that one, healthy or not
-    ex_.backend = ex_.pinned;
-    return true;
-  }
-  const std::uint32_t b = select_backend(fleet, ex_.model, shard_->now_ns() / ns_per_ms,
-                                         ex_.tried, shard_->next_rr());
+  if (fleet.size() == 1) return 0;
+  if (ex_.pinned != backend_unpinned) return ex_.pinned;  // that one, healthy or not
+  return select_backend(fleet, ex_.model, shard_->now_ns() / ns_per_ms, ex_.tried,
+                        shard_->next_rr());
+}
+
+bool Conn::choose_backend() {
+  const std::uint32_t b = next_backend();
   if (b == no_backend) return false;
   ex_.backend = static_cast<std::uint8_t>(b);
   return true;
@@ -66,44 +66,52 @@ void Conn::forget_raw_head() {
   ex_.head_buf = -1;
 }
 
-void Conn::count_health(const HealthEvent& e) {
-  if (e.change != HealthChange::went_down && e.change != HealthChange::ejected) return;
-  shard_->backend_counters(ex_.backend)
-      .ejections[static_cast<std::size_t>(e.reason)]
-      .fetch_add(1, std::memory_order_relaxed);
-}
-
 void Conn::report_connect_failure(int res) {
   const ConnectFailure kind = res == -ECANCELED      ? ConnectFailure::timeout
                               : res == -ECONNREFUSED ? ConnectFailure::refused
                                                      : ConnectFailure::other;
-  count_health(
+  count_ejection(
+      shard_->backend_counters(ex_.backend),
       shard_->fleet().report_connect_failure(ex_.backend, kind, shard_->now_ns() / ns_per_ms));
 }
 
 void Conn::report_response_head(int status) {
   if (!fleet_routing()) return;
   // Ollama answers 503 only when its queue is full: alive but busy, never an ejection.
-  count_health(shard_->fleet().report_response(ex_.backend, status, status == 503,
-                                               shard_->now_ns() / ns_per_ms));
+  count_ejection(shard_->backend_counters(ex_.backend),
+                 shard_->fleet().report_response(ex_.backend, status, status == 503,
+                                                 shard_->now_ns() / ns_per_ms));
+}
+
+// Another backend for this request once the current one failed it, within --retries; the
+// failed one is never tried again for it. no_backend: the caller keeps the failure.
+std::uint32_t Conn::backend_after_failure() {
+  if (!fleet_routing() || ex_.pinned != backend_unpinned) return no_backend;
+  if (ex_.attempts > shard_->config().retries) return no_backend;
+  ex_.tried |= std::uint64_t{1} << ex_.backend;
+  return next_backend();
+}
+
+// The queued body goes to the (newly chosen) backend behind a head written for it.
+bool Conn::resend(RetryReason why) {
+  if (!queue_upstream_head()) return false;
+  shard_->metrics().retry(why);
+  attach_upstream();
+  // A pooled connection is ready now, and nothing else will flush on this completion.
+  if (state_ == State::open) flush_upstream();
+  return true;
 }
 
 // After a failed connect, before any request byte left: the same request goes to another
 // backend while --retries allows and one is healthy. False: the caller answers 502.
 bool Conn::fail_over() {
-  if (!fleet_routing() || ex_.head_buf < 0 || ex_.upstream_bytes_sent != 0) return false;
-  if (ex_.pinned != backend_unpinned) return false;  // pinned: no other backend will do
-  if (ex_.attempts > shard_->config().retries) return false;
-  ex_.tried |= std::uint64_t{1} << ex_.backend;
-  if (!choose_backend()) return false;
+  if (ex_.head_buf < 0 || ex_.upstream_bytes_sent != 0) return false;
+  const std::uint32_t next = backend_after_failure();
+  if (next == no_backend) return false;
+  ex_.backend = static_cast<std::uint8_t>(next);
   // The head at the front of the queue names the failed backend's Host: write it anew.
   ex_.to_upstream.consume(shard_->segments(), shard_->bufs(), ex_.upstream_head_len);
-  if (!queue_upstream_head()) return false;
-  shard_->metrics().retry(RetryReason::connect);
-  attach_upstream();
-  // A pooled connection is ready now, and nothing else will flush on this completion.
-  if (state_ == State::open) flush_upstream();
-  return true;
+  return resend(RetryReason::connect);
 }
 
 // A held body small enough is copied before it is sent, so a busy answer or a connection lost
@@ -127,35 +135,22 @@ void Conn::end_replay() {
 // other healthy backend; the caller then carries on as without a fleet.
 bool Conn::replay_elsewhere(RetryReason why) {
   if (!ex_.replayable || ex_.response_started || ex_.local_metrics) return false;
-  if (ex_.attempts > shard_->config().retries) return false;
-  const std::uint8_t failed = ex_.backend;
-  ex_.tried |= std::uint64_t{1} << failed;
-  if (!choose_backend()) {
-    ex_.backend = failed;
-    return false;
-  }
-  const std::uint8_t next = ex_.backend;
-  ex_.backend = failed;
+  const std::uint32_t next = backend_after_failure();
+  if (next == no_backend) return false;
   ex_.upstream_dirty = true;
   release_upstream(false);  // the failed attempt's connection is never reused
-  ex_.backend = next;
-  SegmentPool& segs = shard_->segments();
-  BufRing& bufs = shard_->bufs();
-  ex_.to_upstream.clear(segs, bufs);
-  if (!ex_.to_upstream.copy_from(segs, bufs, ex_.replay) || !queue_upstream_head()) {
-    close_now();
-    return true;  // handled: the connection is gone
-  }
+  ex_.backend = static_cast<std::uint8_t>(next);
   ex_.upstream_dirty = false;
   ex_.upstream_bytes_sent = 0;
   ex_.informational = false;
   drop_response_head();
   ex_.resp_parser.init_response();
   ex_.resp_parser.set_no_body(ex_.head_request);
-  shard_->metrics().retry(why);
-  attach_upstream();
-  if (state_ == State::open) flush_upstream();
-  return true;
+  SegmentPool& segs = shard_->segments();
+  BufRing& bufs = shard_->bufs();
+  ex_.to_upstream.clear(segs, bufs);
+  if (!ex_.to_upstream.copy_from(segs, bufs, ex_.replay) || !resend(why)) close_now();
+  return true;  // handled: sent again, or the connection is gone
 }
 
 // GET /api/tags, /api/ps and /v1/models on a fleet: the union over the backends in rotation,
@@ -196,11 +191,7 @@ void Conn::respond_with_body(std::string_view content_type, std::string_view bod
     writer.release(bufs);
     return close_now();
   }
-  ex_.response_started = true;
-  if (ex_.req != Req::done) ex_.advance(Req::done);
-  ex_.advance(Resp::done);
-  ex_.close_after = true;
-  flush_client();
+  finish_local_reply();
 }
 
 // Rewrites the held raw head for the chosen backend and puts it in front of the queued body.

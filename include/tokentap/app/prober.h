@@ -65,7 +65,6 @@ class Prober {
   void check(std::uint32_t backend);
   void poll_tags(std::uint32_t backend);
   void poll_ps(std::uint32_t backend);
-  void count_event(std::uint32_t backend, const HealthEvent& e);
   void publish_catalog();
   [[nodiscard]] bool wait(std::uint64_t ms);  // false once stopping
 

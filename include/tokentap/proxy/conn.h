@@ -120,6 +120,7 @@ class Conn {
   void respond_error(int status, const char* reason, const char* message);
   void respond_local(const LocalReply& reply);
   void respond_parse_error();
+  void finish_local_reply();
 
   // upstream side (conn_upstream.cc)
   void attach_upstream();
@@ -136,11 +137,13 @@ class Conn {
   // routing (conn_route.cc)
   [[nodiscard]] bool fleet_routing() const;
   [[nodiscard]] const BackendConfig& backend_config() const;
+  [[nodiscard]] std::uint32_t next_backend();
   [[nodiscard]] bool choose_backend();
+  [[nodiscard]] std::uint32_t backend_after_failure();
+  [[nodiscard]] bool resend(RetryReason why);
   void hold_backend();
   void drop_backend();
   void forget_raw_head();
-  void count_health(const HealthEvent& e);
   void report_connect_failure(int res);
   void report_response_head(int status);
   [[nodiscard]] bool fail_over();

@@ -211,6 +211,13 @@ static_assert(ejection_reason_labels[0] == health_reason_name(HealthReason::chec
 static_assert(ejection_reason_labels[1] == health_reason_name(HealthReason::connect_refused));
 static_assert(ejection_reason_labels[2] == health_reason_name(HealthReason::connect_timeout));
 static_assert(ejection_reason_labels[3] == health_reason_name(HealthReason::errors_5xx));
+// Counts a health event that took a backend out of rotation in its
+// tokentap_backend_ejections_total{reason}; other events count nothing. Any thread (relaxed).
+inline void count_ejection(BackendCounters& counters, const HealthEvent& e) {
+  if (e.change != HealthChange::went_down && e.change != HealthChange::ejected) return;
+  counters.ejections[static_cast<std::size_t>(ejection_reason_of(e.reason))].fetch_add(
+      1, std::memory_order_relaxed);
+}
 // The `reason` label of tokentap_retries_total for a failover (never called with none).
 [[nodiscard]] constexpr RetryReason metrics_retry_reason(FailoverReason r) {
   switch (r) {
