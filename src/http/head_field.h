@@ -105,6 +105,19 @@ inline bool is_framing(std::string_view name) {
 }
 
 // Calls fn(token) for each non-empty member of a comma-separated list (RFC 9110 §5.6.1).
+// Calls fn(const Line&) for each field line of *rest (what follows the start line) up to the
+// blank line that ends the head; fn returns false to stop. False: a line is not a valid field
+// (split_header), the head has no blank line, or fn stopped. *rest is left after what was read.
+template <typename Fn>
+bool for_each_field(std::string_view* rest, Fn fn) {
+  std::string_view line;
+  while (next_line(rest, &line) && line.size() > 2) {
+    Line h;
+    if (!split_header(line, &h) || !fn(h)) return false;
+  }
+  return line == "\r\n";
+}
+
 template <typename Fn>
 void for_each_token(std::string_view value, Fn fn) {
   while (!value.empty()) {

@@ -197,10 +197,7 @@ struct HeadScan {
 
 RewriteError request_head_scan(std::string_view rest, const RequestLine& rl, HeadScan* scan,
                                HeadFacts* facts) {
-  std::string_view line;
-  while (next_line(&rest, &line) && line.size() > 2) {
-    Line h;
-    if (!split_header(line, &h)) return RewriteError::bad_head;
+  const bool fields_ok = head_field::for_each_field(&rest, [scan](const Line& h) {
     if (iequals(h.name, "connection")) {
       scan->tokens.add_list(h.value);
     } else if (iequals(h.name, "host")) {
@@ -211,8 +208,9 @@ RewriteError request_head_scan(std::string_view rest, const RequestLine& rl, Hea
     } else if (iequals(h.name, "upgrade")) {
       scan->upgrade = true;
     }
-  }
-  if (line != "\r\n") return RewriteError::bad_head;
+    return true;
+  });
+  if (!fields_ok) return RewriteError::bad_head;
   facts->connection_close = scan->tokens.close;
   facts->keep_alive_10 = facts->http10 && scan->tokens.keep_alive && !scan->tokens.close;
   facts->upgrade = scan->upgrade;
@@ -311,13 +309,11 @@ RewriteError rewrite_request_head(std::string_view raw, const RewriteOptions& op
   w.put(" HTTP/1.1\r\n");
   const bool max_forwards_applies = facts->method == "OPTIONS" || facts->method == "TRACE";
   const WriteContext ctx{opt, rl, scan, max_forwards_applies};
-  std::string_view line;
-  while (next_line(&rest, &line) && line.size() > 2) {
-    Line h;
-    if (!split_header(line, &h)) return RewriteError::bad_head;  // pass 1 saw the same lines
+  (void)head_field::for_each_field(&rest, [&](const Line& h) {  // pass 1 checked the lines
     note_fact(h, facts);
     request_field_write(h, ctx, &w, facts);
-  }
+    return true;
+  });
   if (facts->http10) facts->expect_continue = false;  // RFC 9110 §10.1.1
   if (!facts->has_host) {
     // A 1.0 request without Host: the upstream gets a 1.1 request line, which needs one.

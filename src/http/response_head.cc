@@ -32,7 +32,6 @@ struct ResponseScan {
   bool transfer_encoding = false;
   bool chunked_only = true;  // every transfer coding named is `chunked` (vacuous when none)
   bool chunked_last = false;
-  bool keep_alive_option = false;  // the upstream's Connection field said keep-alive
 };
 
 void connection_put(Writer* w, std::string_view name, std::string_view options) {
@@ -51,20 +50,15 @@ void transfer_codings_note(std::string_view value, ResponseScan* scan) {
 }
 
 RewriteError response_head_scan(std::string_view rest, ResponseScan* scan) {
-  std::string_view line;
-  while (next_line(&rest, &line) && line.size() > 2) {
-    Line h;
-    if (!split_header(line, &h)) return RewriteError::bad_head;
+  const bool fields_ok = head_field::for_each_field(&rest, [scan](const Line& h) {
     if (iequals(h.name, "connection")) {
       scan->tokens.add_list(h.value);
-      head_field::for_each_token(h.value, [scan](std::string_view option) {
-        if (iequals(option, "keep-alive")) scan->keep_alive_option = true;
-      });
     } else if (iequals(h.name, "transfer-encoding")) {
       transfer_codings_note(h.value, scan);
     }
-  }
-  if (line != "\r\n") return RewriteError::bad_head;
+    return true;
+  });
+  if (!fields_ok) return RewriteError::bad_head;
   if (scan->tokens.overflow) return RewriteError::too_many_connection_options;
   if (scan->tokens.framing) return RewriteError::bad_framing;
   return RewriteError::ok;
@@ -89,14 +83,12 @@ bool response_head_as_is(std::string_view raw, const ResponseRewriteOptions& opt
   if (opt.client_http10 || opt.close || opt.keep_alive_10) return false;
   if (raw.size() > response_head_bytes_max || !raw.starts_with("HTTP/1.1 ")) return false;
   std::string_view rest = raw;
-  std::string_view line;
-  if (!next_line(&rest, &line)) return false;
-  while (next_line(&rest, &line) && line.size() > 2) {
-    // The rewrite's own field checks (obs-fold, controls): what it would refuse never passes.
-    Line h;
-    if (!split_header(line, &h) || head_field::is_hop_by_hop(h.name)) return false;
-  }
-  return line == "\r\n" && rest.empty();
+  std::string_view status_line;
+  if (!next_line(&rest, &status_line)) return false;
+  // The rewrite's own field checks (obs-fold, controls): what it would refuse never passes.
+  const bool plain = head_field::for_each_field(
+      &rest, [](const Line& h) { return !head_field::is_hop_by_hop(h.name); });
+  return plain && rest.empty();
 }
 
 RewriteError rewrite_response_head(std::string_view raw, const ResponseRewriteOptions& opt,
@@ -123,27 +115,24 @@ RewriteError rewrite_response_head(std::string_view raw, const ResponseRewriteOp
   // the client connection keeps alive keeps its bytes: `Connection: keep-alive` stays as sent.
   const bool closing = opt.close || facts->dechunk;
   const std::string_view own = closing                                    ? "close"
-                               : opt.keep_alive_10 || scan.keep_alive_option ? "keep-alive"
+                               : opt.keep_alive_10 || scan.tokens.keep_alive ? "keep-alive"
                                                                             : "";
   bool own_written = false;
   Writer w(out, cap);
   w.put("HTTP/1.1");
   w.put(status_line.substr(8));  // " 200 OK\r\n": code and reason as the upstream sent them
-  std::string_view line;
-  while (next_line(&rest, &line) && line.size() > 2) {
-    Line h;
-    if (!split_header(line, &h)) return RewriteError::bad_head;  // pass 1 saw the same lines
+  (void)head_field::for_each_field(&rest, [&](const Line& h) {  // pass 1 checked the lines
     if (iequals(h.name, "connection")) {
       if (!own_written && !own.empty()) connection_put(&w, h.name, own);
       own_written = true;
-      continue;
+      return true;
     }
-    if (scan.tokens.drops(h.name)) continue;
+    if (scan.tokens.drops(h.name)) return true;
     // De-chunked, the body is close-delimited (RFC 9112 §6.3 rule 8): neither length field
     // may stay (a Content-Length beside Transfer-Encoding is already refused by llhttp).
-    if (facts->dechunk && head_field::is_framing(h.name)) continue;
-    w.put(h.whole);
-  }
+    if (!(facts->dechunk && head_field::is_framing(h.name))) w.put(h.whole);
+    return true;
+  });
   // RFC 9112 §9.6 (close) / §9.3 and RFC 2068 §19.7.1 (a 1.0 client kept alive).
   if (!own_written && (closing || opt.keep_alive_10)) connection_put(&w, "Connection", own);
   w.put("\r\n");
