@@ -23,19 +23,7 @@ namespace fs = std::filesystem;
 using test::parse;
 using test::port_of;
 
-// A temporary file holding `text`, removed when the test ends.
-struct TempFile {
-  std::string path;
-  explicit TempFile(std::string_view text) {
-    char name[] = "/tmp/tokentap-toml-XXXXXX";
-    const int fd = mkstemp(name);
-    EXPECT_GE(fd, 0);
-    EXPECT_EQ(write(fd, text.data(), text.size()), static_cast<ssize_t>(text.size()));
-    close(fd);
-    path = name;
-  }
-  ~TempFile() { unlink(path.c_str()); }
-};
+using test::TempFile;
 
 ParseOutcome parse_file(std::string_view toml, std::vector<std::string> more = {},
                         std::map<std::string, std::string> env = {}) {

@@ -72,19 +72,7 @@ TEST(Config, MaxBodyInBytesOrMiB) {
   EXPECT_EQ(out.config.max_body_bytes, 1000u);
 }
 
-// A temporary file holding `text`, removed when the test ends.
-struct TempFile {
-  std::string path;
-  explicit TempFile(std::string_view text) {
-    char name[] = "/tmp/tokentap-config-XXXXXX";
-    const int fd = mkstemp(name);
-    EXPECT_GE(fd, 0);
-    EXPECT_EQ(write(fd, text.data(), text.size()), static_cast<ssize_t>(text.size()));
-    close(fd);
-    path = name;
-  }
-  ~TempFile() { unlink(path.c_str()); }
-};
+using test::TempFile;
 
 TEST(Config, MetricsTokenFromAFileDropsTheTrailingNewline) {
   const TempFile file("s3cret-token\n");

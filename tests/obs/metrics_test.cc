@@ -1,5 +1,6 @@
 // MetricsShard: counters, gauges, bucket placement and the bounded series tables.
 #include "tokentap/obs/metrics.h"
+#include "shard_records.h"
 
 #include <gtest/gtest.h>
 
@@ -20,10 +21,7 @@ RequestRecord chat(ModelId model, double duration_s, std::uint16_t status = 200)
   return r;
 }
 
-void finish(MetricsShard& s, const RequestRecord& r) {
-  s.request_started(r.route, r.model);
-  s.request_finished(r);
-}
+using test::finish;
 
 const ModelSeries* find_model(const MetricsShard& s, Route route, ModelId model) {
   for (const ModelSeries& m : s.model_series()) {

@@ -16,6 +16,7 @@
 #include "prom_samples.h"
 #include "tokentap/obs/prom_text.h"
 #include "promtool_check.h"
+#include "shard_records.h"
 
 namespace tokentap {
 namespace {
@@ -79,10 +80,7 @@ RequestRecord served(std::uint8_t backend, ModelId model, std::uint16_t status) 
   return r;
 }
 
-void finish(MetricsShard& s, const RequestRecord& r) {
-  s.request_started(r.route, r.model);
-  s.request_finished(r);
-}
+using test::finish;
 
 // The 20 cumulative bucket lines of one backend's TTFT with one observation in bucket `at`.
 std::string ttft_buckets(std::string_view backend, std::size_t at) {

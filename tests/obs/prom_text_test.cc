@@ -13,6 +13,7 @@
 
 #include "prom_samples.h"
 #include "promtool_check.h"
+#include "shard_records.h"
 
 namespace tokentap {
 namespace {
@@ -47,10 +48,7 @@ RequestRecord record(Route route, ModelId model, std::uint16_t status, bool stre
   return r;
 }
 
-void finish(MetricsShard& s, const RequestRecord& r) {
-  s.request_started(r.route, r.model);
-  s.request_finished(r);
-}
+using test::finish;
 
 TEST(PromText, EscapesLabelValues) {
   std::string out;
