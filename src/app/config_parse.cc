@@ -40,7 +40,8 @@ std::string help_text() {
       "                         `backend` label (default {}; alias --ollama-url;\n"
       "                         env OLLAMA_UPSTREAM, a comma-separated list)\n"
       "  --config FILE          TOML file: each flag as a key ('_' for '-') and [[backend]]\n"
-      "                         tables (name, url, weight, max_parallel); flags override it\n"
+      "                         tables (name, url, weight, max_parallel); flags override it;\n"
+      "                         SIGHUP re-reads its backends\n"
       "  --health-interval MS   active health check period per backend (default {})\n"
       "  --retries N            other backends tried before the first response byte (default {})\n"
       "  --metrics-listen ADDR  metrics address serving /metrics and /healthz (default {})\n"
@@ -247,6 +248,7 @@ bool finish_backends(Settings* s, std::string* error) {
   Config& cfg = s->cfg;
   if (!s->flag_backends.empty()) {
     cfg.backends = std::move(s->flag_backends);
+    cfg.backends_from_flags = true;
   } else if (!s->file_backends.empty()) {
     cfg.backends = std::move(s->file_backends);
   } else if (!backends_from_list(s->env_upstream, &cfg.backends, error)) {

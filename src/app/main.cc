@@ -71,7 +71,13 @@ int main(int argc, char** argv) {
   for (;;) {
     int sig = 0;
     if (sigwait(&signals, &sig) != 0) continue;
-    if (sig == SIGHUP) continue;  // nothing to reload: say so by doing nothing, never exit
+    if (sig == SIGHUP) {
+      // Re-read --config FILE's backends: one line either way, never an exit.
+      std::string message;
+      (void)server.reload(&message);
+      std::fprintf(stderr, "tokentap: %s\n", message.c_str());
+      continue;
+    }
     if (sig == SIGUSR1) {
       server.reopen_access_log();
       continue;

@@ -138,14 +138,36 @@ Prober::Prober(const Config& config, Fleet& fleet, ModelTable& models,
       models_(models),
       counters_(counters),
       catalog_(catalog),
-      tags_bodies_(fleet.size()),
-      models_bodies_(fleet.size()),
-      ps_bodies_(fleet.size()) {}
+      tags_bodies_(fleet_backends_max),
+      models_bodies_(fleet_backends_max),
+      ps_bodies_(fleet_backends_max) {}
 
 Prober::~Prober() { stop(); }
 
-void Prober::start() {
-  for (std::uint32_t i = 0; i < fleet_.size(); ++i) threads_.emplace_back([this, i] { run(i); });
+void Prober::sync() {
+  std::array<bool, fleet_backends_max> leaving{};
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (stopping_) return;
+    const bool routing = fleet_.routing();
+    for (std::uint32_t i = 0; i < fleet_.size(); ++i) {
+      const bool want = routing && fleet_.configured(i);
+      if (want == watched_[i]) continue;
+      watched_[i] = want;
+      leaving[i] = !want;
+    }
+  }
+  cv_.notify_all();
+  for (std::uint32_t i = 0; i < fleet_backends_max; ++i) {
+    if (leaving[i] && threads_[i].joinable()) {
+      threads_[i].join();
+      forget(i);
+    }
+  }
+  std::lock_guard<std::mutex> lock(mu_);
+  for (std::uint32_t i = 0; i < fleet_.size(); ++i) {
+    if (watched_[i] && !threads_[i].joinable()) threads_[i] = std::thread([this, i] { run(i); });
+  }
 }
 
 void Prober::stop() {
@@ -154,13 +176,32 @@ void Prober::stop() {
     stopping_ = true;
   }
   cv_.notify_all();
-  for (std::thread& t : threads_) t.join();
-  threads_.clear();
+  for (std::thread& t : threads_) {
+    if (t.joinable()) t.join();
+  }
 }
 
-bool Prober::wait(std::uint64_t ms) {
+bool Prober::wait(std::uint32_t backend, std::uint64_t ms) {
   std::unique_lock<std::mutex> lock(mu_);
-  return !cv_.wait_for(lock, std::chrono::milliseconds(ms), [this] { return stopping_; });
+  return !cv_.wait_for(lock, std::chrono::milliseconds(ms),
+                       [this, backend] { return stopping_ || !watched_[backend]; });
+}
+
+BackendTarget Prober::target_of(std::uint32_t backend) const {
+  BackendTarget t;
+  std::uint32_t generation = 0;
+  fleet_.copy_target(backend, &t, &generation);
+  return t;
+}
+
+void Prober::forget(std::uint32_t backend) {
+  {
+    std::lock_guard<std::mutex> lock(lists_mu_);
+    tags_bodies_[backend].clear();
+    models_bodies_[backend].clear();
+    ps_bodies_[backend].clear();
+  }
+  publish_catalog();
 }
 
 void Prober::run(std::uint32_t backend) {
@@ -182,11 +223,11 @@ void Prober::run(std::uint32_t backend) {
       publish_catalog();  // the union is over the backends in rotation
     }
     in_catalog = in_rotation;
-  } while (wait(config_.health_interval_ms));
+  } while (wait(backend, config_.health_interval_ms));
 }
 
 void Prober::check(std::uint32_t backend) {
-  const BackendConfig& b = config_.backends[backend];
+  const BackendTarget b = target_of(backend);
   const ProbeAnswer a = probe_get(b.endpoint, b.host_header, "/api/version",
                                   health_check_timeout_ms);
   const bool passed = a.status >= 200 && a.status < 300;
@@ -199,7 +240,7 @@ void Prober::check(std::uint32_t backend) {
 }
 
 void Prober::poll_tags(std::uint32_t backend) {
-  const BackendConfig& b = config_.backends[backend];
+  const BackendTarget b = target_of(backend);
   const ProbeAnswer a = probe_get(b.endpoint, b.host_header, "/api/tags", health_check_timeout_ms);
   std::vector<std::string> names;
   if (a.status != 200 || !parse_tag_names(a.body, &names)) return;  // keep the last known set
@@ -224,7 +265,7 @@ void Prober::poll_tags(std::uint32_t backend) {
 
 // The models resident on one backend (polled every check: residency changes by the second).
 void Prober::poll_ps(std::uint32_t backend) {
-  const BackendConfig& b = config_.backends[backend];
+  const BackendTarget b = target_of(backend);
   const ProbeAnswer a = probe_get(b.endpoint, b.host_header, "/api/ps", health_check_timeout_ms);
   if (a.status != 200) return;
   {

@@ -11,6 +11,7 @@
 #include <fmt/format.h>
 #include <future>
 
+#include "tokentap/app/config_parse.h"
 #include "tokentap/app/prober.h"
 #include "tokentap/base/clock.h"
 #include "tokentap/obs/access_log.h"
@@ -120,13 +121,12 @@ bool Server::start(std::string* error) {
   for (const auto& m : metrics_) views.push_back(m.get());
   MetricsServerOptions metrics_options{config_.metrics_listen, config_.metrics_token,
                                        TOKENTAP_VERSION};
-  if (fleet_->size() > 1) {
-    // One upstream keeps today's exposition; a fleet shows every backend (metrics.md).
-    metrics_options.backends = [this](BackendGauge* out, const BackendCounters** counters,
-                                      std::size_t max) {
-      return backend_gauges(out, counters, max);
-    };
-  }
+  // One upstream keeps today's exposition (the source gives nothing then); a fleet shows every
+  // backend (metrics.md), also one that a reload made a fleet.
+  metrics_options.backends = [this](BackendGauge* out, const BackendCounters** counters,
+                                    std::size_t max) {
+    return backend_gauges(out, counters, max);
+  };
   metrics_server_ = std::make_unique<MetricsServer>(views, *models_, std::move(metrics_options));
   if (!metrics_server_->start(error)) {
     *error = "--metrics-listen: " + *error;
@@ -138,11 +138,8 @@ bool Server::start(std::string* error) {
     stop();
     return false;
   }
-  if (fleet_->size() > 1) {
-    prober_ =
-        std::make_unique<Prober>(config_, *fleet_, *models_, *backend_counters_, *catalog_);
-    prober_->start();
-  }
+  prober_ = std::make_unique<Prober>(config_, *fleet_, *models_, *backend_counters_, *catalog_);
+  prober_->sync();
   // Written by shard 0 during init, read here after its promise was fulfilled.
   features_ = fmt::format("{} shards, {}, multishot accept/recv, {} provided buffers of {} KiB, "
                           "splice pipes, SO_REUSEPORT",
@@ -192,7 +189,7 @@ void Server::build_fleet() {
   catalog_ = std::make_unique<Catalog>();
   backend_counters_ = std::make_unique<std::array<BackendCounters, backends_max>>();
   for (const BackendConfig& b : config_.backends) {
-    const std::uint32_t slot = fleet_->add(b.name, b.weight, b.max_parallel);
+    const std::uint32_t slot = fleet_->add(b);
     TT_ASSERT(slot != no_backend && "config_parse validated names and count");
   }
 }
@@ -202,6 +199,58 @@ std::size_t Server::backend_gauges(BackendGauge* out, const BackendCounters** co
   const std::size_t n = fill_backend_gauges(*fleet_, monotonic_ms(), out, max);
   for (std::size_t i = 0; i < n; ++i) counters[i] = &(*backend_counters_)[i];
   return n;
+}
+
+namespace {
+
+std::string names_text(const std::vector<std::string>& names) {
+  std::string text;
+  for (const std::string& n : names) text += (text.empty() ? "" : ",") + n;
+  return text;
+}
+
+std::string change_text(const FleetChange& c) {
+  std::string text;
+  if (!c.added.empty()) text += " added " + names_text(c.added) + ";";
+  if (!c.removed.empty()) text += " removed " + names_text(c.removed) + ";";
+  if (!c.changed.empty()) text += " changed " + names_text(c.changed) + ";";
+  if (text.empty()) return " no backend changed";
+  text.pop_back();
+  return text;
+}
+
+}  // namespace
+
+bool Server::reload(std::string* message) {
+  if (fleet_ == nullptr) return *message = "SIGHUP: not started", false;
+  if (config_.config_file.empty()) {
+    *message = "SIGHUP: no --config file to re-read; nothing reloaded";
+    return false;
+  }
+  if (config_.backends_from_flags) {
+    *message = "SIGHUP: the backends come from --upstream, which overrides " +
+               config_.config_file + "; nothing reloaded";
+    return false;
+  }
+  std::vector<BackendConfig> wanted;
+  std::string error;
+  if (!load_backends_file(config_.config_file, &wanted, &error)) {
+    *message = "SIGHUP: " + error + "; the running configuration stays";
+    return false;
+  }
+  if (wanted.empty()) {
+    *message = "SIGHUP: " + config_.config_file + " names no backend; the running one stays";
+    return false;
+  }
+  FleetChange change;
+  if (!fleet_->apply(wanted, monotonic_ms(), &change, &error)) {
+    *message = "SIGHUP: " + error + "; the running configuration stays";
+    return false;
+  }
+  for (auto& shard : shards_) shard->notify_targets();
+  if (prober_) prober_->sync();
+  *message = "SIGHUP: reloaded " + config_.config_file + ":" + change_text(change);
+  return true;
 }
 
 void Server::stop(std::uint32_t drain_ms) {

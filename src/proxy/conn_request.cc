@@ -95,7 +95,7 @@ bool Conn::feed_body(std::uint16_t buf, std::uint32_t off, std::uint32_t len,
 }
 
 RewriteOptions Conn::rewrite_options() const {
-  RewriteOptions opts{backend_config().host_header, shard_->config().preserve_host};
+  RewriteOptions opts{backend_target().host_header, shard_->config().preserve_host};
   opts.drop_expect = ex_.expect_continue;
   return opts;
 }

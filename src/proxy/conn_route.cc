@@ -24,20 +24,22 @@ constexpr std::uint64_t replay_body_bytes_max = 64 * 1024;
 
 }  // namespace
 
-bool Conn::fleet_routing() const { return shard_->fleet().size() > 1; }
+bool Conn::fleet_routing() const { return shard_->fleet().routing(); }
 
-const BackendConfig& Conn::backend_config() const {
-  return shard_->config().backends[ex_.backend];
-}
+const BackendTarget& Conn::backend_target() const { return shard_->target(ex_.backend); }
 
 // The backend for the next attempt, not yet taken: X-Tokentap-Backend's, or the balancer's
 // choice among the backends not tried yet; no_backend when none is healthy.
 std::uint32_t Conn::next_backend() {
   Fleet& fleet = shard_->fleet();
-  if (fleet.size() == 1) return 0;
+  if (!fleet.routing()) {
+    // One backend behaves as one upstream. (A reload changing the count between the two loads
+    // leaves no sole backend: the balancer then chooses as for a fleet.)
+    if (const std::uint32_t sole = fleet.sole(); sole != no_backend) return sole;
+  }
   if (ex_.pinned != backend_unpinned) return ex_.pinned;  // that one, healthy or not
   return select_backend(fleet, ex_.model, shard_->now_ns() / ns_per_ms, ex_.tried,
-                        shard_->next_rr());
+                        shard_->rr());
 }
 
 bool Conn::choose_backend() {
@@ -50,6 +52,7 @@ bool Conn::choose_backend() {
 void Conn::hold_backend() {
   if (ex_.backend_held || ex_.local_metrics) return;
   shard_->fleet().acquire(ex_.backend);
+  shard_->advance_rr();
   ex_.backend_held = true;
   ++ex_.attempts;
 }

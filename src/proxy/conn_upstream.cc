@@ -40,7 +40,7 @@ void Conn::attach_upstream() {
     update_upstream_recv();
     return;
   }
-  ex_.upstream = shard_->connect_upstream(slot_, ex_.backend, backend_config().endpoint);
+  ex_.upstream = shard_->connect_upstream(slot_, ex_.backend, backend_target().endpoint);
   if (ex_.upstream != slot_none) hold_backend();
   if (ex_.upstream == slot_none) {
     shard_->metrics().upstream_error(UpstreamError::connect);
@@ -86,7 +86,7 @@ bool Conn::retry_on_fresh_upstream() {
   release_upstream(false);
   if (!allowed) return false;
   ex_.upstream_retried = true;
-  ex_.upstream = shard_->connect_upstream(slot_, ex_.backend, backend_config().endpoint);
+  ex_.upstream = shard_->connect_upstream(slot_, ex_.backend, backend_target().endpoint);
   if (ex_.upstream == slot_none) return false;
   hold_backend();
   return true;

@@ -58,7 +58,8 @@ bool Shard::init(std::string* error) {
   pipes_.init(splice_pipes_per_shard);
   // One upstream per client connection plus the idle pool; one metering slot per connection.
   if (!conns_.init(config_.max_connections) ||
-      !upstreams_.init(config_.max_connections + upstream_idle_max, fleet_->size()) ||
+      !upstreams_.init(config_.max_connections + upstream_idle_max, fleet_backends_max,
+                       fleet_->size()) ||
       !inspects_.init(config_.max_connections) || !strips_.init(config_.max_connections)) {
     *error = "cannot reserve connection slabs";
     return false;
@@ -73,7 +74,28 @@ bool Shard::init(std::string* error) {
   }
   arm_wakeup();
   arm_accept();
+  sync_targets();
   return true;
+}
+
+void Shard::notify_targets() {
+  const std::uint64_t one = 1;
+  (void)!write(wake_fd_, &one, sizeof(one));
+}
+
+void Shard::sync_targets() {
+  const std::uint64_t version = fleet_->targets_version();
+  if (version == targets_seen_) return;
+  targets_seen_ = version;
+  for (std::uint32_t b = 0; b < fleet_->size(); ++b) {
+    std::uint32_t generation = 0;
+    fleet_->copy_target(b, &targets_[b], &generation);
+    if (generation == target_generation_[b]) continue;
+    target_generation_[b] = generation;
+    // Idle connections to the old address (or to a removed backend) are closed now; those in
+    // use finish their exchange and are closed instead of parked (park_upstream).
+    upstreams_.take_all_idle(b, [this](std::uint32_t slot) { retire_upstream(slot); });
+  }
 }
 
 void Shard::request_stop(std::uint32_t drain_ms) {
@@ -150,6 +172,7 @@ void Shard::run() {
       maybe_free_conn(slot);
     });
     give_back_idle(turn_ms);
+    sync_targets();  // one atomic load per turn unless a reload moved a target
     if (stop_.load(std::memory_order_acquire)) {
       const std::uint64_t now = monotonic_ms();
       if (stop_deadline_ms == 0) {
@@ -336,6 +359,7 @@ std::uint32_t Shard::connect_upstream(std::uint32_t owner, std::uint8_t backend,
   u.state = UpstreamConn::State::connecting;
   u.owner = owner;
   u.backend = backend;
+  u.target_generation = target_generation_[backend];
   u.inflight = 0;
   u.recv_armed = u.recv_starved = u.send_inflight = u.reused = false;
   u.submitted(Op::upstream_connect);
@@ -366,7 +390,8 @@ void Shard::park_upstream(std::uint32_t slot) {
   UpstreamConn& u = upstreams_.at(slot);
   u.owner = slot_none;
   u.reused = false;
-  if (stop_.load(std::memory_order_relaxed) || !u.recv_armed || !upstreams_.put_idle(slot)) {
+  if (stop_.load(std::memory_order_relaxed) || !u.recv_armed ||
+      u.target_generation != target_generation_[u.backend] || !upstreams_.put_idle(slot)) {
     retire_upstream(slot);
     return;
   }

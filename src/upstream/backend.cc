@@ -42,24 +42,64 @@ std::uint32_t ModelSet::count() const {
 
 std::uint32_t Fleet::add(std::string_view name, std::uint32_t weight,
                          std::uint32_t max_parallel) {
-  if (count_ >= fleet_backends_max || name.empty() || find(name) != no_backend) return no_backend;
-  const std::uint32_t i = count_++;
+  const std::uint32_t i = size();
+  if (i >= fleet_backends_max || name.empty() || slot_of(name) != no_backend) return no_backend;
   spec_[i].name.assign(name);
-  spec_[i].weight = std::clamp<std::uint32_t>(weight, 1, fleet_weight_max);
-  spec_[i].max_parallel = std::clamp<std::uint32_t>(max_parallel, 1, backend_max_parallel_max);
+  spec_[i].weight.store(std::clamp<std::uint32_t>(weight, 1, fleet_weight_max),
+                        std::memory_order_relaxed);
+  spec_[i].max_parallel.store(std::clamp<std::uint32_t>(max_parallel, 1, backend_max_parallel_max),
+                              std::memory_order_relaxed);
+  state_[i].configured.store(true, std::memory_order_relaxed);
+  count_.store(i + 1, std::memory_order_release);
+  recount();
   return i;
 }
 
-std::uint32_t Fleet::find(std::string_view name) const {
-  for (std::uint32_t i = 0; i < count_; ++i) {
+std::uint32_t Fleet::add(const BackendConfig& b) {
+  const std::uint32_t i = add(b.name, b.weight, b.max_parallel);
+  if (i == no_backend) return i;
+  const std::lock_guard<std::mutex> lock(targets_mu_);
+  slots_[i].target = BackendTarget{b.endpoint, b.host_header};
+  targets_version_.fetch_add(1, std::memory_order_release);
+  return i;
+}
+
+std::uint32_t Fleet::slot_of(std::string_view name) const {
+  const std::uint32_t n = size();
+  for (std::uint32_t i = 0; i < n; ++i) {
     if (spec_[i].name == name) return i;
   }
   return no_backend;
 }
 
+std::uint32_t Fleet::find(std::string_view name) const {
+  const std::uint32_t i = slot_of(name);
+  return i != no_backend && configured(i) ? i : no_backend;
+}
+
+void Fleet::copy_target(std::uint32_t i, BackendTarget* out, std::uint32_t* generation) const {
+  TT_ASSERT(i < size());
+  const std::lock_guard<std::mutex> lock(targets_mu_);
+  *out = slots_[i].target;
+  *generation = slots_[i].generation;
+}
+
+void Fleet::recount() {
+  std::uint32_t n = 0;
+  std::uint32_t last = no_backend;
+  for (std::uint32_t i = 0; i < size(); ++i) {
+    if (!state_[i].configured.load(std::memory_order_relaxed)) continue;
+    ++n;
+    last = i;
+  }
+  sole_.store(n == 1 ? last : no_backend, std::memory_order_release);
+  configured_count_.store(n, std::memory_order_release);
+}
+
 std::uint32_t Fleet::healthy_count(std::uint64_t now_ms, std::uint32_t except) const {
   std::uint32_t n = 0;
-  for (std::uint32_t i = 0; i < count_; ++i) n += i != except && state_[i].healthy(now_ms);
+  const std::uint32_t slots = size();
+  for (std::uint32_t i = 0; i < slots; ++i) n += i != except && state_[i].healthy(now_ms);
   return n;
 }
 
@@ -134,9 +174,14 @@ HealthEvent Fleet::try_leave(std::uint32_t i, Leave how, HealthReason why,
 
 std::size_t fill_backend_gauges(const Fleet& fleet, std::uint64_t now_ms, BackendGauge* out,
                                 std::size_t max) {
+  if (!fleet.routing()) return 0;
   const std::size_t n = std::min<std::size_t>(fleet.size(), max);
   for (std::size_t k = 0; k < n; ++k) {
     const auto i = static_cast<std::uint32_t>(k);
+    if (!fleet.configured(i)) {
+      out[k] = BackendGauge{};  // vacant: a removed backend's series end
+      continue;
+    }
     out[k] = BackendGauge{.name = fleet.name(i),
                           .up = fleet.healthy(i, now_ms),
                           .in_flight = fleet.in_flight(i),

@@ -14,9 +14,11 @@ namespace tokentap::test {
 TestProxy::TestProxy(std::uint16_t upstream_port, int threads,
                      std::vector<std::string> extra_args) {
   std::vector<std::string> args = {"tokentap", "--listen", "127.0.0.1:0", "--metrics-listen",
-                                    "127.0.0.1:0", "--upstream",
-                                    "http://127.0.0.1:" + std::to_string(upstream_port),
-                                    "--threads", std::to_string(threads)};
+                                    "127.0.0.1:0", "--threads", std::to_string(threads)};
+  if (upstream_port != 0) {
+    args.push_back("--upstream");
+    args.push_back("http://127.0.0.1:" + std::to_string(upstream_port));
+  }
   args.insert(args.end(), extra_args.begin(), extra_args.end());
   std::vector<const char*> argv;
   for (const auto& a : args) argv.push_back(a.c_str());

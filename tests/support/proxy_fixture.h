@@ -13,6 +13,7 @@ namespace tokentap::test {
 
 class TestProxy {
  public:
+  // upstream_port 0: no --upstream flag (the backends come from extra_args, e.g. --config).
   explicit TestProxy(std::uint16_t upstream_port, int threads = 2,
                      std::vector<std::string> extra_args = {});
   // False when the server could not start (io_uring missing or disabled): tests GTEST_SKIP.
@@ -23,6 +24,8 @@ class TestProxy {
   [[nodiscard]] std::string scrape() const;
   void stop(std::uint32_t drain_ms) { server_->stop(drain_ms); }
   void reopen_access_log() { server_->reopen_access_log(); }
+  // What SIGHUP does: re-read --config FILE's backends; *message is the log line.
+  bool reload(std::string* message) { return server_->reload(message); }
 
  private:
   std::unique_ptr<Server> server_;

@@ -1,6 +1,6 @@
 // Prober: the background threads that watch every backend of a fleet (issue 16 "Health",
-// "Model-aware"). One thread per backend, never a shard: a check blocks for up to its timeout
-// and must not delay anyone's bytes.
+// "Model-aware"). One thread per configured backend, never a shard: a check blocks for up to
+// its timeout and must not delay anyone's bytes. A reload adds and removes threads (sync()).
 //
 // Each thread, every --health-interval: `GET /api/version` (timeout health_check_timeout_ms);
 // the answer goes to Fleet::report_check, whose policy turns 3 failures into down and 2 passes
@@ -57,16 +57,23 @@ class Prober {
   Prober(const Prober&) = delete;
   Prober& operator=(const Prober&) = delete;
 
-  void start();
+  // Makes the set of watched backends the fleet's configured ones (none while the fleet has one
+  // backend: one upstream is not health-checked, as before issue 16): starts a thread for each
+  // new one, stops and joins those of removed ones, and republishes the catalog. Called at start
+  // and after each reload, from one thread at a time.
+  void sync();
   void stop();
 
  private:
   void run(std::uint32_t backend);
+  [[nodiscard]] BackendTarget target_of(std::uint32_t backend) const;
+  void forget(std::uint32_t backend);  // a removed backend's last answers leave the catalog
   void check(std::uint32_t backend);
   void poll_tags(std::uint32_t backend);
   void poll_ps(std::uint32_t backend);
   void publish_catalog();
-  [[nodiscard]] bool wait(std::uint64_t ms);  // false once stopping
+  // Sleeps ms; false once the prober stops or `backend` is no longer watched.
+  [[nodiscard]] bool wait(std::uint32_t backend, std::uint64_t ms);
 
   const Config& config_;
   Fleet& fleet_;
@@ -77,9 +84,10 @@ class Prober {
   std::vector<std::string> tags_bodies_;
   std::vector<std::string> models_bodies_;
   std::vector<std::string> ps_bodies_;
-  std::vector<std::thread> threads_;
-  std::mutex mu_;  // only for the stop wake-up; never touched by a shard
+  std::array<std::thread, fleet_backends_max> threads_;
+  std::mutex mu_;  // for the stop wake-ups and watched_; never touched by a shard
   std::condition_variable cv_;
+  std::array<bool, fleet_backends_max> watched_{};  // under mu_
   bool stopping_ = false;
 };
 

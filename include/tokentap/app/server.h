@@ -45,6 +45,10 @@ class Server {
   std::uint16_t metrics_port() const;
   // SIGUSR1: reopen the access log file (logrotate moved it).
   void reopen_access_log();
+  // SIGHUP: re-reads --config FILE's backends and applies them to the running fleet (added,
+  // removed, changed; nothing in flight is cut). A file that would not start tokentap is
+  // refused and the running configuration stays. *message is the one log line to write.
+  bool reload(std::string* message);
   const Config& config() const { return config_; }
   int shard_count() const { return static_cast<int>(shards_.size()); }
   const char* features() const;

@@ -66,6 +66,7 @@ struct Config {
   std::string upstream_host;            // backends[0].host_header: the URL's host[:port]
   std::vector<BackendConfig> backends;  // >= 1 after parsing, at most backends_max
   std::string config_file;              // --config FILE ("" when none); SIGHUP re-reads it
+  bool backends_from_flags = false;     // --upstream named them: the file's are not reloaded
   std::uint32_t health_interval_ms = health_interval_ms_default;
   std::uint32_t retries = retries_default;
   Endpoint metrics_listen;  // metrics listener, default :9836

@@ -136,7 +136,7 @@ class Conn {
 
   // routing (conn_route.cc)
   [[nodiscard]] bool fleet_routing() const;
-  [[nodiscard]] const BackendConfig& backend_config() const;
+  [[nodiscard]] const BackendTarget& backend_target() const;
   [[nodiscard]] std::uint32_t next_backend();
   [[nodiscard]] bool choose_backend();
   [[nodiscard]] std::uint32_t backend_after_failure();

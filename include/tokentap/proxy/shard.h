@@ -11,6 +11,7 @@
 // sees the completion, so owners only decide what a completion means.
 #pragma once
 
+#include <array>
 #include <atomic>
 #include <cstdint>
 #include <string>
@@ -89,10 +90,20 @@ class Shard {
   Slab<UsageStrip>& strips() { return strips_; }
   PieceParser& piece_parser() { return piece_parser_; }
   Fleet& fleet() { return *fleet_; }
+  // Where backend slot b is, as this shard last copied it from the fleet (a reload moves it at
+  // the shard's next loop turn; connections already open stay where they are).
+  const BackendTarget& target(std::uint32_t b) const { return targets_[b]; }
+  // Any thread: a reload changed the fleet's targets; the loop looks at them at once rather
+  // than at its next wake-up (loop_wait_ms at most).
+  void notify_targets();
   const Catalog& catalog() const { return *catalog_; }
   BackendCounters& backend_counters(std::uint32_t backend) { return backend_counters_[backend]; }
   // Round-robin position for the balancer's ties; per shard, so no two shards contend on it.
-  std::uint32_t next_rr() { return rr_++; }
+  // It moves once per attempt sent (advance_rr), not per decision: a held request is chosen
+  // for twice (at its head, again once its model is known), and moving on both would send every
+  // sequential request of a tie to the same backend.
+  std::uint32_t rr() const { return rr_; }
+  void advance_rr() { ++rr_; }
 
   void arm_recv(int fd, std::uint64_t user_data);
   void cancel(std::uint64_t user_data);
@@ -130,6 +141,8 @@ class Shard {
   void begin_drain();
   // Once a second: slab tails and spare buffers back to the kernel, surplus idle upstreams closed.
   void give_back_idle(std::uint64_t now_ms);
+  // When the fleet's targets moved: copy them, close idle connections to a moved or removed one.
+  void sync_targets();
 
   const Config& config_;
   MetricsShard& metrics_;
@@ -162,6 +175,10 @@ class Shard {
   BackendCounters* backend_counters_ = nullptr;
   const Catalog* catalog_ = nullptr;
   std::uint32_t rr_ = 0;
+  // This shard's copy of the fleet's targets (sync_targets), read by its own thread only.
+  std::array<BackendTarget, fleet_backends_max> targets_{};
+  std::array<std::uint32_t, fleet_backends_max> target_generation_{};
+  std::uint64_t targets_seen_ = UINT64_MAX;  // targets_version() at the last copy; none yet
 };
 
 }  // namespace tokentap

@@ -1,8 +1,12 @@
 // BackendState and Fleet: the fleet-wide, lock-free state of every backend (issue 16).
 //
-// One Fleet per configuration, built at start-up (or on reload) before any shard reads it, then
-// shared by all shards. Per backend slot it holds what is immutable (name, weight, max_parallel)
-// and one BackendState of atomics that any shard may read or write:
+// One Fleet per server, built at start-up before any shard reads it, then shared by all shards
+// and changed in place by a reload (SIGHUP, apply()). Per backend slot it holds its name, fixed
+// for the slot's life (a removed backend's slot is kept, out of rotation, and revived when the
+// same name comes back, so a name read by a shard or a scrape never changes under it), its
+// policy (weight, max_parallel: atomics a reload may change), where it is (the Target: endpoint
+// and Host, copied out under a mutex by a shard or the prober only when targets_version()
+// moved, never per request) and one BackendState of atomics that any shard may read or write:
 //  - in_flight: requests through tokentap on this backend, all shards together. The data path
 //    touches it exactly twice per request (acquire when the attempt starts, release when it
 //    ends), with relaxed read-modify-writes: it is a load hint, not a lock.
@@ -29,9 +33,11 @@
 #include <array>
 #include <atomic>
 #include <cstdint>
+#include <mutex>
 #include <span>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "tokentap/base/assert.h"
 #include "tokentap/base/config.h"
@@ -84,7 +90,10 @@ struct alignas(backend_line_bytes) BackendState {
   std::atomic<std::uint32_t> in_flight{0};
 
   // ---- health: read per decision, written on changes ----
-  alignas(backend_line_bytes) std::atomic<bool> up{true};  // optimistic until a check says no
+  // In the configuration now: false for a slot never used or a backend a reload removed (its
+  // exchanges in progress finish; nothing new is sent to it).
+  alignas(backend_line_bytes) std::atomic<bool> configured{false};
+  std::atomic<bool> up{true};  // optimistic until a check says no
   std::atomic<std::uint32_t> health_fails{0};    // consecutive failed active checks
   std::atomic<std::uint32_t> health_passes{0};   // consecutive passed active checks
   std::atomic<std::uint32_t> consecutive_5xx{0};  // run of 5xx answers, busy 503 excepted
@@ -97,9 +106,9 @@ struct alignas(backend_line_bytes) BackendState {
 
   [[nodiscard]] bool has_model(ModelId id) const { return models.has(id); }
   void set_models(std::span<const ModelId> ids) { models.assign(ids); }
-  // Up and not ejected at now_ms.
+  // Configured, up and not ejected at now_ms.
   [[nodiscard]] bool healthy(std::uint64_t now_ms) const {
-    return up.load(std::memory_order_acquire) &&
+    return configured.load(std::memory_order_acquire) && up.load(std::memory_order_acquire) &&
            now_ms >= ejected_until_ms.load(std::memory_order_relaxed);
   }
   // When the backend last (re)entered the rotation, for slow start: 0 = from the start.
@@ -120,28 +129,73 @@ struct HealthEvent {
   std::uint64_t until_ms = 0;  // ejected: back in rotation at this time
 };
 
+// Where a backend is: what a shard connects to and the Host it writes.
+struct BackendTarget {
+  Endpoint endpoint;
+  std::string host_header;
+};
+
+// What a reload changed, by backend name, for its one log line.
+struct FleetChange {
+  std::vector<std::string> added;    // new names, or names back after a removal
+  std::vector<std::string> removed;  // out of the configuration: no new request goes there
+  std::vector<std::string> changed;  // same name, another URL, weight or max_parallel
+};
+
 class Fleet {
  public:
   explicit Fleet(HealthPolicy policy = {}) : policy_(policy) {}
   Fleet(const Fleet&) = delete;
   Fleet& operator=(const Fleet&) = delete;
 
-  // Start-up only, before any shard reads the fleet: the new slot, or no_backend when the fleet
-  // is full or the name is empty or taken. weight and max_parallel are clamped to their config
-  // ranges (1..backend_weight_max, 1..backend_max_parallel_max).
+  // Start-up only, before any shard reads the fleet: a new configured slot, or no_backend when
+  // the fleet is full or the name is empty or taken. weight and max_parallel are clamped to
+  // their config ranges (1..backend_weight_max, 1..backend_max_parallel_max).
   [[nodiscard]] std::uint32_t add(std::string_view name, std::uint32_t weight,
                                   std::uint32_t max_parallel);
-  [[nodiscard]] std::uint32_t add(const BackendConfig& b) {
-    return add(b.name, b.weight, b.max_parallel);
-  }
+  [[nodiscard]] std::uint32_t add(const BackendConfig& b);
 
-  [[nodiscard]] std::uint32_t size() const { return count_; }
+  // A reload (any one thread at a time, while shards run): makes the configured set exactly
+  // `wanted` (non-empty, names unique). A name already in a slot keeps it (policy and target
+  // updated in place; a new target bumps the slot's target generation so shards close their idle
+  // connections to the old address); a removed name leaves the rotation, its slot kept; a new
+  // name takes a free slot, or a removed name's slot comes back, with fresh health and a slow
+  // start. Refused, with nothing changed, when more distinct names than fleet_backends_max
+  // would be needed since start (*error says so). Shards see the new targets at their next loop
+  // turn (targets_version()).
+  [[nodiscard]] bool apply(std::span<const BackendConfig> wanted, std::uint64_t now_ms,
+                           FleetChange* change, std::string* error);
+
+  // Slots ever used (configured or removed); slot indexes are below this.
+  [[nodiscard]] std::uint32_t size() const { return count_.load(std::memory_order_acquire); }
+  // Backends in the configuration now.
+  [[nodiscard]] std::uint32_t configured_count() const {
+    return configured_count_.load(std::memory_order_acquire);
+  }
+  // More than one backend: requests are routed (one backend behaves exactly as one upstream).
+  [[nodiscard]] bool routing() const { return configured_count() > 1; }
+  // The one configured backend while !routing().
+  [[nodiscard]] std::uint32_t sole() const { return sole_.load(std::memory_order_acquire); }
+  [[nodiscard]] bool configured(std::uint32_t i) const {
+    return state(i).configured.load(std::memory_order_acquire);
+  }
   [[nodiscard]] std::string_view name(std::uint32_t i) const { return spec(i).name; }
-  [[nodiscard]] std::uint32_t weight(std::uint32_t i) const { return spec(i).weight; }
-  [[nodiscard]] std::uint32_t max_parallel(std::uint32_t i) const { return spec(i).max_parallel; }
-  // The slot named `name` (X-Tokentap-Backend), or no_backend.
+  [[nodiscard]] std::uint32_t weight(std::uint32_t i) const {
+    return spec(i).weight.load(std::memory_order_relaxed);
+  }
+  [[nodiscard]] std::uint32_t max_parallel(std::uint32_t i) const {
+    return spec(i).max_parallel.load(std::memory_order_relaxed);
+  }
+  // The configured slot named `name` (X-Tokentap-Backend), or no_backend.
   [[nodiscard]] std::uint32_t find(std::string_view name) const;
   [[nodiscard]] const HealthPolicy& policy() const { return policy_; }
+
+  // Moves on every change of any target; a reader copies the targets only when it moved.
+  [[nodiscard]] std::uint64_t targets_version() const {
+    return targets_version_.load(std::memory_order_acquire);
+  }
+  // Slot i's target and its generation (bumped when it changes or the slot leaves), copied.
+  void copy_target(std::uint32_t i, BackendTarget* out, std::uint32_t* generation) const;
 
   [[nodiscard]] BackendState& at(std::uint32_t i) { return state(i); }
   [[nodiscard]] const BackendState& at(std::uint32_t i) const { return state(i); }
@@ -171,32 +225,49 @@ class Fleet {
 
  private:
   struct Spec {
-    std::string name;
-    std::uint32_t weight = 1;
-    std::uint32_t max_parallel = 1;
+    std::string name;  // written once, before the slot is published by count_
+    std::atomic<std::uint32_t> weight{1};
+    std::atomic<std::uint32_t> max_parallel{1};
+  };
+  struct Slot {
+    BackendTarget target;
+    std::uint32_t generation = 0;
   };
   enum class Leave : std::uint8_t { down, eject };
 
   [[nodiscard]] BackendState& state(std::uint32_t i) {
-    TT_DASSERT(i < count_);
+    TT_DASSERT(i < size());
     return state_[i];
   }
   [[nodiscard]] const BackendState& state(std::uint32_t i) const {
-    TT_DASSERT(i < count_);
+    TT_DASSERT(i < size());
     return state_[i];
   }
   [[nodiscard]] const Spec& spec(std::uint32_t i) const {
-    TT_DASSERT(i < count_);
+    TT_DASSERT(i < size());
     return spec_[i];
   }
   HealthEvent try_leave(std::uint32_t i, Leave how, HealthReason why, std::uint64_t now_ms);
+  // The slot that ever held `name`, configured or not, or no_backend.
+  [[nodiscard]] std::uint32_t slot_of(std::string_view name) const;
+  // Reload steps (apply); the caller holds targets_mu_.
+  bool set_policy(std::uint32_t i, const BackendConfig& b);
+  bool set_target(std::uint32_t i, const BackendConfig& b);
+  void enter_rotation(std::uint32_t i, std::uint64_t now_ms);
+  void recount();
 
   std::array<BackendState, fleet_backends_max> state_{};
   std::array<Spec, fleet_backends_max> spec_{};
-  std::uint32_t count_ = 0;
+  std::atomic<std::uint32_t> count_{0};
+  std::atomic<std::uint32_t> configured_count_{0};
+  std::atomic<std::uint32_t> sole_{no_backend};
   HealthPolicy policy_;
   // Taken (never waited for) around a passive transition: see the file comment.
   alignas(backend_line_bytes) std::atomic<bool> transition_busy_{false};
+  // Targets: written by a reload, copied by shards when targets_version_ moved.
+  mutable std::mutex targets_mu_;
+  std::array<Slot, fleet_backends_max> slots_{};
+  std::atomic<std::uint64_t> targets_version_{0};
 };
 
 // ---- What the metrics see (obs/backend_source.h, docs/metrics.md "Backends") ----------------
@@ -229,9 +300,11 @@ inline void count_ejection(BackendCounters& counters, const HealthEvent& e) {
   return RetryReason::connect;
 }
 
-// For a BackendSource: the gauges of backends 0 .. min(fleet.size(), max) at now_ms (up = in
-// rotation: up and not ejected; slots = max_parallel). Returns how many were written. Names
-// point into the fleet, which must outlive the scrape's copy.
+// For a BackendSource: the gauges of slots 0 .. min(fleet.size(), max) at now_ms (up = in
+// rotation: up and not ejected; slots = max_parallel); a slot not configured now is a vacant
+// entry (empty name). With one configured backend nothing is written (one upstream keeps the
+// exposition it always had). Returns how many were written. Names point into the fleet, whose
+// slot names never change.
 std::size_t fill_backend_gauges(const Fleet& fleet, std::uint64_t now_ms, BackendGauge* out,
                                 std::size_t max);
 

@@ -54,6 +54,7 @@ struct UpstreamConn {
   std::uint32_t owner = slot_none;  // client Conn slot while active
   std::uint32_t idle_pos = 0;                       // index in its backend's idle list
   std::uint8_t backend = 0;                         // the backend it is connected to
+  std::uint32_t target_generation = 0;  // of the backend's target it connected to (reloads)
   std::uint8_t inflight = 0;                        // ops in flight on fd
   bool recv_armed = false;
   bool recv_starved = false;  // multishot recv ended with ENOBUFS; re-armed when buffers return
@@ -79,11 +80,16 @@ struct StaleRetryFacts {
 class UpstreamPool {
  public:
   // capacity: upstream connections per shard; backends: one idle list each (a connection to
-  // one backend can never serve a request routed to another).
-  [[nodiscard]] bool init(std::uint32_t capacity, std::uint32_t backends = 1) {
+  // one backend can never serve a request routed to another), the first `reserved` of them
+  // (those configured at start) reserved in full now; a backend added by a reload grows its
+  // list on first use.
+  [[nodiscard]] bool init(std::uint32_t capacity, std::uint32_t backends = 1,
+                          std::uint32_t reserved = 1) {
     TT_ASSERT(backends >= 1 && backends <= 256);  // UpstreamConn::backend is 8 bits
     lists_.resize(backends);
-    for (IdleList& l : lists_) l.slots.reserve(std::min(upstream_idle_max, capacity));
+    for (std::uint32_t b = 0; b < std::min(reserved, backends); ++b) {
+      lists_[b].slots.reserve(std::min(upstream_idle_max, capacity));
+    }
     return slab_.init(capacity);
   }
 
@@ -105,6 +111,16 @@ class UpstreamPool {
     --idle_total_;
     l.note_low();
     return slot;
+  }
+  // Hands every idle connection to `backend` to `retire` (its target moved or it was removed).
+  template <class Fn>
+  void take_all_idle(std::uint32_t backend, Fn&& retire) {
+    if (backend >= lists_.size()) return;
+    while (true) {
+      const std::uint32_t s = take_idle(backend);
+      if (s == slot_none) return;
+      retire(s);
+    }
   }
   // Any idle connection (drain and stop close them all), or none.
   [[nodiscard]] std::uint32_t take_any_idle() {
