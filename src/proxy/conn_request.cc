@@ -15,6 +15,14 @@ namespace {
 constexpr std::size_t error_body_bytes_max = 2 * error_message_bytes_max + 256;
 static_assert(error_body_bytes_max + 1024 < buf_bytes, "a local reply fits one buffer");
 
+// Whether a request must reach the backend its predecessors reached, load aside: a model
+// built from blobs (HEAD/POST /api/blobs/:digest, then /api/create naming them) and pushed from
+// where it was built (/api/push) lives on one backend only.
+bool in_order_route(std::string_view target) {
+  const std::string_view path = target.substr(0, target.find('?'));
+  return path == "/api/create" || path == "/api/push" || path.starts_with("/api/blobs/");
+}
+
 }  // namespace
 
 void Conn::process_client_input() {
@@ -194,33 +202,39 @@ bool Conn::hold_or_queue_head(const HeadFacts& facts, std::uint16_t out_id, std:
   return queued;
 }
 
-// The backend this head goes to: the one X-Tokentap-Backend names (the head is then rewritten
-// for its Host), else the balancer's choice. Returns the rewritten head's buffer, or -1 after
-// answering (an unknown name, no healthy backend, no buffer).
+// The backend this head goes to: the one X-Tokentap-Backend names, the first healthy one for
+// a model-store route (in_order_route), else the balancer's choice. The head is rewritten again
+// when that is not the backend it was written for. Returns the rewritten head's buffer, or -1
+// after answering (an unknown name, no healthy backend, no buffer).
 int Conn::settle_backend(const HeadFacts& facts, bool routed, int out, std::size_t* out_len) {
   BufRing& bufs = shard_->bufs();
+  std::uint32_t b = routed ? ex_.backend : no_backend;
   if (!facts.backend_pin.empty() && fleet_routing()) {
-    const std::uint32_t b = shard_->fleet().find(facts.backend_pin);
+    b = shard_->fleet().find(facts.backend_pin);
     if (b == no_backend) {
       bufs.unref(static_cast<std::uint16_t>(out));
       respond_error(400, "Bad Request", "tokentap: X-Tokentap-Backend names no backend");
       return -1;
     }
     ex_.pinned = static_cast<std::uint8_t>(b);
-    if (routed && b == ex_.backend) return out;
-    ex_.backend = static_cast<std::uint8_t>(b);
-    bufs.unref(static_cast<std::uint16_t>(out));
-    HeadFacts again;
-    RewriteError err = RewriteError::ok;
-    const int pinned = rewrite_head(rewrite_options(), out_len, &again, &err);
-    if (pinned < 0) respond_error(503, "Service Unavailable", "tokentap: no buffer for the head");
-    return pinned;
+  } else if (fleet_routing() && in_order_route(facts.target)) {
+    ex_.in_order = true;
+    b = next_backend();
   }
-  if (routed) return out;
+  if (b == no_backend) {
+    bufs.unref(static_cast<std::uint16_t>(out));
+    shard_->metrics().upstream_error(UpstreamError::connect);
+    respond_error(502, "Bad Gateway", "tokentap: no healthy backend");
+    return -1;
+  }
+  if (routed && b == ex_.backend) return out;
+  ex_.backend = static_cast<std::uint8_t>(b);
   bufs.unref(static_cast<std::uint16_t>(out));
-  shard_->metrics().upstream_error(UpstreamError::connect);
-  respond_error(502, "Bad Gateway", "tokentap: no healthy backend");
-  return -1;
+  HeadFacts again;
+  RewriteError err = RewriteError::ok;
+  const int readdressed = rewrite_head(rewrite_options(), out_len, &again, &err);
+  if (readdressed < 0) respond_error(503, "Service Unavailable", "tokentap: no buffer for the head");
+  return readdressed;
 }
 
 // True when the head is answered by tokentap instead of forwarded: a refused head (err), a

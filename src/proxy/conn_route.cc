@@ -38,8 +38,9 @@ std::uint32_t Conn::next_backend() {
     if (const std::uint32_t sole = fleet.sole(); sole != no_backend) return sole;
   }
   if (ex_.pinned != backend_unpinned) return ex_.pinned;  // that one, healthy or not
-  return select_backend(fleet, ex_.model, shard_->now_ns() / ns_per_ms, ex_.tried,
-                        shard_->rr());
+  const std::uint64_t now_ms = shard_->now_ns() / ns_per_ms;
+  if (ex_.in_order) return first_in_order(fleet, now_ms, ex_.tried);
+  return select_backend(fleet, ex_.model, now_ms, ex_.tried, shard_->rr());
 }
 
 bool Conn::choose_backend() {

@@ -82,4 +82,13 @@ std::uint32_t select_backend(const Fleet& fleet, ModelId model, std::uint64_t no
   return choose_backend(std::span<const Candidate>(c, n), rr);
 }
 
+std::uint32_t first_in_order(const Fleet& fleet, std::uint64_t now_ms,
+                             std::uint64_t excluded_mask) {
+  const std::uint32_t n = fleet.size();
+  for (std::uint32_t i = 0; i < n; ++i) {
+    if (((excluded_mask >> i) & 1u) == 0 && fleet.healthy(i, now_ms)) return i;
+  }
+  return no_backend;
+}
+
 }  // namespace tokentap

@@ -257,3 +257,34 @@ TEST(FleetRouting, ConcurrentStreamsSpreadEvenlyOverEightBackends) {
 
 }  // namespace
 }  // namespace tokentap
+
+namespace tokentap {
+namespace {
+
+int upload_blob(std::uint16_t port) {
+  test::HttpClient c;
+  if (!c.connect(port)) return 0;
+  const std::string body = "layer bytes";
+  if (!c.send("POST /api/blobs/sha256:abc HTTP/1.1\r\nHost: x\r\nContent-Length: " +
+              std::to_string(body.size()) + "\r\n\r\n" + body)) {
+    return 0;
+  }
+  return c.read_response().status;
+}
+
+// A model built from blobs lives where its blobs went: the model-store routes ignore the load
+// and go to the first backend in rotation, then to the next one in order if it is gone.
+TEST(FleetRouting, BlobUploadsGoToTheFirstBackendInOrderWhateverTheLoad) {
+  Fleet fleet({{"llama3.2"}, {"llama3.2"}, {"llama3.2"}});
+  TT_START_PROXY(proxy, fleet.instances[0]->port(), 2, fleet.args());
+  for (int i = 0; i < 6; ++i) ASSERT_EQ(upload_blob(proxy.port()), 201);
+  EXPECT_EQ(fleet.instances[0]->requests_for("/api/blobs/sha256:abc"), 6u);
+  EXPECT_EQ(fleet.instances[1]->requests_for("/api/blobs/sha256:abc"), 0u);
+  fleet.instances[0]->stop();
+  for (int i = 0; i < 4; ++i) ASSERT_EQ(upload_blob(proxy.port()), 201);
+  EXPECT_EQ(fleet.instances[1]->requests_for("/api/blobs/sha256:abc"), 4u) << "the next one in order";
+  EXPECT_EQ(fleet.instances[2]->requests_for("/api/blobs/sha256:abc"), 0u);
+}
+
+}  // namespace
+}  // namespace tokentap

@@ -45,7 +45,7 @@ struct Candidate {
 [[nodiscard]] double slow_start_ramp(std::uint64_t now_ms, std::uint64_t since_ms);
 
 // The index in `c` of the backend to use, or no_backend when no candidate is healthy and
-// untried. `rr`: a counter the caller advances once per decision (per shard is enough).
+// untried. `rr`: a counter the caller advances once per attempt (per shard is enough).
 [[nodiscard]] std::uint32_t choose_backend(std::span<const Candidate> c, std::uint32_t rr);
 
 // Fills out[0 .. fleet.size()) from the fleet at now_ms for a request for `model`; bit i of
@@ -57,5 +57,11 @@ std::uint32_t snapshot_candidates(const Fleet& fleet, ModelId model, std::uint64
 // Both: the backend for one attempt of a request, or no_backend.
 [[nodiscard]] std::uint32_t select_backend(const Fleet& fleet, ModelId model, std::uint64_t now_ms,
                                            std::uint64_t excluded_mask, std::uint32_t rr);
+
+// The first healthy backend not in excluded_mask in slot order (the order backends were first
+// configured), or no_backend: where requests that must meet again go, whatever the load
+// (POST /api/blobs/:digest, then the /api/create that names the blob).
+[[nodiscard]] std::uint32_t first_in_order(const Fleet& fleet, std::uint64_t now_ms,
+                                           std::uint64_t excluded_mask);
 
 }  // namespace tokentap
