@@ -233,7 +233,9 @@ int Conn::settle_backend(const HeadFacts& facts, bool routed, int out, std::size
   HeadFacts again;
   RewriteError err = RewriteError::ok;
   const int readdressed = rewrite_head(rewrite_options(), out_len, &again, &err);
-  if (readdressed < 0) respond_error(503, "Service Unavailable", "tokentap: no buffer for the head");
+  if (readdressed < 0) {
+    respond_error(503, "Service Unavailable", "tokentap: no buffer for the head");
+  }
   return readdressed;
 }
 
