@@ -23,6 +23,14 @@ bool in_order_route(std::string_view target) {
   return path == "/api/create" || path == "/api/push" || path.starts_with("/api/blobs/");
 }
 
+// The model-store changes a fleet applies to every backend (app/fan_out.h), so that it stays
+// uniform: pull, delete, copy.
+bool fan_out_route(const HeadFacts& facts) {
+  const std::string_view path = facts.target.substr(0, facts.target.find('?'));
+  if (facts.method == "POST") return path == "/api/pull" || path == "/api/copy";
+  return facts.method == "DELETE" && path == "/api/delete";
+}
+
 }  // namespace
 
 void Conn::process_client_input() {
@@ -202,8 +210,9 @@ bool Conn::hold_or_queue_head(const HeadFacts& facts, std::uint16_t out_id, std:
   return queued;
 }
 
-// The backend this head goes to: the one X-Tokentap-Backend names, the first healthy one for
-// a model-store route (in_order_route), else the balancer's choice. The head is rewritten again
+// The backend this head goes to: the one X-Tokentap-Backend names, the fan-out service for a
+// pull, delete or copy (fan_out_route), the first healthy one for a model-store route
+// (in_order_route), else the balancer's choice. The head is rewritten again
 // when that is not the backend it was written for. Returns the rewritten head's buffer, or -1
 // after answering (an unknown name, no healthy backend, no buffer).
 int Conn::settle_backend(const HeadFacts& facts, bool routed, int out, std::size_t* out_len) {
@@ -217,6 +226,9 @@ int Conn::settle_backend(const HeadFacts& facts, bool routed, int out, std::size
       return -1;
     }
     ex_.pinned = static_cast<std::uint8_t>(b);
+  } else if (fleet_routing() && shard_->has_fan_out() && fan_out_route(facts)) {
+    ex_.fan_out = true;
+    b = fan_out_slot;
   } else if (fleet_routing() && in_order_route(facts.target)) {
     ex_.in_order = true;
     b = next_backend();

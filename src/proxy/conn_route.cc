@@ -51,6 +51,10 @@ bool Conn::choose_backend() {
 }
 
 void Conn::hold_backend() {
+  if (ex_.fan_out) {
+    ++ex_.attempts;  // the service holds every backend it reaches itself
+    return;
+  }
   if (ex_.backend_held || ex_.local_metrics) return;
   shard_->fleet().acquire(ex_.backend);
   shard_->advance_rr();
@@ -71,6 +75,7 @@ void Conn::forget_raw_head() {
 }
 
 void Conn::report_connect_failure(int res) {
+  if (ex_.fan_out) return;  // the service, not a backend
   const ConnectFailure kind = res == -ECANCELED      ? ConnectFailure::timeout
                               : res == -ECONNREFUSED ? ConnectFailure::refused
                                                      : ConnectFailure::other;
@@ -80,7 +85,7 @@ void Conn::report_connect_failure(int res) {
 }
 
 void Conn::report_response_head(int status) {
-  if (!fleet_routing()) return;
+  if (!fleet_routing() || ex_.fan_out) return;
   // Ollama answers 503 only when its queue is full: alive but busy, never an ejection.
   count_ejection(shard_->backend_counters(ex_.backend),
                  shard_->fleet().report_response(ex_.backend, status, status == 503,
@@ -90,7 +95,7 @@ void Conn::report_response_head(int status) {
 // Another backend for this request once the current one failed it, within --retries; the
 // failed one is never tried again for it. no_backend: the caller keeps the failure.
 std::uint32_t Conn::backend_after_failure() {
-  if (!fleet_routing() || ex_.pinned != backend_unpinned) return no_backend;
+  if (!fleet_routing() || ex_.pinned != backend_unpinned || ex_.fan_out) return no_backend;
   if (ex_.attempts > shard_->config().retries) return no_backend;
   ex_.tried |= std::uint64_t{1} << ex_.backend;
   return next_backend();
@@ -121,7 +126,7 @@ bool Conn::fail_over() {
 // A held body small enough is copied before it is sent, so a busy answer or a connection lost
 // before the response head can send the request again elsewhere (issue 16 "Failover").
 void Conn::keep_replay_copy() {
-  if (!fleet_routing() || ex_.pinned != backend_unpinned) return;
+  if (!fleet_routing() || ex_.pinned != backend_unpinned || ex_.fan_out) return;
   if (ex_.to_upstream.bytes() > replay_body_bytes_max) return;
   ex_.replayable = ex_.replay.copy_from(shard_->segments(), shard_->bufs(), ex_.to_upstream);
 }

@@ -58,7 +58,7 @@ bool Shard::init(std::string* error) {
   pipes_.init(splice_pipes_per_shard);
   // One upstream per client connection plus the idle pool; one metering slot per connection.
   if (!conns_.init(config_.max_connections) ||
-      !upstreams_.init(config_.max_connections + upstream_idle_max, fleet_backends_max,
+      !upstreams_.init(config_.max_connections + upstream_idle_max, upstream_targets_max,
                        fleet_->size()) ||
       !inspects_.init(config_.max_connections) || !strips_.init(config_.max_connections)) {
     *error = "cannot reserve connection slabs";

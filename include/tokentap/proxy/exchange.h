@@ -124,6 +124,7 @@ struct Exchange {
   std::uint8_t attempts = 0;           // backends tried (tokentap_retries_total, access log)
   std::uint8_t pinned = backend_unpinned;  // X-Tokentap-Backend's backend
   bool in_order = false;  // a model-store route: the first healthy backend (first_in_order)
+  bool fan_out = false;   // sent to the fan-out service (every backend), not to one backend
   bool backend_held = false;           // this attempt counts in the backend's in-flight
   std::uint64_t tried = 0;             // backends that failed this request (bit per index)
   std::uint32_t upstream_head_len = 0; // bytes of the rewritten head queued for the upstream

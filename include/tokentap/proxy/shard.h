@@ -39,6 +39,10 @@ namespace tokentap {
 constexpr std::uint32_t cqe_batch_max = 256;
 constexpr unsigned loop_wait_ms = 1000;  // wake at least this often to look at the stop flag
 constexpr std::uint32_t shard_slot = UINT32_MAX;  // user_data slot of shard-level ops
+// The upstream index of the fan-out service (app/fan_out.h): after every backend slot, so its
+// connections have an idle list of their own and never serve a request routed to a backend.
+constexpr std::uint32_t fan_out_slot = fleet_backends_max;
+constexpr std::uint32_t upstream_targets_max = fleet_backends_max + 1;  // backends + fan-out
 // After a burst ends, the free tail of the connection slabs goes back to the kernel: checked this
 // often, and only when at least this much would be returned (a madvise per tick otherwise).
 constexpr std::uint64_t slab_trim_interval_ms = 1000;
@@ -66,6 +70,13 @@ class Shard {
     backend_counters_ = counters;
     catalog_ = catalog;
   }
+  // Before init: where the fan-out service listens (POST /api/pull, DELETE /api/delete and
+  // POST /api/copy of a fleet go there, to reach every backend). Without it they go to one.
+  void attach_fan_out(const Endpoint& endpoint) {
+    targets_[fan_out_slot] = BackendTarget{endpoint, "tokentap-fanout"};
+    has_fan_out_ = true;
+  }
+  bool has_fan_out() const { return has_fan_out_; }
   // On the shard's own thread (SINGLE_ISSUER): ring, buffers, slabs, first accept.
   [[nodiscard]] bool init(std::string* error);
   void run();
@@ -176,8 +187,9 @@ class Shard {
   const Catalog* catalog_ = nullptr;
   std::uint32_t rr_ = 0;
   // This shard's copy of the fleet's targets (sync_targets), read by its own thread only.
-  std::array<BackendTarget, fleet_backends_max> targets_{};
-  std::array<std::uint32_t, fleet_backends_max> target_generation_{};
+  std::array<BackendTarget, upstream_targets_max> targets_{};
+  std::array<std::uint32_t, upstream_targets_max> target_generation_{};
+  bool has_fan_out_ = false;
   std::uint64_t targets_seen_ = UINT64_MAX;  // targets_version() at the last copy; none yet
 };
 
