@@ -89,18 +89,25 @@ void ResponseReader::feed(const char* data, std::size_t n) {
   std::size_t off = 0;
   while (off < n && state_ != State::done && state_ != State::failed) {
     std::size_t used = 0;
-    const HttpParser::Stop stop = parser_.feed(data + off, n - off, &used);
+    HttpParser::Stop stop = parser_.feed(data + off, n - off, &used);
     off += used;
+    if (stop == HttpParser::Stop::head_done) {
+      // llhttp reports a bodyless message's end (Content-Length: 0, 204, 1xx) only on its next
+      // feed: an empty one tells at once.
+      const int status = parser_.status();
+      static const char nothing = 0;
+      std::size_t unused = 0;
+      stop = parser_.feed(&nothing, 0, &unused);
+      if (status >= 200) {
+        status_ = status;
+        state_ = State::body;
+      }
+    }
     if (stop == HttpParser::Stop::error) {
       state_ = State::failed;
-    } else if (stop == HttpParser::Stop::head_done && parser_.status() >= 200) {
-      status_ = parser_.status();
-      state_ = State::body;
     } else if (stop == HttpParser::Stop::message_done && parser_.status() >= 200) {
       status_ = parser_.status();
       state_ = State::done;
-    } else if (stop == HttpParser::Stop::need_more) {
-      return;
     }
   }
 }
