@@ -17,6 +17,7 @@
 #include <cerrno>
 #include <cstddef>
 #include <cstring>
+#include <system_error>
 #include <vector>
 
 #include "fan_out_job.h"
@@ -151,6 +152,14 @@ bool from_this_process(int fd) {
   return getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) == 0 && cred.pid == getpid();
 }
 
+// Small enough for an empty socket buffer: one non-blocking send, then close.
+void refuse_busy(int fd) {
+  const std::string bytes =
+      reply_bytes(local_error(503, "tokentap: too many fan-out requests at once"));
+  (void)::send(fd, bytes.data(), bytes.size(), MSG_NOSIGNAL | MSG_DONTWAIT);
+  close(fd);
+}
+
 void reply(int fd, const FanOutReply& r) {
   (void)send_before(fd, reply_bytes(r), monotonic_ms() + fan_out_client_send_timeout_ms);
 }
@@ -246,16 +255,17 @@ void FanOutService::on_accept(int fd) {
     return !j.done;
   });
   if (stopping_ || active >= static_cast<std::ptrdiff_t>(fan_out_jobs_max)) {
-    // Small enough for an empty socket buffer: one non-blocking send, then close.
-    const std::string bytes =
-        reply_bytes(local_error(503, "tokentap: too many fan-out requests at once"));
-    (void)::send(fd, bytes.data(), bytes.size(), MSG_NOSIGNAL | MSG_DONTWAIT);
-    close(fd);
+    refuse_busy(fd);
     return;
   }
   Job& job = jobs_.emplace_back();
   job.client_fd = fd;
-  job.thread = std::thread([this, &job] { serve(&job); });
+  try {
+    job.thread = std::thread([this, &job] { serve(&job); });
+  } catch (const std::system_error&) {  // no thread to be had: busy, not a dead process
+    jobs_.pop_back();
+    refuse_busy(fd);
+  }
 }
 
 void FanOutService::serve(Job* job) {
