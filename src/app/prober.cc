@@ -1,117 +1,13 @@
 // Prober: active health checks and installed-model polls per backend; see prober.h.
 #include "tokentap/app/prober.h"
 
-#include <fcntl.h>
-#include <poll.h>
-#include <sys/socket.h>
-#include <unistd.h>
-
-#include <cerrno>
 #include <chrono>
 #include <simdjson.h>
 
 #include "tokentap/app/catalog_merge.h"
 #include "tokentap/base/clock.h"
-#include "tokentap/http/http1.h"
 
 namespace tokentap {
-namespace {
-
-// Waits until fd is ready for `events` or the deadline passes; false on timeout or error.
-bool wait_fd(int fd, short events, std::uint64_t deadline_ms) {
-  for (;;) {
-    const std::uint64_t now = monotonic_ms();
-    if (now >= deadline_ms) return false;
-    pollfd p{fd, events, 0};
-    const int rc = ::poll(&p, 1, static_cast<int>(deadline_ms - now));
-    if (rc > 0) return (p.revents & (events | POLLHUP | POLLERR)) != 0;
-    if (rc == 0) return false;
-    if (errno != EINTR) return false;
-  }
-}
-
-int connect_before(const Endpoint& ep, std::uint64_t deadline_ms) {
-  const int fd = socket(ep.addr.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-  if (fd < 0) return -1;
-  if (connect(fd, reinterpret_cast<const sockaddr*>(&ep.addr), ep.addr_len) == 0) return fd;
-  int err = errno;
-  if (err == EINPROGRESS && wait_fd(fd, POLLOUT, deadline_ms)) {
-    socklen_t len = sizeof(err);
-    if (getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &len) == 0 && err == 0) return fd;
-  }
-  close(fd);
-  return -1;
-}
-
-bool send_before(int fd, const std::string& data, std::uint64_t deadline_ms) {
-  std::size_t off = 0;
-  while (off < data.size()) {
-    const ssize_t n = ::send(fd, data.data() + off, data.size() - off, MSG_NOSIGNAL);
-    if (n > 0) {
-      off += static_cast<std::size_t>(n);
-    } else if (n < 0 && errno == EAGAIN) {
-      if (!wait_fd(fd, POLLOUT, deadline_ms)) return false;
-    } else if (!(n < 0 && errno == EINTR)) {
-      return false;
-    }
-  }
-  return true;
-}
-
-void collect_body(void* ctx, const char* data, std::size_t len) {
-  auto* a = static_cast<ProbeAnswer*>(ctx);
-  if (a->body.size() + len <= probe_body_bytes_max) a->body.append(data, len);
-}
-
-// Reads one response with llhttp (framing: Content-Length, chunked or close-delimited).
-void read_answer(int fd, std::uint64_t deadline_ms, ProbeAnswer* a) {
-  HttpParser parser;
-  parser.init_response();
-  parser.set_sink(&collect_body, a);
-  char buf[16 * 1024];
-  for (;;) {
-    if (!wait_fd(fd, POLLIN, deadline_ms)) {
-      a->timed_out = monotonic_ms() >= deadline_ms;
-      return;
-    }
-    const ssize_t n = ::recv(fd, buf, sizeof(buf), 0);
-    if (n < 0 && (errno == EAGAIN || errno == EINTR)) continue;
-    if (n <= 0) {
-      if (n == 0 && parser.finish() == HttpParser::Stop::message_done) a->status = parser.status();
-      return;
-    }
-    std::size_t off = 0;
-    while (off < static_cast<std::size_t>(n)) {
-      std::size_t used = 0;
-      const auto rest = static_cast<std::size_t>(n) - off;
-      const HttpParser::Stop stop = parser.feed(buf + off, rest, &used);
-      off += used;
-      if (stop == HttpParser::Stop::error) return;
-      if (stop == HttpParser::Stop::message_done && parser.status() >= 200) {
-        a->status = parser.status();
-        return;
-      }
-    }
-  }
-}
-
-}  // namespace
-
-ProbeAnswer probe_get(const Endpoint& ep, const std::string& host, const char* path,
-                      std::uint32_t timeout_ms) {
-  ProbeAnswer a;
-  const std::uint64_t deadline = monotonic_ms() + timeout_ms;
-  const int fd = connect_before(ep, deadline);
-  if (fd < 0) {
-    a.timed_out = monotonic_ms() >= deadline;
-    return a;
-  }
-  const std::string req = std::string("GET ") + path + " HTTP/1.1\r\nHost: " + host +
-                          "\r\nUser-Agent: tokentap-prober\r\nConnection: close\r\n\r\n";
-  if (send_before(fd, req, deadline)) read_answer(fd, deadline, &a);
-  close(fd);
-  return a;
-}
 
 bool parse_tag_names(const std::string& body, std::vector<std::string>* names) {
   simdjson::dom::parser parser;

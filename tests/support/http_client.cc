@@ -106,18 +106,22 @@ HttpClient& HttpClient::operator=(HttpClient&& other) noexcept {
 }
 
 bool HttpClient::connect(std::uint16_t port, int timeout_ms) {
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_port = htons(port);
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  return connect_to(reinterpret_cast<const sockaddr*>(&addr), sizeof(addr), timeout_ms);
+}
+
+bool HttpClient::connect_to(const sockaddr* addr, socklen_t addr_len, int timeout_ms) {
   close();
   buf_.clear();
   arrivals_.clear();
   consumed_ = 0;
   closed_ = CloseKind::none;
-  fd_ = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+  fd_ = socket(addr->sa_family, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
   if (fd_ < 0) return false;
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_port = htons(port);
-  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  int rc = ::connect(fd_, reinterpret_cast<sockaddr*>(&addr), sizeof(addr));
+  int rc = ::connect(fd_, addr, addr_len);
   if (rc != 0 && errno == EINPROGRESS) {
     pollfd p{fd_, POLLOUT, 0};
     int err = 0;
@@ -131,8 +135,10 @@ bool HttpClient::connect(std::uint16_t port, int timeout_ms) {
     close();
     return false;
   }
-  const int one = 1;
-  setsockopt(fd_, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+  if (addr->sa_family != AF_UNIX) {
+    const int one = 1;
+    setsockopt(fd_, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+  }
   return true;
 }
 

@@ -8,6 +8,8 @@
 // time-to-first-body-byte is exact even when several responses share one read.
 #pragma once
 
+#include <sys/socket.h>
+
 #include <chrono>
 #include <cstdint>
 #include <deque>
@@ -70,6 +72,8 @@ class HttpClient {
 
   // Connects to 127.0.0.1:port (blocking, with a timeout). Closes a previous connection.
   [[nodiscard]] bool connect(std::uint16_t port, int timeout_ms = 2000);
+  // Connects to any stream socket address (TCP, or AF_UNIX such as an abstract socket).
+  [[nodiscard]] bool connect_to(const sockaddr* addr, socklen_t addr_len, int timeout_ms = 2000);
   // Sends all of `bytes` (blocking); records the time for the time_to_* fields.
   [[nodiscard]] bool send(std::string_view bytes);
   [[nodiscard]] Response read_response(const ReadOptions& options = {});

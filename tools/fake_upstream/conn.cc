@@ -171,7 +171,7 @@ bool Conn::consume_head(Worker& w) {
     return true;
   }
   route_ = match_route(req_.method, req_.path);
-  keep_body_ = is_inference(route_.endpoint);
+  keep_body_ = is_inference(route_.endpoint) || is_model_admin(route_.endpoint);
   body_left_ = req_.content_length > 0 ? req_.content_length : 0;
   // Go answers Expect: 100-continue when the handler first reads the body; every handler here
   // reads it, so the interim response goes out before the body is consumed.
@@ -244,6 +244,8 @@ bool Conn::emit_chunk(Worker& w) {
     ByteBuf& payload = w.scratch();
     payload.clear();
     const Usage usage = render_event(plan_, event, payload);
+    // PullModel writes the manifest before it reports success: the model is installed now.
+    if (event.ev == Ev::pl_success) w.instance().add_model(model_);
     WorkerStats::add(w.stats().prompt_tokens_sent, usage.prompt);
     WorkerStats::add(w.stats().completion_tokens_sent, usage.completion);
     if (framing_ == Framing::chunked) {

@@ -12,7 +12,8 @@
 // output buffer is below output_high_water_bytes (or, with X-Fake-Delay-Ms, when its timer
 // fires), so a stream of any length or a 256 MiB download uses bounded memory.
 //
-// The member functions that choose and write answers live in respond.cc.
+// The member functions that choose and write answers live in respond.cc (respond_admin.cc for
+// /api/pull, /api/delete and /api/copy).
 #pragma once
 
 #include <atomic>
@@ -79,6 +80,12 @@ class Conn {
   void respond_blob_upload(Worker& w);
   void respond_fake_blob(Worker& w);
   void respond_echo(Worker& w);
+  // respond_admin.cc: /api/pull, /api/delete, /api/copy.
+  void respond_pull(Worker& w);
+  void respond_delete(Worker& w);
+  void respond_copy(Worker& w);
+  [[nodiscard]] bool admin_fields(Worker& w, RequestFields* fields);
+  void reply_admin_error(Worker& w, int status, std::string_view message);
   void reply_single(Worker& w, int status, const HandlerHeaders& headers, std::string_view body,
                     std::uint64_t hold_ms);
   void reply_flushed(Worker& w, int status, const HandlerHeaders& headers, std::string_view body,

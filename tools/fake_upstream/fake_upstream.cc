@@ -107,10 +107,11 @@ FakeUpstream::FakeUpstream(Options options) : impl_(std::make_unique<Impl>()) {
   in.busy.store(m.options.busy, std::memory_order_relaxed);
   in.health.store(m.options.health, std::memory_order_relaxed);
   in.close.store(m.options.close, std::memory_order_relaxed);
+  in.pull_fail.store(m.options.pull_fail, std::memory_order_relaxed);
+  in.pull_delay_ms.store(m.options.pull_delay_ms, std::memory_order_relaxed);
   in.health_slow_ms = m.options.health_slow_ms;
-  in.models = m.options.models;
   in.resident = m.options.resident;
-  in.catalog.store(make_catalog(in.models, in.resident), std::memory_order_release);
+  in.set_models(m.options.models);
 }
 
 FakeUpstream::~FakeUpstream() { stop(); }
@@ -177,17 +178,24 @@ void FakeUpstream::set_close(CloseMode mode) {
 }
 
 void FakeUpstream::set_models(std::optional<std::vector<std::string>> models) {
-  Instance& in = impl_->instance;
-  const std::lock_guard lock(in.setter_mutex);
-  in.models = std::move(models);
-  in.catalog.store(make_catalog(in.models, in.resident), std::memory_order_release);
+  impl_->instance.set_models(std::move(models));
 }
 
 void FakeUpstream::set_resident(std::vector<std::string> resident) {
-  Instance& in = impl_->instance;
-  const std::lock_guard lock(in.setter_mutex);
-  in.resident = std::move(resident);
-  in.catalog.store(make_catalog(in.models, in.resident), std::memory_order_release);
+  impl_->instance.set_resident(std::move(resident));
+}
+
+void FakeUpstream::set_pull_fail(bool fail) {
+  impl_->instance.pull_fail.store(fail, std::memory_order_relaxed);
+}
+
+void FakeUpstream::set_pull_delay_ms(std::uint32_t ms) {
+  impl_->instance.pull_delay_ms.store(ms, std::memory_order_relaxed);
+}
+
+std::vector<std::string> FakeUpstream::installed_models() const {
+  const std::shared_ptr<const Catalog> c = impl_->instance.load_catalog();
+  return c->keys;
 }
 
 bool FakeUpstream::busy() const { return impl_->instance.busy.load(std::memory_order_relaxed); }
@@ -239,6 +247,9 @@ Stats FakeUpstream::stats() const {
     s.busy_answers += load(w.busy_answers);
     s.model_not_found_answers += load(w.model_not_found_answers);
     s.health_checks += load(w.health_checks);
+    s.pull_requests += load(w.pull_requests);
+    s.delete_requests += load(w.delete_requests);
+    s.copy_requests += load(w.copy_requests);
     s.inference_in_flight += w.inference_in_flight.load(std::memory_order_relaxed);
   }
   s.last_peer_close_ns = load(m.shared.last_peer_close_ns);
@@ -253,7 +264,8 @@ void FakeUpstream::reset_stats() {
     for (auto* a :
          {&w.requests, &w.connections_accepted, &w.connections_closed_by_peer,
           &w.prompt_tokens_sent, &w.completion_tokens_sent, &w.blob_bytes_received, &w.bytes_sent,
-          &w.inference_requests, &w.busy_answers, &w.model_not_found_answers, &w.health_checks}) {
+          &w.inference_requests, &w.busy_answers, &w.model_not_found_answers, &w.health_checks,
+          &w.pull_requests, &w.delete_requests, &w.copy_requests}) {
       a->store(0, std::memory_order_relaxed);
     }
     for (auto& a : w.by_endpoint) a.store(0, std::memory_order_relaxed);

@@ -13,7 +13,8 @@
 //
 // Per instance (Options, and setters that take effect at once on every worker, for fleet tests
 // that run several instances in one process): installed and resident models, 503-busy mode,
-// /api/version health (ok, 500, slow) and an abrupt close (RST) of every inference answer.
+// /api/version health (ok, 500, slow), an abrupt close (RST) of every inference answer, and a
+// failing or slow /api/pull. Pull, delete and copy change the instance's installed models.
 // stop() then start() takes the instance down (connection refused) and back on the same port.
 #pragma once
 
@@ -62,6 +63,12 @@ struct Options {
   std::uint32_t health_slow_ms = 1500;
   // Applied to every inference answer unless the request has its own X-Fake-Close.
   CloseMode close = CloseMode::none;
+  // POST /api/pull sends a few progress lines, then {"error":"pull model manifest: file does
+  // not exist"} (stream:false: that error as a 500); the model is not installed.
+  bool pull_fail = false;
+  // POST /api/pull waits this long before every progress line (a pull that takes a while, so a
+  // test can cut it); 0: all at once.
+  std::uint32_t pull_delay_ms = 0;
 };
 
 // Counters summed over the workers. Each worker writes its own block; reads are relaxed.
@@ -79,6 +86,9 @@ struct Stats {
   std::uint64_t busy_answers = 0;                // 503 server busy sent
   std::uint64_t model_not_found_answers = 0;     // 404 model not found sent
   std::uint64_t health_checks = 0;               // GET/HEAD /api/version answered or held
+  std::uint64_t pull_requests = 0;               // complete POST /api/pull requests
+  std::uint64_t delete_requests = 0;             // complete DELETE /api/delete requests
+  std::uint64_t copy_requests = 0;               // complete POST /api/copy requests
   std::int64_t inference_in_flight = 0;          // inference answers in progress now (a gauge)
 };
 
@@ -105,6 +115,11 @@ class FakeUpstream {
   void set_close(CloseMode mode);
   void set_models(std::optional<std::vector<std::string>> models);
   void set_resident(std::vector<std::string> resident);
+  void set_pull_fail(bool fail);
+  void set_pull_delay_ms(std::uint32_t ms);
+  // The installed models now (lower case, with a tag: "llama3.2:latest"), as /api/tags lists
+  // them; pull, delete and copy change them.
+  [[nodiscard]] std::vector<std::string> installed_models() const;
   [[nodiscard]] bool busy() const;
   [[nodiscard]] Health health() const;
   [[nodiscard]] CloseMode close_mode() const;

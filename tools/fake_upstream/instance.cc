@@ -203,8 +203,9 @@ std::string normalize_model(std::string_view name) {
   return s;
 }
 
-bool Catalog::installed(std::string_view model) const {
-  if (!checks_models) return true;
+bool Catalog::installed(std::string_view model) const { return !checks_models || listed(model); }
+
+bool Catalog::listed(std::string_view model) const {
   const std::string key = normalize_model(model);
   for (const std::string& k : keys) {
     if (k == key) return true;
@@ -212,12 +213,13 @@ bool Catalog::installed(std::string_view model) const {
   return false;
 }
 
-std::shared_ptr<const Catalog> make_catalog(const std::optional<std::vector<std::string>>& models,
+std::shared_ptr<const Catalog> make_catalog(const std::vector<std::string>& names,
+                                            bool checks_models,
                                             const std::vector<std::string>& resident) {
   auto c = std::make_shared<Catalog>();
-  c->checks_models = models.has_value();
+  c->checks_models = checks_models;
   std::vector<ModelInfo> listed;
-  for (const std::string& name : models ? *models : default_models()) {
+  for (const std::string& name : names) {
     if (name.empty()) continue;
     listed.push_back(info_of(with_tag(name)));
     c->keys.push_back(normalize_model(name));
@@ -230,6 +232,43 @@ std::shared_ptr<const Catalog> make_catalog(const std::optional<std::vector<std:
   c->v1_models_body = v1_models_body(listed);
   c->ps_body = ps_body(loaded);
   return c;
+}
+
+void Instance::publish() {
+  catalog.store(make_catalog(listed, checks_models, resident), std::memory_order_release);
+}
+
+void Instance::set_models(std::optional<std::vector<std::string>> models) {
+  const std::lock_guard lock(setter_mutex);
+  checks_models = models.has_value();
+  listed = models ? std::move(*models) : default_models();
+  publish();
+}
+
+void Instance::set_resident(std::vector<std::string> names) {
+  const std::lock_guard lock(setter_mutex);
+  resident = std::move(names);
+  publish();
+}
+
+void Instance::add_model(std::string_view model) {
+  const std::lock_guard lock(setter_mutex);
+  const std::string key = normalize_model(model);
+  for (const std::string& name : listed) {
+    if (normalize_model(name) == key) return;
+  }
+  listed.emplace_back(model);
+  publish();
+}
+
+bool Instance::remove_model(std::string_view model) {
+  const std::lock_guard lock(setter_mutex);
+  const std::string key = normalize_model(model);
+  const auto before = listed.size();
+  std::erase_if(listed, [&](const std::string& name) { return normalize_model(name) == key; });
+  if (listed.size() == before) return false;
+  publish();
+  return true;
 }
 
 bool parse_health(std::string_view text, Health* out) {

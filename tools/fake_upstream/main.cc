@@ -2,7 +2,7 @@
 // fleet scripts (one process per fake backend).
 //   fake_upstream --listen 127.0.0.1:PORT --threads N [--no-deterministic] [--models a,b]
 //                 [--resident a] [--busy] [--health ok|fail|slow] [--health-slow-ms MS]
-//                 [--close before-head|after-head|mid-body]
+//                 [--close before-head|after-head|mid-body] [--pull-fail] [--pull-delay-ms MS]
 // Prints "listening HOST:PORT" once every listener is bound, then serves until SIGINT/SIGTERM.
 #include <signal.h>
 
@@ -23,7 +23,8 @@ int usage(const char* error) {
                "usage: fake_upstream [--listen HOST:PORT] [--threads N] [--no-deterministic]\n"
                "         [--models A,B,...] [--resident A,B,...] [--busy]\n"
                "         [--health ok|fail|slow] [--health-slow-ms MS]\n"
-               "         [--close before-head|after-head|mid-body]\n");
+               "         [--close before-head|after-head|mid-body]\n"
+               "         [--pull-fail] [--pull-delay-ms MS]\n");
   return 2;
 }
 
@@ -95,6 +96,12 @@ int main(int argc, char** argv) {
       if (!tokentap::fake::parse_close_mode(argv[++i], &options.close)) {
         return usage("bad --close value");
       }
+    } else if (arg == "--pull-fail") {
+      options.pull_fail = true;
+    } else if (arg == "--pull-delay-ms" && has_value) {
+      int ms = 0;
+      if (!parse_int(argv[++i], &ms) || ms < 0) return usage("bad --pull-delay-ms value");
+      options.pull_delay_ms = static_cast<std::uint32_t>(ms);
     } else {
       return usage("unknown argument");
     }

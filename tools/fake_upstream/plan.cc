@@ -17,7 +17,7 @@ struct RouteEntry {
   Endpoint endpoint;
 };
 
-constexpr std::array<RouteEntry, 17> routes{{
+constexpr std::array<RouteEntry, 20> routes{{
     {"/", "HEAD, GET", Endpoint::root},
     {"/api/version", "HEAD, GET", Endpoint::version},
     {"/api/tags", "HEAD, GET", Endpoint::tags},
@@ -32,6 +32,9 @@ constexpr std::array<RouteEntry, 17> routes{{
     {"/v1/embeddings", "POST", Endpoint::v1_embeddings},
     {"/v1/responses", "POST", Endpoint::v1_responses},
     {"/v1/messages", "POST", Endpoint::v1_messages},
+    {"/api/pull", "POST", Endpoint::pull},
+    {"/api/delete", "DELETE", Endpoint::delete_model},
+    {"/api/copy", "POST", Endpoint::copy_model},
     {"/fake/blob", "HEAD, GET", Endpoint::fake_blob},
     {"/fake/echo", "", Endpoint::fake_echo},               // any method
     {"/api/blobs/", "HEAD, POST", Endpoint::blob_upload},  // prefix: /api/blobs/:digest
@@ -97,6 +100,10 @@ Endpoint path_endpoint(std::string_view path) {
 }
 
 bool is_inference(Endpoint e) { return e >= Endpoint::generate && e <= Endpoint::v1_messages; }
+
+bool is_model_admin(Endpoint e) {
+  return e == Endpoint::pull || e == Endpoint::delete_model || e == Endpoint::copy_model;
+}
 
 Plan build_plan(Endpoint endpoint, const Controls& c, const RequestFields& f,
                 std::size_t body_bytes, const Stamp& stamp) {
@@ -178,6 +185,9 @@ void Script::build(const Plan& plan) {
     case Endpoint::v1_messages:
       build_anthropic(plan);
       break;
+    case Endpoint::pull:
+      build_pull(plan);
+      break;
     default:
       break;
   }
@@ -190,6 +200,21 @@ void Script::build_native(const Plan& plan) {
     cut_ = false;
     add(Ev::ol_error);
   }
+}
+
+// PullModel's progress (server/images.go): the manifest, every layer's download, the digest
+// check, the manifest write, success; a failure ends the stream with an error line instead.
+void Script::build_pull(const Plan& plan) {
+  add(Ev::pl_manifest);
+  const std::uint32_t lines = pull_layers * pull_layer_updates;
+  add_pieces(Ev::pl_layer, 0, plan.pull_fail ? pull_fail_layer_lines : lines);
+  if (plan.pull_fail) {
+    add(Ev::pl_error);
+    return;
+  }
+  add(Ev::pl_verify);
+  add(Ev::pl_write);
+  add(Ev::pl_success);
 }
 
 void Script::build_openai(const Plan& plan) {

@@ -37,6 +37,9 @@ enum class Endpoint : std::uint8_t {
   v1_messages,
   blob_upload,
   blob_head,
+  pull,          // POST /api/pull
+  delete_model,  // DELETE /api/delete
+  copy_model,    // POST /api/copy
   fake_blob,
   fake_echo,
   not_found,
@@ -54,6 +57,8 @@ constexpr std::size_t endpoint_count = static_cast<std::size_t>(Endpoint::method
 // The route a path belongs to whatever the method (per-path request counters); not_found if none.
 [[nodiscard]] Endpoint path_endpoint(std::string_view path);
 [[nodiscard]] bool is_inference(Endpoint e);
+// /api/pull, /api/delete, /api/copy: they change the installed models (wire-format.md §6).
+[[nodiscard]] bool is_model_admin(Endpoint e);
 
 enum class PieceKind : std::uint8_t { think, text, tool };
 enum class Special : std::uint8_t { none, load, unload };
@@ -75,6 +80,7 @@ struct Plan {
   std::uint16_t status = 200;  // non-stream status (X-Fake-Status) or error-before status
   std::string_view model;
   const Stamp* stamp = nullptr;
+  bool pull_fail = false;  // /api/pull: progress lines, then Ollama's manifest error
 
   [[nodiscard]] PieceKind kind(std::uint32_t piece) const {
     if (piece < think_n) return PieceKind::think;
@@ -129,7 +135,21 @@ enum class Ev : std::uint8_t {
   an_tool_stop,
   an_message_delta,
   an_message_stop,
+  // /api/pull progress (api.ProgressResponse lines)
+  pl_manifest,
+  pl_layer,  // piece p: layer p / pull_layer_updates, update p % pull_layer_updates
+  pl_verify,
+  pl_write,
+  pl_success,
+  pl_error,
 };
+
+// A pulled model's layers (the model, its template, its params) and the progress lines each
+// gets: total only, half, all.
+constexpr std::uint32_t pull_layers = 3;
+constexpr std::uint32_t pull_layer_updates = 3;
+// pull_fail: the layer lines sent before the error line.
+constexpr std::uint32_t pull_fail_layer_lines = 2;
 
 class Script {
  public:
@@ -160,6 +180,7 @@ class Script {
   void build_openai(const Plan& plan);
   void build_responses(const Plan& plan);
   void build_anthropic(const Plan& plan);
+  void build_pull(const Plan& plan);
   void add(Ev ev);
   void add_pieces(Ev ev, std::uint32_t first_piece, std::uint32_t count);
 

@@ -140,6 +140,10 @@ Usage render_body(const Plan& plan, ByteBuf& out) {
 }
 
 Usage render_event(const Plan& plan, const Script::Event& event, ByteBuf& out) {
+  if (plan.endpoint == Endpoint::pull) {  // progress, not inference: no usage
+    render_pull_event(plan, event, out);
+    return {};
+  }
   switch (family_of(plan.endpoint)) {
     case Family::native:
       return render_native_event(plan, event, out);

@@ -39,6 +39,8 @@ constexpr std::string_view runner_stopped_message =
     "internal error, check ollama server logs for details";
 constexpr std::string_view midstream_message =
     "an error was encountered while running the model: unexpected EOF";
+// Options::pull_fail: what PullModel reports for a manifest the registry does not have.
+constexpr std::string_view pull_fail_message = "pull model manifest: file does not exist";
 
 namespace render_detail {
 
@@ -72,6 +74,8 @@ Usage render_responses_body(const Plan& plan, ByteBuf& out);
 Usage render_responses_event(const Plan& plan, const Script::Event& event, ByteBuf& out);
 Usage render_anthropic_body(const Plan& plan, ByteBuf& out);
 Usage render_anthropic_event(const Plan& plan, const Script::Event& event, ByteBuf& out);
+// One /api/pull progress line (render_pull.cc).
+void render_pull_event(const Plan& plan, const Script::Event& event, ByteBuf& out);
 
 }  // namespace render_detail
 }  // namespace tokentap::fake

@@ -2,6 +2,8 @@
 // so arbitrary bytes give `false`, never a crash.
 #include "request_json.h"
 
+#include <utility>
+
 namespace tokentap::fake {
 namespace {
 
@@ -214,6 +216,12 @@ bool Scanner::field(std::string_view key, RequestFields* out) {
     return value(1);
   }
   if (key == "stream") return boolean_or_null(&out->stream);
+  for (auto [k, dst] : {std::pair{"name", &out->name}, std::pair{"source", &out->source},
+                        std::pair{"destination", &out->destination}}) {
+    if (key != k) continue;
+    if (peek('"')) return string(dst);
+    return value(1);
+  }
   if (key == "stream_options") return stream_options(out);
   if (key == "raw") {
     std::int8_t v = -1;

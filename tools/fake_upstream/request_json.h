@@ -23,6 +23,10 @@ struct RequestFields {
   std::int64_t inputs = -1;      // "input": 1 for a non-empty string, 0 for "", N for an array
   bool keep_alive_zero = false;  // "keep_alive" is 0 (number) or a zero duration string
   bool has_tools = false;        // "tools" is a non-empty array
+  // /api/pull and /api/delete accept the old "name" for "model"; /api/copy names two models.
+  std::string_view name;
+  std::string_view source;
+  std::string_view destination;
 };
 
 // False if `body` is not a single JSON object (then `out` is unspecified).

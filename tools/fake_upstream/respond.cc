@@ -192,6 +192,15 @@ void Conn::respond(Worker& w) {
     case Endpoint::fake_echo:
       respond_echo(w);
       return;
+    case Endpoint::pull:
+      respond_pull(w);
+      return;
+    case Endpoint::delete_model:
+      respond_delete(w);
+      return;
+    case Endpoint::copy_model:
+      respond_copy(w);
+      return;
     case Endpoint::not_found:  // gin serveError: text/plain without charset
       reply_single(w, 404, typed("text/plain"), "404 page not found", delay);
       return;

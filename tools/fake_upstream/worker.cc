@@ -32,7 +32,7 @@ std::uint64_t monotonic_ns() {
 }
 
 Worker::Worker(const Options& options, int listen_fd, bool host_check, WorkerStats* stats,
-               SharedStats* shared, const Instance* instance)
+               SharedStats* shared, Instance* instance)
     : listen_fd_(listen_fd),
       host_check_(host_check),
       stats_(stats),

@@ -42,6 +42,9 @@ struct alignas(128) WorkerStats {
   std::atomic<std::uint64_t> busy_answers{0};
   std::atomic<std::uint64_t> model_not_found_answers{0};
   std::atomic<std::uint64_t> health_checks{0};
+  std::atomic<std::uint64_t> pull_requests{0};
+  std::atomic<std::uint64_t> delete_requests{0};
+  std::atomic<std::uint64_t> copy_requests{0};
   std::atomic<std::int64_t> inference_in_flight{0};  // a gauge: reset_stats() leaves it
   std::array<std::atomic<std::uint64_t>, endpoint_count> by_endpoint{};  // request heads per path
 
@@ -61,7 +64,7 @@ struct SharedStats {
 class Worker {
  public:
   Worker(const Options& options, int listen_fd, bool host_check, WorkerStats* stats,
-         SharedStats* shared, const Instance* instance);
+         SharedStats* shared, Instance* instance);
   ~Worker();
   Worker(const Worker&) = delete;
   Worker& operator=(const Worker&) = delete;
@@ -75,7 +78,8 @@ class Worker {
   [[nodiscard]] ByteBuf& scratch() { return scratch_; }
   [[nodiscard]] WorkerStats& stats() { return *stats_; }
   [[nodiscard]] bool host_check() const { return host_check_; }
-  [[nodiscard]] const Instance& instance() const { return *instance_; }
+  // Not const: /api/pull, /api/delete and /api/copy change the installed models.
+  [[nodiscard]] Instance& instance() const { return *instance_; }
   void note_peer_close();
   void note_blob_checksum(std::uint64_t checksum);
   void add_timer(std::uint64_t deadline_ns, std::uint32_t slot, std::uint32_t gen,
@@ -108,7 +112,7 @@ class Worker {
   std::atomic<bool> stop_{false};
   WorkerStats* stats_;
   SharedStats* shared_;
-  const Instance* instance_;
+  Instance* instance_;
   Clock clock_;
   ByteBuf scratch_;
   std::vector<std::unique_ptr<Conn>> conns_;

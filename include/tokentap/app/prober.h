@@ -20,6 +20,7 @@
 #include <thread>
 #include <vector>
 
+#include "tokentap/app/blocking_http.h"
 #include "tokentap/base/config.h"
 #include "tokentap/obs/backend_source.h"
 #include "tokentap/obs/model_table.h"
@@ -30,20 +31,8 @@ namespace tokentap {
 
 constexpr std::uint32_t health_check_timeout_ms = 1'000;
 constexpr std::uint64_t tags_poll_interval_ms = 10'000;
-constexpr std::size_t probe_body_bytes_max = 4 * 1024 * 1024;  // a bigger /api/tags is refused
-constexpr std::size_t tags_models_max = 1024;                   // names read from one answer
-
-// One GET's outcome. status 0: no answer (refused, reset, timed out, malformed).
-struct ProbeAnswer {
-  int status = 0;
-  bool timed_out = false;
-  std::string body;  // de-chunked
-};
-
-// A blocking `GET path` to `ep` with `Host: host` and `Connection: close`, bounded by
-// timeout_ms from the first byte of the connect to the last byte of the answer.
-[[nodiscard]] ProbeAnswer probe_get(const Endpoint& ep, const std::string& host,
-                                    const char* path, std::uint32_t timeout_ms);
+constexpr std::size_t tags_models_max = 1024;  // names read from one answer
+// probe_get, ProbeAnswer and probe_body_bytes_max: app/blocking_http.h.
 
 // The model names of an Ollama /api/tags answer; false when it is not one.
 [[nodiscard]] bool parse_tag_names(const std::string& body, std::vector<std::string>* names);
