@@ -12,6 +12,7 @@
 #include <future>
 
 #include "tokentap/app/config_parse.h"
+#include "tokentap/app/fan_out.h"
 #include "tokentap/app/prober.h"
 #include "tokentap/base/clock.h"
 #include "tokentap/obs/access_log.h"
@@ -99,6 +100,7 @@ bool Server::start(std::string* error) {
   raise_fd_limit();
   models_ = std::make_unique<ModelTable>(config_.max_models);
   build_fleet();
+  if (!start_fan_out(error)) return false;
   if (!config_.access_log.empty()) {
     access_log_ = std::make_unique<AccessLog>(config_.access_log,
                                               static_cast<std::size_t>(config_.threads));
@@ -116,6 +118,7 @@ bool Server::start(std::string* error) {
     shards_.push_back(
         std::make_unique<Shard>(config_, i, fd, *metrics_.back(), *models_, ring));
     shards_.back()->attach_fleet(fleet_.get(), backend_counters_->data(), catalog_.get());
+    shards_.back()->attach_fan_out(fan_out_->endpoint());
   }
   std::vector<const MetricsShard*> views;
   for (const auto& m : metrics_) views.push_back(m.get());
@@ -194,6 +197,26 @@ void Server::build_fleet() {
   }
 }
 
+// The service that applies pull, delete and copy to every backend in rotation (fan_out.h):
+// started whatever the fleet's size, since a reload can make one upstream a fleet.
+bool Server::start_fan_out(std::string* error) {
+  fan_out_ = std::make_unique<FanOutService>([this] {
+    std::vector<FanOutTarget> targets;
+    const std::uint64_t now = monotonic_ms();
+    for (std::uint32_t i = 0; i < fleet_->size(); ++i) {
+      if (!fleet_->healthy(i, now)) continue;
+      BackendTarget t;
+      std::uint32_t generation = 0;
+      fleet_->copy_target(i, &t, &generation);
+      targets.push_back(FanOutTarget{std::string(fleet_->name(i)), t.endpoint, t.host_header});
+    }
+    return targets;
+  });
+  if (fan_out_->start(error)) return true;
+  *error = "fan-out service: " + *error;
+  return false;
+}
+
 std::size_t Server::backend_gauges(BackendGauge* out, const BackendCounters** counters,
                                    std::size_t max) const {
   const std::size_t n = fill_backend_gauges(*fleet_, monotonic_ms(), out, max);
@@ -263,6 +286,7 @@ void Server::stop(std::uint32_t drain_ms) {
   threads_.clear();
   if (metrics_server_) metrics_server_->stop();
   shards_.clear();
+  if (fan_out_) fan_out_->stop();  // after the shards: none of them sends to it any more
   metrics_server_.reset();
   metrics_.clear();
   if (access_log_) access_log_->stop();  // after the shards: their last lines are written

@@ -24,6 +24,7 @@ class AccessLog;
 class Fleet;
 class Prober;
 class Catalog;
+class FanOutService;
 struct BackendCounters;
 struct BackendGauge;
 
@@ -56,6 +57,7 @@ class Server {
  private:
   [[nodiscard]] int open_listener(const Endpoint& ep, std::string* error);
   void build_fleet();
+  [[nodiscard]] bool start_fan_out(std::string* error);
   [[nodiscard]] bool start_shards(std::string* error);
   [[nodiscard]] std::size_t backend_gauges(BackendGauge* out, const BackendCounters** counters,
                                            std::size_t max) const;
@@ -70,6 +72,7 @@ class Server {
   std::unique_ptr<std::array<BackendCounters, backends_max>> backend_counters_;
   std::unique_ptr<Catalog> catalog_;  // the fleet's union model lists (prober → shards)
   std::unique_ptr<Prober> prober_;
+  std::unique_ptr<FanOutService> fan_out_;  // pull, delete, copy to every backend
   std::unique_ptr<AccessLog> access_log_;
   std::vector<std::unique_ptr<MetricsShard>> metrics_;
   std::unique_ptr<MetricsServer> metrics_server_;
