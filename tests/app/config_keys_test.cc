@@ -37,12 +37,12 @@ ParseOutcome parse_file(const std::string& toml, std::vector<std::string> more =
 }
 
 TEST(ConfigKeys, KeyTablesInTheConfigFile) {
-  const auto out = parse_file(
-      "threads = 1\n" + key_table("alice", "tt-alice",
-                                  "models = [\"llama3\", \"qwen2.5*\"]\n"
-                                  "requests_per_minute = 60\ntokens_per_minute = 100000\n"
-                                  "tokens_per_day = 1000000000000\n") +
-      key_table("bob", "tt-bob"));
+  const auto out = parse_file("threads = 1\n" +
+                              key_table("alice", "tt-alice",
+                                        "models = [\"llama3\", \"qwen2.5*\"]\n"
+                                        "requests_per_minute = 60\ntokens_per_minute = 100000\n"
+                                        "tokens_per_day = 1000000000000\n") +
+                              key_table("bob", "tt-bob"));
   ASSERT_EQ(out.kind, ParseOutcome::Kind::run) << out.error;
   const auto& keys = out.config.keys;
   ASSERT_EQ(keys.size(), 2u);
@@ -181,8 +181,8 @@ TEST(ConfigKeys, EachBadKeyIsOneLineNamingFileLineAndField) {
       {"[[key]]\nname = \"a\"\nsha256 = \"" + a + "\"\n[[key]]\nname = \"a\"\nsha256 = \"" +
            hash_of("tt-b") + "\"\n",
        ":4: key 'a': the name of another key ("},
-      {"[[key]]\nname = \"a\"\nsha256 = \"" + a + "\"\n[[key]]\nname = \"b\"\nsha256 = \"" +
-           a + "\"\n",
+      {"[[key]]\nname = \"a\"\nsha256 = \"" + a + "\"\n[[key]]\nname = \"b\"\nsha256 = \"" + a +
+           "\"\n",
        ":4: key 'b': the same sha256 as key 'a' ("},
   };
   for (const Case& c : cases) {
@@ -198,8 +198,9 @@ TEST(ConfigKeys, EachBadKeyIsOneLineNamingFileLineAndField) {
 TEST(ConfigKeys, KeysFileErrors) {
   const TempFile other("threads = 2\n" + key_table("a", "tt-a"));
   auto out = parse({"--keys", other.path});
-  EXPECT_EQ(out.error, other.path + ":1: unknown key 'threads' (a --keys file holds only "
-                                    "[[key]] tables)");
+  EXPECT_EQ(out.error, other.path +
+                           ":1: unknown key 'threads' (a --keys file holds only "
+                           "[[key]] tables)");
   out = parse({"--keys", "/nonexistent/keys.toml"});
   EXPECT_EQ(out.error, "--keys /nonexistent/keys.toml: cannot read: No such file or directory");
   out = parse_file("keys = \"/nonexistent/keys.toml\"\n");
