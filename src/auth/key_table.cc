@@ -1,6 +1,8 @@
 // KeyTable: building the table from the Config, the constant-time lookup, the model rule.
 #include "tokentap/auth/key_table.h"
 
+#include <cstring>
+
 #include "tokentap/base/assert.h"
 
 namespace tokentap::auth {
@@ -97,6 +99,9 @@ bool KeyTable::build(const Config& cfg, KeyTable* out, std::string* error) {
   KeyTable t;
   for (const KeyConfig& k : cfg.keys) {
     t.keys_.push_back(Entry{k.name, k.sha256, k.models, k.limits});
+    HashWords h;
+    std::memcpy(h.words, k.sha256.data(), sizeof h.words);
+    t.hashes_.push_back(h);
   }
   t.anonymous_ =
       Entry{std::string(anonymous_key_name), {}, cfg.anonymous.models, cfg.anonymous.limits};
@@ -135,12 +140,21 @@ std::optional<KeyId> KeyTable::find(std::string_view secret) const {
   const std::optional<Sha256> digest = sha256(secret);
   if (!digest) return std::nullopt;
   // Every key is compared and the match picked with a mask: no branch depends on which key
-  // matched. Hashes are unique (config_parse refuses a repeated sha256), so at most one does.
+  // matched or how many bytes did. Hashes are unique (config_parse refuses a repeated sha256),
+  // so at most one matches. The loop is our own rather than CRYPTO_memcmp per key: the same
+  // XOR-OR accumulation, inlined over 64-bit words, ~1 ns a key instead of ~19 (a function call
+  // each), which is what makes 1024 keys cost about a microsecond per request.
+  std::uint64_t want[hash_words];
+  std::memcpy(want, digest->data(), sizeof want);
   constexpr std::uint32_t no_key = 0xffff'ffff;
   std::uint32_t found = no_key;
-  for (std::uint32_t i = 0; i < keys_.size(); ++i) {
-    const std::uint32_t mask =
-        0u - static_cast<std::uint32_t>(equal_in_constant_time(*digest, keys_[i].sha256));
+  for (std::uint32_t i = 0; i < hashes_.size(); ++i) {
+    std::uint64_t diff = 0;
+    for (std::size_t w = 0; w < hash_words; ++w) diff |= hashes_[i].words[w] ^ want[w];
+    // 1 when diff == 0, else 0, without a comparison: (diff | -diff) has its top bit set
+    // exactly when diff != 0.
+    const std::uint64_t equal = ((diff | (0 - diff)) >> 63) ^ 1;
+    const std::uint32_t mask = 0u - static_cast<std::uint32_t>(equal);
     found = (found & ~mask) | (i & mask);
   }
   if (found == no_key) return std::nullopt;

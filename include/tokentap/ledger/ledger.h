@@ -26,6 +26,7 @@
 #include <tuple>
 #include <vector>
 
+#include "tokentap/base/config.h"
 #include "tokentap/ledger/ledger_store.h"
 #include "tokentap/ledger/usage_queue.h"
 
@@ -38,7 +39,8 @@ constexpr std::uint32_t write_interval_ms = 1000;  // one transaction a second a
 // Distinct (key, model, backend, hour) rows held between writes. Reached only when writes keep
 // failing for hours.
 constexpr std::size_t pending_rows_max = 65'536;
-constexpr std::uint32_t producers_max = 256;  // = threads_max: one queue per shard
+constexpr std::uint32_t producers_max = 256;  // one queue per shard
+static_assert(producers_max >= threads_max, "every shard gets a queue");
 static_assert(drain_interval_ms < write_interval_ms);
 
 // The names behind a record's ids. Called on the writer thread only; the ids a shard recorded
