@@ -4,7 +4,9 @@
 # LAYERS the list CMakeLists.txt builds the layer libraries from ("layer:dep,dep"). It fails when
 #  - a file includes "tokentap/<other>/…" of a layer its own layer does not depend on;
 #  - a system library is included outside the layers built on it (liburing: loop; llhttp: http;
-#    simdjson: meter), so HTTP framing and metering can never come to need a ring;
+#    simdjson: meter), so HTTP framing and metering can never come to need a ring; OpenSSL and
+#    SQLite are stricter: only their own layer (auth, ledger) includes them, not the layers above,
+#    which use the layer's API (the libraries are linked PRIVATE there);
 #  - a source file sits in src/ or include/tokentap/ outside any layer folder;
 #  - a file under src/ is longer than src_lines_max lines (STYLE §2).
 # Each failure names the file and the include, so the fix is obvious.
@@ -29,9 +31,20 @@ endforeach()
 set(owner_liburing loop)
 set(owner_llhttp http)
 set(owner_simdjson meter)
+set(owner_openssl auth)
+set(owner_sqlite3 ledger)
+# Libraries only their owner may include (no layer above it either).
+set(exclusive_libs openssl sqlite3)
 
-function(may_use layer owner out)
-  if(layer STREQUAL owner OR owner IN_LIST deps_${layer})
+function(may_use layer lib out)
+  set(owner ${owner_${lib}})
+  if(lib IN_LIST exclusive_libs)
+    if(layer STREQUAL owner)
+      set(${out} TRUE PARENT_SCOPE)
+    else()
+      set(${out} FALSE PARENT_SCOPE)
+    endif()
+  elseif(layer STREQUAL owner OR owner IN_LIST deps_${layer})
     set(${out} TRUE PARENT_SCOPE)
   else()
     set(${out} FALSE PARENT_SCOPE)
@@ -55,10 +68,12 @@ foreach(layer ${layer_names})
       elseif(line MATCHES "^#include \"tokentap/")
         list(APPEND failures "${rel}: ${line} is outside every layer folder")
       endif()
-      foreach(lib liburing llhttp simdjson)
+      foreach(lib liburing llhttp simdjson openssl sqlite3)
         if(line MATCHES "^#include [<\"]${lib}[./]")
-          may_use(${layer} ${owner_${lib}} ok)
-          if(NOT ok)
+          may_use(${layer} ${lib} ok)
+          if(NOT ok AND lib IN_LIST exclusive_libs)
+            list(APPEND failures "${rel}: ${line} (only ${owner_${lib}} uses ${lib})")
+          elseif(NOT ok)
             list(APPEND failures "${rel}: ${line} (only ${owner_${lib}} and above use ${lib})")
           endif()
         endif()

@@ -7,6 +7,8 @@ packages=(
   build-essential cmake ninja-build pkg-config
   liburing-dev node-llhttp libsimdjson-dev libfmt-dev
   libtomlplusplus-dev  # toml++: the --config FILE parser (app layer)
+  libssl-dev      # libcrypto: SHA-256 of API key secrets and CRYPTO_memcmp (auth layer)
+  libsqlite3-dev  # SQLite: the usage ledger in --state-dir (ledger layer)
   libgtest-dev libbenchmark-dev
   curl python3
   clang libclang-rt-dev

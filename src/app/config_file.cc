@@ -3,14 +3,14 @@
 // Every flag is a top-level key spelled with '_' for '-' (max_models = 512), checked and stored
 // by the same apply_setting as the flag, so a file key and its flag accept exactly the same
 // values. Backends are the `upstream` key (a "[NAME=]URL" string or an array of them) followed
-// by the [[backend]] tables (name, url, weight, max_parallel). Anything else — an unknown key, a
+// by the [[backend]] tables (name, url, weight, max_parallel); the [[key]] tables,
+// anonymous_from and [anonymous] are read by config_keys.cc. Anything else — an unknown key, a
 // wrong type, a value out of range, a syntax error — is one line "FILE:LINE: KEY: problem", so
 // a typo in a file never starts a proxy with a default the operator did not ask for.
 //
 // toml++ reports syntax errors by exception (Debian builds it with exceptions); this runs once at
 // start-up and on SIGHUP, never on a shard, so the one try/catch here is off the hot path.
 #include <fmt/format.h>
-#include <toml++/toml.h>
 
 #include <algorithm>
 #include <cerrno>
@@ -18,15 +18,11 @@
 #include <cstring>
 
 #include "config_settings.h"
+#include "config_toml.h"
 #include "tokentap/app/config_parse.h"
 
 namespace tokentap::config_detail {
-namespace {
 
-// A config file is a few KiB; anything this large is a wrong path.
-constexpr std::size_t config_file_bytes_max = 1 * mib;
-
-// "FILE:LINE: " for a node or key toml++ placed (lines count from 1), "FILE: " otherwise.
 std::string at(const std::string& path, const toml::source_region& where) {
   if (where.begin.line == 0) return path + ": ";
   return fmt::format("{}:{}: ", path, where.begin.line);
@@ -58,10 +54,11 @@ std::string_view type_name(toml::node_type type) {
   return "an unknown type";
 }
 
-bool read_file(const std::string& path, std::string* text, std::string* error) {
+bool read_file(std::string_view flag, const std::string& path, std::string* text,
+               std::string* error) {
   std::FILE* f = std::fopen(path.c_str(), "rb");
   if (f == nullptr) {
-    *error = fmt::format("--config {}: cannot read: {}", path, std::strerror(errno));
+    *error = fmt::format("{} {}: cannot read: {}", flag, path, std::strerror(errno));
     return false;
   }
   text->resize(config_file_bytes_max + 1);
@@ -69,12 +66,12 @@ bool read_file(const std::string& path, std::string* text, std::string* error) {
   const int read_errno = std::ferror(f) != 0 ? errno : 0;
   std::fclose(f);
   if (read_errno != 0) {
-    *error = fmt::format("--config {}: cannot read: {}", path, std::strerror(read_errno));
+    *error = fmt::format("{} {}: cannot read: {}", flag, path, std::strerror(read_errno));
     return false;
   }
   if (n > config_file_bytes_max) {
     *error =
-        fmt::format("--config {}: over {} bytes, not a config file", path, config_file_bytes_max);
+        fmt::format("{} {}: over {} bytes, not a config file", flag, path, config_file_bytes_max);
     return false;
   }
   text->resize(n);
@@ -94,6 +91,8 @@ bool parse_toml(const std::string& path, std::string_view text, toml::table* out
     return false;
   }
 }
+
+namespace {
 
 // A scalar setting's value as apply_setting takes it (what a flag would carry), or nullopt when
 // its TOML type is not the one the setting's kind wants.
@@ -167,6 +166,7 @@ bool apply_key(const std::string& path, const toml::key& key, const toml::node& 
     return false;
   }
   if (name == "metrics-token-file") s->token_file_origin = where + std::string(key.str());
+  if (name == "keys") s->keys_file_origin = where + "keys =";
   return true;
 }
 
@@ -316,12 +316,15 @@ bool load_backends(const std::string& path, const toml::table& root,
 bool load_config_file(const std::string& path, Settings* s, std::string* error) {
   std::string text;
   toml::table root;
-  if (!read_file(path, &text, error) || !parse_toml(path, text, &root, error)) return false;
+  if (!read_file("--config", path, &text, error) || !parse_toml(path, text, &root, error)) {
+    return false;
+  }
   for (auto&& [key, value] : root) {
-    if (is_backend_key(key.str())) continue;
+    if (is_backend_key(key.str()) || is_auth_key(key.str())) continue;
     if (!apply_key(path, key, value, s, error)) return false;
   }
-  return load_backends(path, root, &s->file_backends, error);
+  return load_backends(path, root, &s->file_backends, error) &&
+         load_auth_keys(path, root, s, error);
 }
 
 }  // namespace tokentap::config_detail

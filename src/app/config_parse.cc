@@ -32,6 +32,7 @@ constexpr std::string_view default_metrics_listen = ":9836";
 std::string help_text() {
   return fmt::format(
       "usage: tokentap [flags]\n"
+      "       tokentap keygen NAME | hash-key | usage --state-dir DIR [...]\n"
       "\n"
       "io_uring reverse proxy for Ollama / OpenAI / Anthropic servers with Prometheus metrics.\n"
       "\n"
@@ -59,6 +60,10 @@ std::string help_text() {
       "  --metrics-token TOKEN  require 'Authorization: Bearer TOKEN' on /metrics\n"
       "  --metrics-token-file F the same, the token read from file F (kept out of ps)\n"
       "  --access-log FILE|-    JSON access log, one line per request\n"
+      "  --keys FILE            [[key]] tables (name, sha256, models, limits) besides --config's;\n"
+      "                         with any key, requests need one (docs/keys.md)\n"
+      "  --state-dir DIR        keep the usage ledger in DIR/usage.sqlite3\n"
+      "  --forward-auth         pass Authorization and x-api-key on to the backends\n"
       "  --help, --version\n"
       "\n"
       "Flags may be written -flag or --flag, with the value after '=' or as the next argument.\n",
@@ -111,8 +116,8 @@ constexpr NumberRule number_rules[] = {
 };
 
 constexpr std::string_view text_settings[] = {
-    "listen",        "upstream",           "ollama-url", "metrics-listen",
-    "metrics-token", "metrics-token-file", "access-log", "config",
+    "listen",     "upstream", "ollama-url", "metrics-listen", "metrics-token", "metrics-token-file",
+    "access-log", "config",   "keys",       "state-dir",
 };
 
 const NumberRule* number_rule(std::string_view name) {
@@ -143,7 +148,9 @@ std::optional<SettingKind> setting_kind(std::string_view name) {
   for (const std::string_view t : text_settings) {
     if (t == name) return SettingKind::text;
   }
-  if (name == "preserve-host" || name == "metrics-on-proxy") return SettingKind::toggle;
+  if (name == "preserve-host" || name == "metrics-on-proxy" || name == "forward-auth") {
+    return SettingKind::toggle;
+  }
   if (name == "help" || name == "h" || name == "version") return SettingKind::action;
   return std::nullopt;
 }
@@ -167,6 +174,14 @@ bool apply_setting(std::string_view name, std::string_view value, Settings* s,
     s->metrics_token_file = value;
   } else if (name == "access-log") {
     s->cfg.access_log = value;
+  } else if (name == "forward-auth") {
+    s->cfg.forward_auth = value == "true";
+  } else if (name == "keys" || name == "state-dir") {
+    if (value.empty()) {
+      *problem = name == "keys" ? "want a file" : "want a directory";
+      return false;
+    }
+    (name == "keys" ? s->keys_file : s->cfg.state_dir) = value;
   } else {
     *problem = "not a setting";  // upstream and config are applied by the caller
     return false;
@@ -182,7 +197,7 @@ using config_detail::SettingKind;
 using config_detail::Settings;
 
 ParseOutcome failure(std::string error) {
-  return ParseOutcome{ParseOutcome::Kind::error, {}, std::move(error)};
+  return ParseOutcome{ParseOutcome::Kind::error, {}, std::move(error), {}};
 }
 
 constexpr std::size_t metrics_token_file_bytes_max = 4096;
@@ -295,7 +310,11 @@ ParseOutcome finish(Settings s) {
   }
   if (!s.metrics_listen) s.metrics_listen = parse_endpoint(default_metrics_listen, &error);
   if (!s.metrics_listen) return failure("--metrics-listen: " + error);
-  if (!finish_backends(&s, &error) || !finish_token(&s, &error)) return failure(error);
+  std::vector<std::string> warnings;
+  if (!finish_backends(&s, &error) || !finish_token(&s, &error) ||
+      !config_detail::finish_keys(&s, &warnings, &error)) {
+    return failure(error);
+  }
   Config& cfg = s.cfg;
   cfg.listen = std::move(*s.listen);
   cfg.metrics_listen = std::move(*s.metrics_listen);
@@ -303,7 +322,7 @@ ParseOutcome finish(Settings s) {
     const long online = sysconf(_SC_NPROCESSORS_ONLN);
     cfg.threads = online < 1 ? 1 : (online > threads_max ? threads_max : static_cast<int>(online));
   }
-  return ParseOutcome{ParseOutcome::Kind::run, std::move(cfg), {}};
+  return ParseOutcome{ParseOutcome::Kind::run, std::move(cfg), {}, std::move(warnings)};
 }
 
 struct Flag {
@@ -331,7 +350,8 @@ std::optional<ParseOutcome> read_flags(int argc, const char* const* argv,
     if (!kind) return failure(fmt::format("unknown flag --{} (see --help)", name));
     if (*kind == SettingKind::action) {
       const bool help = name == "help" || name == "h";
-      return ParseOutcome{help ? ParseOutcome::Kind::help : ParseOutcome::Kind::version, {}, {}};
+      return ParseOutcome{
+          help ? ParseOutcome::Kind::help : ParseOutcome::Kind::version, {}, {}, {}};
     }
     if (*kind == SettingKind::toggle) {
       const bool on = !value || *value == "true" || *value == "1";
@@ -377,6 +397,7 @@ bool apply_flags(const std::vector<Flag>& flags, Settings* s, std::string* error
       return false;
     }
     if (f.name == "metrics-token-file") s->token_file_origin = "--metrics-token-file";
+    if (f.name == "keys") s->keys_file_origin = "--keys";
   }
   return true;
 }

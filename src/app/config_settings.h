@@ -29,6 +29,11 @@ struct Settings {
   std::string token_file_origin;   // "--metrics-token-file" or "FILE:LINE: key", for errors
   std::vector<BackendConfig> file_backends;  // the file's `upstream` + [[backend]], resolved
   std::vector<BackendConfig> flag_backends;  // the --upstream flags, resolved
+  std::vector<KeyConfig> file_keys;          // the --config file's [[key]] tables
+  std::string keys_file;                     // --keys FILE, read in finish_keys()
+  std::string keys_file_origin;              // "--keys" or "FILE:LINE: keys =", for errors
+  std::string anonymous_origin;              // "FILE:LINE: anonymous_from" when the file set it
+  std::string anonymous_table_origin;        // "FILE:LINE: anonymous" when it has that table
 };
 
 // Checks `value` for setting `name` (any kind but action, and not upstream/config, which the
@@ -41,5 +46,14 @@ struct Settings {
 // Reads the TOML file into *s: every key but `upstream` through apply_setting, the backends into
 // s->file_backends. One error line naming the file, the line and the key.
 [[nodiscard]] bool load_config_file(const std::string& path, Settings* s, std::string* error);
+
+// Reads --keys FILE (only [[key]] tables) into *out, each key's origin "FILE:LINE".
+[[nodiscard]] bool load_keys_file(const std::string& path, std::string_view origin,
+                                  std::vector<KeyConfig>* out, std::string* error);
+
+// After every source had its say: reads the keys file, merges its keys after the config file's
+// into s->cfg.keys (names and secrets unique across both, at most keys_max), checks that
+// anonymous settings come with keys, and appends a warning for each key file others may read.
+[[nodiscard]] bool finish_keys(Settings* s, std::vector<std::string>* warnings, std::string* error);
 
 }  // namespace tokentap::config_detail

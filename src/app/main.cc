@@ -7,6 +7,7 @@
 
 #include "tokentap/app/config_parse.h"
 #include "tokentap/app/server.h"
+#include "tokentap/app/subcommand.h"
 
 namespace {
 
@@ -41,6 +42,7 @@ std::string backends_banner(const tokentap::Config& cfg) {
 }  // namespace
 
 int main(int argc, char** argv) {
+  if (auto rc = tokentap::run_subcommand(argc, argv)) return *rc;
   using tokentap::ParseOutcome;
   const ParseOutcome parsed =
       tokentap::parse_config(argc, argv, [](const char* name) { return std::getenv(name); });
@@ -57,6 +59,7 @@ int main(int argc, char** argv) {
     case ParseOutcome::Kind::run:
       break;
   }
+  for (const std::string& w : parsed.warnings) std::fprintf(stderr, "tokentap: %s\n", w.c_str());
   const sigset_t signals = block_signals();
   tokentap::Server server(parsed.config);
   std::string error;

@@ -28,6 +28,8 @@ struct ParseOutcome {
   enum class Kind { run, help, version, error } kind = Kind::error;
   Config config;
   std::string error;  // one line, no trailing newline, when kind == error
+  // Lines for stderr at start when kind == run (a key file others may read), without newlines.
+  std::vector<std::string> warnings;
 };
 
 using EnvLookup = std::function<const char*(const char*)>;
@@ -65,6 +67,11 @@ using EnvLookup = std::function<const char*(const char*)>;
 // file naming no backend gives an empty *out (the caller keeps the backends it has).
 [[nodiscard]] bool load_backends_file(const std::string& path, std::vector<BackendConfig>* out,
                                       std::string* error);
+
+// The warning for a file holding key hashes whose st_mode lets group or others read it
+// (mode & 0044), or nullopt. Hashes of tokentap keygen's secrets cannot be reversed, but a
+// hand-picked secret can be guessed from its hash, so the file deserves mode 0600.
+[[nodiscard]] std::optional<std::string> key_file_warning(std::string_view path, unsigned mode);
 
 [[nodiscard]] std::string help_text();
 

@@ -8,14 +8,20 @@
 // comma-separated list, or --config FILE's `upstream` and [[backend]] tables), at least one after
 // parsing. `upstream` and `upstream_host` mirror backends[0], so code written for one upstream
 // keeps working unchanged.
+//
+// Keys (issue 18, docs/keys.md): `keys` are the [[key]] tables of --config and --keys FILE, as
+// plain data; the auth layer builds its lookup table and windows from them. With no key, auth is
+// off and nothing changes.
 #pragma once
 
 #include <netinet/in.h>
 #include <sys/socket.h>
 
+#include <array>
 #include <cstddef>
 #include <cstdint>
 #include <string>
+#include <string_view>
 #include <vector>
 
 namespace tokentap {
@@ -48,6 +54,39 @@ constexpr std::uint32_t health_interval_ms_max = 3'600'000;
 constexpr std::uint32_t retries_default = 2;  // other backends tried before the first byte
 constexpr std::uint32_t retries_max = 8;
 static_assert(retries_max < backends_max, "a retry goes to another backend");
+
+// API keys. keys_max bounds the fixed arrays the auth layer sizes at start (one window slot per
+// key, plus one for the anonymous clients); a deployment with more people than this wants an
+// identity provider, not a TOML file.
+constexpr std::uint32_t keys_max = 1024;
+constexpr std::size_t key_name_bytes_max = 32;     // [A-Za-z0-9_.-]{1,32}, the `key` label
+constexpr std::size_t key_sha256_bytes = 32;       // SHA-256 of the secret
+constexpr std::uint32_t key_models_max = 64;       // `models` patterns per key
+constexpr std::size_t key_model_bytes_max = 256;   // one pattern; Ollama's longest names fit
+constexpr std::uint32_t anonymous_cidrs_max = 64;  // anonymous_from entries
+// Limit ceilings: far above any real GPU's rate, low enough to fit the packed window counters
+// of auth/key_window.h (static_asserted there).
+constexpr std::uint64_t key_requests_per_minute_max = 1'000'000'000;
+constexpr std::uint64_t key_tokens_per_minute_max = 10'000'000'000;
+constexpr std::uint64_t key_tokens_per_day_max = 1'000'000'000'000;
+// The name the anonymous clients are counted under (the `key` label); no [[key]] may take it.
+inline constexpr std::string_view anonymous_key_name = "anonymous";
+
+// A key's limits; 0 is unlimited. Windows are UTC-aligned (auth/key_window.h).
+struct KeyLimits {
+  std::uint64_t requests_per_minute = 0;
+  std::uint64_t tokens_per_minute = 0;  // prompt + completion
+  std::uint64_t tokens_per_day = 0;     // prompt + completion, UTC day
+};
+
+// One [[key]] table (or the [anonymous] table, with an all-zero sha256 and no secret).
+struct KeyConfig {
+  std::string name;                                     // the `key` label
+  std::array<std::uint8_t, key_sha256_bytes> sha256{};  // of the secret; never the secret
+  std::vector<std::string> models;  // allowed models, exact or `prefix*`; empty: any
+  KeyLimits limits;
+  std::string origin;  // "FILE:LINE" of its table, for messages
+};
 
 // One upstream server. Only `name`, `weight` and `max_parallel` are policy; the rest says where
 // it is and how to address it.
@@ -89,6 +128,13 @@ struct Config {
   std::uint32_t max_connections = max_connections_default;  // per shard; more are refused
   std::string metrics_token;
   std::string access_log;  // empty: off; "-": stdout
+  // API keys (docs/keys.md). Auth is on when `keys` is not empty.
+  std::vector<KeyConfig> keys;              // --config's and --keys FILE's [[key]] tables
+  std::string keys_file;                    // --keys FILE ("" when none)
+  std::vector<std::string> anonymous_from;  // CIDRs as written, checked by auth's Cidr::parse
+  KeyConfig anonymous;                      // [anonymous]: models and limits of those clients
+  std::string state_dir;                    // --state-dir DIR: the usage ledger ("" = none)
+  bool forward_auth = false;                // --forward-auth: credentials reach the backends
 };
 
 }  // namespace tokentap
