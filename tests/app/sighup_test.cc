@@ -128,6 +128,11 @@ TEST(Sighup, ReloadsTheConfigFileAndRefusesAnInvalidOneWithOneLine) {
   child.signal(SIGHUP);
   const std::string reloaded = child.line_with("SIGHUP");
   EXPECT_NE(reloaded.find("added b"), std::string::npos) << reloaded;
+  // A new backend takes a model's requests once its /api/tags is known (polled as it starts).
+  for (int i = 0; i < 200 && b.requests_for("/api/tags") == 0; ++i) {
+    std::this_thread::sleep_for(10ms);
+  }
+  std::this_thread::sleep_for(300ms);
   const std::uint64_t before = b.stats().inference_requests;
   for (int i = 0; i < 10; ++i) ASSERT_EQ(generate_status(port), 200);
   EXPECT_GT(b.stats().inference_requests, before) << "the added backend takes requests";
