@@ -36,14 +36,6 @@ FanOutReply empty_ok() { return FanOutReply{200, {}, {}}; }
 
 }  // namespace
 
-FanOutRoute fan_out_route(std::string_view method, std::string_view target) {
-  const std::string_view path = target.substr(0, target.find('?'));
-  if (method == "POST" && path == "/api/pull") return FanOutRoute::pull;
-  if (method == "DELETE" && path == "/api/delete") return FanOutRoute::delete_model;
-  if (method == "POST" && path == "/api/copy") return FanOutRoute::copy_model;
-  return FanOutRoute::other;
-}
-
 bool pull_streams(std::string_view body) {
   simdjson::dom::parser parser;
   simdjson::dom::element doc;

@@ -19,6 +19,7 @@
 #include <cstring>
 
 #include "tokentap/base/assert.h"
+#include "tokentap/base/route.h"
 #include "tokentap/obs/prom_text.h"
 
 namespace tokentap {
@@ -80,7 +81,7 @@ bool parse_request_line(std::string_view line, Request* req) {
   if (sp2 == std::string_view::npos || sp1 == 0 || sp2 == sp1 + 1) return false;
   req->method = line.substr(0, sp1);
   const std::string_view target = line.substr(sp1 + 1, sp2 - sp1 - 1);
-  req->path = target.substr(0, target.find('?'));
+  req->path = target_path(target);
   const std::string_view version = line.substr(sp2 + 1);
   if (version == "HTTP/1.1") return true;
   req->keep_alive = false;  // HTTP/1.0 closes unless asked otherwise

@@ -19,16 +19,8 @@ static_assert(error_body_bytes_max + 1024 < buf_bytes, "a local reply fits one b
 // built from blobs (HEAD/POST /api/blobs/:digest, then /api/create naming them) and pushed from
 // where it was built (/api/push) lives on one backend only.
 bool in_order_route(std::string_view target) {
-  const std::string_view path = target.substr(0, target.find('?'));
+  const std::string_view path = target_path(target);
   return path == "/api/create" || path == "/api/push" || path.starts_with("/api/blobs/");
-}
-
-// The model-store changes a fleet applies to every backend (app/fan_out.h), so that it stays
-// uniform: pull, delete, copy.
-bool fan_out_route(const HeadFacts& facts) {
-  const std::string_view path = facts.target.substr(0, facts.target.find('?'));
-  if (facts.method == "POST") return path == "/api/pull" || path == "/api/copy";
-  return facts.method == "DELETE" && path == "/api/delete";
 }
 
 }  // namespace
@@ -226,7 +218,8 @@ int Conn::settle_backend(const HeadFacts& facts, bool routed, int out, std::size
       return -1;
     }
     ex_.pinned = static_cast<std::uint8_t>(b);
-  } else if (fleet_routing() && shard_->has_fan_out() && fan_out_route(facts)) {
+  } else if (fleet_routing() && shard_->has_fan_out() &&
+             fan_out_route(facts.method, facts.target) != FanOutRoute::other) {
     ex_.fan_out = true;
     b = fan_out_slot;
   } else if (fleet_routing() && in_order_route(facts.target)) {

@@ -166,7 +166,7 @@ bool Conn::replay_elsewhere(RetryReason why) {
 // as one Ollama would answer (unless pinned to one backend). False: forward as any request.
 bool Conn::serve_catalog(const HeadFacts& facts) {
   if (!fleet_routing() || !facts.backend_pin.empty() || facts.method != "GET") return false;
-  std::string_view path = facts.target.substr(0, facts.target.find('?'));
+  const std::string_view path = target_path(facts.target);
   const bool tags = path == "/api/tags";
   const bool ps = path == "/api/ps";
   if (!tags && !ps && path != "/v1/models") return false;

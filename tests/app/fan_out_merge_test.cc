@@ -32,15 +32,6 @@ LegOutcome pulled(std::string name) {
   return o;
 }
 
-TEST(FanOutMerge, Routes) {
-  EXPECT_EQ(fan_out_route("POST", "/api/pull"), FanOutRoute::pull);
-  EXPECT_EQ(fan_out_route("POST", "/api/pull?x=1"), FanOutRoute::pull);
-  EXPECT_EQ(fan_out_route("DELETE", "/api/delete"), FanOutRoute::delete_model);
-  EXPECT_EQ(fan_out_route("POST", "/api/copy"), FanOutRoute::copy_model);
-  EXPECT_EQ(fan_out_route("GET", "/api/pull"), FanOutRoute::other);
-  EXPECT_EQ(fan_out_route("POST", "/api/pulls"), FanOutRoute::other);
-}
-
 TEST(FanOutMerge, PullStreamsUnlessStreamIsFalse) {
   EXPECT_TRUE(pull_streams(R"({"model":"x"})"));
   EXPECT_TRUE(pull_streams(R"({"model":"x","stream":true})"));

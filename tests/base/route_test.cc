@@ -35,5 +35,17 @@ TEST(Route, StreamDefaultsFollowTheWireFormat) {
   EXPECT_FALSE(route_info(Route::v1_messages).stream_default);
 }
 
+// The proxy and the fan-out service both ask this one function which requests fan out.
+TEST(Route, FanOutRoutesArePullDeleteAndCopyWithTheirMethods) {
+  EXPECT_EQ(fan_out_route("POST", "/api/pull"), FanOutRoute::pull);
+  EXPECT_EQ(fan_out_route("POST", "/api/pull?x=1"), FanOutRoute::pull);
+  EXPECT_EQ(fan_out_route("DELETE", "/api/delete"), FanOutRoute::delete_model);
+  EXPECT_EQ(fan_out_route("POST", "/api/copy"), FanOutRoute::copy_model);
+  EXPECT_EQ(fan_out_route("GET", "/api/pull"), FanOutRoute::other);
+  EXPECT_EQ(fan_out_route("POST", "/api/pulls"), FanOutRoute::other);
+  EXPECT_EQ(target_path("/api/tags?x=1"), "/api/tags");
+  EXPECT_EQ(target_path("/api/tags"), "/api/tags");
+}
+
 }  // namespace
 }  // namespace tokentap

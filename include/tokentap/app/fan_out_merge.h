@@ -8,12 +8,10 @@
 #include <string_view>
 #include <vector>
 
+#include "tokentap/base/route.h"  // FanOutRoute, fan_out_route: shared with the proxy
+
 namespace tokentap {
 
-enum class FanOutRoute : std::uint8_t { pull, delete_model, copy_model, other };
-
-// method and the request target (path and query).
-[[nodiscard]] FanOutRoute fan_out_route(std::string_view method, std::string_view target);
 // A pull request body asks for a stream: `stream` absent, null, true, or the body unreadable
 // (the backends will refuse it in their own words).
 [[nodiscard]] bool pull_streams(std::string_view body);

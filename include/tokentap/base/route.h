@@ -63,14 +63,32 @@ inline constexpr std::array<RouteInfo, route_count> route_table{{
 
 [[nodiscard]] constexpr std::string_view route_label(Route r) { return route_info(r).path; }
 
+// The path of a request target: what comes before '?'.
+[[nodiscard]] constexpr std::string_view target_path(std::string_view target) {
+  return target.substr(0, target.find('?'));
+}
+
 // Maps a request target ("/api/chat?x=1") to its route. Only the path before '?' is compared.
 [[nodiscard]] constexpr Route route_of(std::string_view target) {
-  const auto query = target.find('?');
-  if (query != std::string_view::npos) target = target.substr(0, query);
+  target = target_path(target);
   for (std::size_t i = 0; i + 1 < route_count; ++i) {
     if (route_table[i].path == target) return static_cast<Route>(i);
   }
   return Route::other;
+}
+
+// The model-store changes a fleet applies to every backend so that it stays uniform (issue 16
+// "Fleet endpoints"): the proxy sends these to the fan-out service (app/fan_out.h), which
+// tells them apart by the same function. `other`: anything else.
+enum class FanOutRoute : std::uint8_t { pull, delete_model, copy_model, other };
+
+[[nodiscard]] constexpr FanOutRoute fan_out_route(std::string_view method,
+                                                  std::string_view target) {
+  const std::string_view path = target_path(target);
+  if (method == "POST" && path == "/api/pull") return FanOutRoute::pull;
+  if (method == "DELETE" && path == "/api/delete") return FanOutRoute::delete_model;
+  if (method == "POST" && path == "/api/copy") return FanOutRoute::copy_model;
+  return FanOutRoute::other;
 }
 
 // `/metrics` (any query): the path --metrics-on-proxy answers on the proxy port.
