@@ -28,6 +28,21 @@ std::string at(const std::string& path, const toml::source_region& where) {
   return fmt::format("{}:{}: ", path, where.begin.line);
 }
 
+bool tables_at(const std::string& path, const toml::table& root, std::string_view name,
+               const toml::array** tables, std::string* error) {
+  *tables = nullptr;
+  const toml::node* node = root.get(name);
+  if (node == nullptr) return true;
+  const toml::array* array = node->as_array();
+  if (array == nullptr || (!array->empty() && !array->is_array_of_tables())) {
+    *error = fmt::format("{}{}: want [[{}]] tables, not {}", at(path, node->source()), name, name,
+                         type_name(node->type()));
+    return false;
+  }
+  *tables = array;
+  return true;
+}
+
 std::string_view type_name(toml::node_type type) {
   switch (type) {
     case toml::node_type::none:
@@ -297,15 +312,9 @@ bool load_backends(const std::string& path, const toml::table& root,
     const toml::node* node = root.get(key);
     if (node != nullptr && !load_upstream(path, key, *node, out, error)) return false;
   }
-  const toml::node* node = root.get("backend");
-  if (node == nullptr) return true;
-  const toml::array* tables = node->as_array();
-  if (tables == nullptr || (!tables->empty() && !tables->is_array_of_tables())) {
-    *error = fmt::format("{}backend: want [[backend]] tables, not {}", at(path, node->source()),
-                         type_name(node->type()));
-    return false;
-  }
-  for (std::size_t i = 0; i < tables->size(); ++i) {
+  const toml::array* tables = nullptr;
+  if (!tables_at(path, root, "backend", &tables, error)) return false;
+  for (std::size_t i = 0; tables != nullptr && i < tables->size(); ++i) {
     if (!load_backend_table(path, i, *tables->get(i)->as_table(), out, error)) return false;
   }
   return true;

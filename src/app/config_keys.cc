@@ -197,15 +197,9 @@ bool load_key_table(const std::string& path, std::size_t index, const toml::tabl
 // The [[key]] tables of `root`, appended to *out.
 bool load_key_tables(const std::string& path, const toml::table& root, std::vector<KeyConfig>* out,
                      std::string* error) {
-  const toml::node* node = root.get("key");
-  if (node == nullptr) return true;
-  const toml::array* tables = node->as_array();
-  if (tables == nullptr || (!tables->empty() && !tables->is_array_of_tables())) {
-    *error = fmt::format("{}key: want [[key]] tables, not {}", at(path, node->source()),
-                         type_name(node->type()));
-    return false;
-  }
-  for (std::size_t i = 0; i < tables->size(); ++i) {
+  const toml::array* tables = nullptr;
+  if (!tables_at(path, root, "key", &tables, error)) return false;
+  for (std::size_t i = 0; tables != nullptr && i < tables->size(); ++i) {
     const toml::table& table = *tables->get(i)->as_table();
     if (out->size() >= keys_max) {
       *error = fmt::format("{}key[{}]: more than {} keys", at(path, table.source()), i, keys_max);

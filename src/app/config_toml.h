@@ -18,6 +18,11 @@ constexpr std::size_t config_file_bytes_max = 1 * mib;
 // "FILE:LINE: " for a node or key toml++ placed (lines count from 1), "FILE: " otherwise.
 [[nodiscard]] std::string at(const std::string& path, const toml::source_region& where);
 [[nodiscard]] std::string_view type_name(toml::node_type type);
+// The [[name]] tables under root's key `name`: *tables is null when the key is absent. False,
+// with the one-line error, when the key holds anything but an array of tables.
+[[nodiscard]] bool tables_at(const std::string& path, const toml::table& root,
+                             std::string_view name, const toml::array** tables,
+                             std::string* error);
 
 // Reads at most config_file_bytes_max; errors start with "FLAG PATH: " ("--config /x: ...").
 [[nodiscard]] bool read_file(std::string_view flag, const std::string& path, std::string* text,

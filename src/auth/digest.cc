@@ -8,6 +8,8 @@
 #include <cerrno>
 #include <cstring>
 
+#include "tokentap/base/hex.h"
+
 namespace tokentap::auth {
 namespace {
 
@@ -44,23 +46,12 @@ std::string to_hex(const Sha256& digest) {
   return out;
 }
 
-namespace {
-
-int hex_value(char c) {
-  if (c >= '0' && c <= '9') return c - '0';
-  if (c >= 'a' && c <= 'f') return c - 'a' + 10;
-  if (c >= 'A' && c <= 'F') return c - 'A' + 10;
-  return -1;
-}
-
-}  // namespace
-
 std::optional<Sha256> parse_sha256_hex(std::string_view hex) {
   Sha256 out{};
   if (hex.size() != out.size() * 2) return std::nullopt;
   for (std::size_t i = 0; i < out.size(); ++i) {
-    const int hi = hex_value(hex[2 * i]);
-    const int lo = hex_value(hex[2 * i + 1]);
+    const int hi = hex_digit_value(hex[2 * i]);
+    const int lo = hex_digit_value(hex[2 * i + 1]);
     if (hi < 0 || lo < 0) return std::nullopt;
     out[i] = static_cast<std::uint8_t>(hi << 4 | lo);
   }

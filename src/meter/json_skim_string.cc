@@ -5,19 +5,13 @@
 
 #include "byte_scan.h"
 #include "tokentap/base/assert.h"
+#include "tokentap/base/hex.h"
 #include "tokentap/meter/json_skim.h"
 
 namespace tokentap {
 namespace {
 
 using byte_scan::find_string_special;
-
-int hex_value(char c) {
-  if (c >= '0' && c <= '9') return c - '0';
-  if (c >= 'a' && c <= 'f') return c - 'a' + 10;
-  if (c >= 'A' && c <= 'F') return c - 'A' + 10;
-  return -1;
-}
 
 }  // namespace
 
@@ -102,7 +96,7 @@ const char* JsonSkim::run_escape(const char* p, const char* /*end*/) {
     push_byte(static_cast<std::uint8_t>(out));
     return p;
   }
-  const int v = hex_value(c);
+  const int v = hex_digit_value(c);
   if (v < 0) {
     fail(SkimError::string);
     return p;
