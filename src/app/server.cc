@@ -245,7 +245,10 @@ std::string change_text(const FleetChange& c) {
 }  // namespace
 
 bool Server::reload(std::string* message) {
-  if (fleet_ == nullptr) return *message = "SIGHUP: not started", false;
+  if (fleet_ == nullptr) {
+    *message = "SIGHUP: not started";
+    return false;
+  }
   if (config_.config_file.empty()) {
     *message = "SIGHUP: no --config file to re-read; nothing reloaded";
     return false;

@@ -155,7 +155,7 @@ void Conn::record_exchange() {
       ex_.start_ns == 0 ? 0.0 : static_cast<double>(shard_->now_ns() - ex_.start_ns) / 1e9;
   r.request_bytes = ex_.request_bytes;
   r.response_bytes = ex_.response_bytes;
-  if (fleet_routing() && ex_.attempts > 0 && !ex_.fan_out) {
+  if (fleet_routing() && ex_.attempts > 0) {
     r.backend = ex_.backend;
     r.attempts = ex_.attempts;
   }

@@ -51,11 +51,9 @@ bool Conn::choose_backend() {
 }
 
 void Conn::hold_backend() {
-  if (ex_.fan_out) {
-    ++ex_.attempts;  // the service holds every backend it reaches itself
-    return;
-  }
-  if (ex_.backend_held || ex_.local_metrics) return;
+  // The fan-out service is no backend: it holds every backend it reaches itself, and the
+  // exchange carries no backend label (attempts stays 0).
+  if (ex_.backend_held || ex_.local_metrics || ex_.fan_out) return;
   shard_->fleet().acquire(ex_.backend);
   shard_->advance_rr();
   ex_.backend_held = true;

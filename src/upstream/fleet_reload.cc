@@ -38,7 +38,6 @@ bool Fleet::apply(std::span<const BackendConfig> wanted, std::uint64_t now_ms,
   std::array<bool, fleet_backends_max> keep{};
   for (const BackendConfig& b : wanted) {
     std::uint32_t i = slot_of(b.name);
-    const bool back = i != no_backend && !configured(i);
     if (i == no_backend) {
       i = size();
       spec_[i].name = b.name;  // before count_ publishes the slot
@@ -47,7 +46,7 @@ bool Fleet::apply(std::span<const BackendConfig> wanted, std::uint64_t now_ms,
     keep[i] = true;
     const bool moved = set_target(i, b);
     const bool policy = set_policy(i, b);
-    if (back || !configured(i)) {
+    if (!configured(i)) {  // a new name, or one back after a removal
       enter_rotation(i, now_ms);
       change->added.push_back(b.name);
     } else if (moved || policy) {

@@ -74,9 +74,8 @@ class Shard {
   // POST /api/copy of a fleet go there, to reach every backend). Without it they go to one.
   void attach_fan_out(const Endpoint& endpoint) {
     targets_[fan_out_slot] = BackendTarget{endpoint, "tokentap-fanout"};
-    has_fan_out_ = true;
   }
-  bool has_fan_out() const { return has_fan_out_; }
+  bool has_fan_out() const { return targets_[fan_out_slot].endpoint.addr_len != 0; }
   // On the shard's own thread (SINGLE_ISSUER): ring, buffers, slabs, first accept.
   [[nodiscard]] bool init(std::string* error);
   void run();
@@ -189,7 +188,6 @@ class Shard {
   // This shard's copy of the fleet's targets (sync_targets), read by its own thread only.
   std::array<BackendTarget, upstream_targets_max> targets_{};
   std::array<std::uint32_t, upstream_targets_max> target_generation_{};
-  bool has_fan_out_ = false;
   std::uint64_t targets_seen_ = UINT64_MAX;  // targets_version() at the last copy; none yet
 };
 
