@@ -19,6 +19,7 @@
 #include <thread>
 
 #include "fake_upstream.h"
+#include "support/fake_fleet.h"
 #include "support/http_client.h"
 
 namespace tokentap {
@@ -92,15 +93,7 @@ class Child {
   std::string buffered_;
 };
 
-int generate_status(std::uint16_t port) {
-  test::HttpClient c;
-  const std::string body = R"({"model":"llama3.2","prompt":"hi","stream":false})";
-  if (!c.connect(port) || !c.send("POST /api/generate HTTP/1.1\r\nHost: x\r\nContent-Length: " +
-                                  std::to_string(body.size()) + "\r\n\r\n" + body)) {
-    return 0;
-  }
-  return c.read_response().status;
-}
+int generate_status(std::uint16_t port) { return test::generate(port, "llama3.2").status; }
 
 TEST(Sighup, ReloadsTheConfigFileAndRefusesAnInvalidOneWithOneLine) {
   const char* binary = std::getenv("TOKENTAP_BINARY");
@@ -129,10 +122,7 @@ TEST(Sighup, ReloadsTheConfigFileAndRefusesAnInvalidOneWithOneLine) {
   const std::string reloaded = child.line_with("SIGHUP");
   EXPECT_NE(reloaded.find("added b"), std::string::npos) << reloaded;
   // A new backend takes a model's requests once its /api/tags is known (polled as it starts).
-  for (int i = 0; i < 200 && b.requests_for("/api/tags") == 0; ++i) {
-    std::this_thread::sleep_for(10ms);
-  }
-  std::this_thread::sleep_for(300ms);
+  test::wait_for_tags({&b});
   const std::uint64_t before = b.stats().inference_requests;
   for (int i = 0; i < 10; ++i) ASSERT_EQ(generate_status(port), 200);
   EXPECT_GT(b.stats().inference_requests, before) << "the added backend takes requests";

@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "fake_upstream.h"
+#include "support/fake_fleet.h"
 #include "support/http_client.h"
 #include "support/proxy_fixture.h"
 
@@ -22,30 +23,22 @@ namespace {
 
 using namespace std::chrono_literals;
 
-struct Instances {
-  std::vector<std::unique_ptr<fake::FakeUpstream>> fakes;
-  explicit Instances(std::size_t n) {
-    for (std::size_t i = 0; i < n; ++i) {
-      fake::Options o;
-      o.models = std::vector<std::string>{"llama3.2"};
-      fakes.push_back(std::make_unique<fake::FakeUpstream>(o));
-      std::string error;
-      EXPECT_TRUE(fakes.back()->start(&error)) << error;
-    }
-  }
-  std::uint64_t inference(std::size_t i) const { return fakes[i]->stats().inference_requests; }
-  // tokentap's pooled connections still open on instance i. The prober's are not counted: each
-  // asks one question with Connection: close, and the fake closes those itself.
-  std::int64_t open_connections(std::size_t i) const {
-    const fake::Stats s = fakes[i]->stats();
-    std::uint64_t probes = 0;
-    for (const char* path : {"/api/version", "/api/tags", "/v1/models", "/api/ps"}) {
-      probes += fakes[i]->requests_for(path);
-    }
-    return static_cast<std::int64_t>(s.connections_accepted - s.connections_closed_by_peer) -
-           static_cast<std::int64_t>(probes);
-  }
+// n instances installing llama3.2.
+struct Instances : test::FakeFleet {
+  explicit Instances(std::size_t n) : FakeFleet(n, "llama3.2") {}
 };
+
+// tokentap's pooled connections still open on an instance. The prober's are not counted: each
+// asks one question with Connection: close, and the fake closes those itself.
+std::int64_t open_connections(const fake::FakeUpstream& f) {
+  const fake::Stats s = f.stats();
+  std::uint64_t probes = 0;
+  for (const char* path : {"/api/version", "/api/tags", "/v1/models", "/api/ps"}) {
+    probes += f.requests_for(path);
+  }
+  return static_cast<std::int64_t>(s.connections_accepted - s.connections_closed_by_peer) -
+         static_cast<std::int64_t>(probes);
+}
 
 // A --config file naming backends name=instance.
 class ConfigFile {
@@ -58,7 +51,7 @@ class ConfigFile {
     out << "health_interval = 200\n" << extra;
     for (const auto& [name, i] : backends) {
       out << "[[backend]]\nname = \"" << name << "\"\nurl = \"http://127.0.0.1:"
-          << in.fakes[i]->port() << "\"\n";
+          << in.instances[i]->port() << "\"\n";
     }
   }
   void write_raw(const std::string& text) const { std::ofstream(path_, std::ios::trunc) << text; }
@@ -68,24 +61,12 @@ class ConfigFile {
   std::string path_;
 };
 
-std::string generate_request(bool stream, const std::string& extra_headers = "") {
-  const std::string body = std::string(R"({"model":"llama3.2","prompt":"hi","stream":)") +
-                           (stream ? "true" : "false") + "}";
-  return "POST /api/generate HTTP/1.1\r\nHost: x\r\n" + extra_headers +
-         "Content-Type: application/json\r\nContent-Length: " + std::to_string(body.size()) +
-         "\r\n\r\n" + body;
-}
-
-int generate_status(std::uint16_t port) {
-  test::HttpClient c;
-  if (!c.connect(port) || !c.send(generate_request(false))) return 0;
-  return c.read_response().status;
-}
+int generate_status(std::uint16_t port) { return test::generate(port, "llama3.2").status; }
 
 // Every instance's inference count, to compare before and after.
 std::vector<std::uint64_t> counts(const Instances& in) {
   std::vector<std::uint64_t> v;
-  for (std::size_t i = 0; i < in.fakes.size(); ++i) v.push_back(in.inference(i));
+  for (std::size_t i = 0; i < in.instances.size(); ++i) v.push_back(in.inference(i));
   return v;
 }
 
@@ -102,7 +83,8 @@ TEST(BackendReload, AddsAndRemovesABackendDuring20LiveStreamsWithoutCuttingAny) 
     clients.emplace_back([&] {
       test::HttpClient c;
       if (!c.connect(proxy.port()) ||
-          !c.send(generate_request(true, "X-Fake-Tokens: 20\r\nX-Fake-Delay-Ms: 100\r\n"))) {
+          !c.send(test::generate_request("llama3.2", true,
+                                         "X-Fake-Tokens: 20\r\nX-Fake-Delay-Ms: 100\r\n"))) {
         return;
       }
       const test::Response r = c.read_response({.timeout_ms = 10000});
@@ -128,8 +110,8 @@ TEST(BackendReload, AddsAndRemovesABackendDuring20LiveStreamsWithoutCuttingAny) 
   for (std::thread& t : clients) t.join();
   EXPECT_EQ(whole.load(), streams) << "no stream in flight was cut";
   // The removed backend's connections close once its streams ended (pooled ones are not kept).
-  for (int i = 0; i < 100 && in.open_connections(0) > 0; ++i) std::this_thread::sleep_for(20ms);
-  EXPECT_EQ(in.open_connections(0), 0);
+  for (int i = 0; i < 100 && open_connections(*in.instances[0]) > 0; ++i) std::this_thread::sleep_for(20ms);
+  EXPECT_EQ(open_connections(*in.instances[0]), 0);
   const std::string m = proxy.scrape();
   EXPECT_EQ(test::metric(m, "tokentap_backend_up{backend=\"c\"}"), 1) << m;
   EXPECT_EQ(test::metric(m, "tokentap_backend_up{backend=\"a\"}"), -1) << "a's series end";
@@ -162,13 +144,13 @@ TEST(BackendReload, AMovedUrlTakesNewRequestsAndClosesTheOldPool) {
   TT_START_PROXY(proxy, 0, 1, {"--config", file.path()});
   for (int i = 0; i < 5; ++i) ASSERT_EQ(generate_status(proxy.port()), 200);
   EXPECT_EQ(in.inference(0), 5u);
-  EXPECT_GT(in.open_connections(0), 0) << "a pooled keep-alive connection";
+  EXPECT_GT(open_connections(*in.instances[0]), 0) << "a pooled keep-alive connection";
   file.write(in, {{"gpu0", 1}});
   std::string message;
   ASSERT_TRUE(proxy.reload(&message)) << message;
   EXPECT_NE(message.find("changed gpu0"), std::string::npos) << message;
-  for (int i = 0; i < 100 && in.open_connections(0) > 0; ++i) std::this_thread::sleep_for(10ms);
-  EXPECT_EQ(in.open_connections(0), 0) << "idle connections to the old address closed";
+  for (int i = 0; i < 100 && open_connections(*in.instances[0]) > 0; ++i) std::this_thread::sleep_for(10ms);
+  EXPECT_EQ(open_connections(*in.instances[0]), 0) << "idle connections to the old address closed";
   for (int i = 0; i < 5; ++i) ASSERT_EQ(generate_status(proxy.port()), 200);
   EXPECT_EQ(in.inference(0), 5u);
   EXPECT_EQ(in.inference(1), 5u);
@@ -176,7 +158,7 @@ TEST(BackendReload, AMovedUrlTakesNewRequestsAndClosesTheOldPool) {
 
 TEST(BackendReload, OneBackendBecomesAFleetAndBackAgain) {
   Instances in(2);
-  in.fakes[1]->set_models(std::vector<std::string>{"qwen3:8b"});
+  in.instances[1]->set_models(std::vector<std::string>{"qwen3:8b"});
   ConfigFile file("fleet_reload_grow.toml");
   file.write(in, {{"a", 0}});
   TT_START_PROXY(proxy, 0, 2, {"--config", file.path()});
@@ -185,18 +167,8 @@ TEST(BackendReload, OneBackendBecomesAFleetAndBackAgain) {
   std::string message;
   ASSERT_TRUE(proxy.reload(&message)) << message;
   // The prober polls b's /api/tags as it starts; then qwen3 goes to b only.
-  for (int i = 0; i < 200 && in.fakes[1]->requests_for("/api/tags") == 0; ++i) {
-    std::this_thread::sleep_for(10ms);
-  }
-  std::this_thread::sleep_for(300ms);
-  const std::string body = R"({"model":"qwen3:8b","prompt":"hi","stream":false})";
-  for (int i = 0; i < 10; ++i) {
-    test::HttpClient c;
-    ASSERT_TRUE(c.connect(proxy.port()));
-    ASSERT_TRUE(c.send("POST /api/generate HTTP/1.1\r\nHost: x\r\nContent-Length: " +
-                       std::to_string(body.size()) + "\r\n\r\n" + body));
-    ASSERT_EQ(c.read_response().status, 200);
-  }
+  test::wait_for_tags({in.instances[1].get()});
+  for (int i = 0; i < 10; ++i) ASSERT_EQ(test::generate(proxy.port(), "qwen3:8b").status, 200);
   EXPECT_EQ(in.inference(1), 10u);
   EXPECT_EQ(test::metric(proxy.scrape(), "tokentap_backend_up{backend=\"b\"}"), 1);
   file.write(in, {{"b", 1}});
@@ -209,13 +181,13 @@ TEST(BackendReload, OneBackendBecomesAFleetAndBackAgain) {
 
 TEST(BackendReload, WithoutAConfigFileOrWithUpstreamFlagsNothingIsReloaded) {
   Instances in(1);
-  TT_START_PROXY(plain, in.fakes[0]->port(), 1);
+  TT_START_PROXY(plain, in.instances[0]->port(), 1);
   std::string message;
   EXPECT_FALSE(plain.reload(&message));
   EXPECT_NE(message.find("no --config"), std::string::npos) << message;
   ConfigFile file("fleet_reload_flags.toml");
   file.write(in, {{"a", 0}});
-  TT_START_PROXY(flagged, in.fakes[0]->port(), 1, {"--config", file.path()});
+  TT_START_PROXY(flagged, in.instances[0]->port(), 1, {"--config", file.path()});
   EXPECT_FALSE(flagged.reload(&message));
   EXPECT_NE(message.find("--upstream"), std::string::npos) << message;
   EXPECT_EQ(generate_status(flagged.port()), 200);

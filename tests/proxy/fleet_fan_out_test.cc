@@ -10,34 +10,18 @@
 #include <vector>
 
 #include "fake_upstream.h"
+#include "support/fake_fleet.h"
 #include "support/http_client.h"
 #include "support/proxy_fixture.h"
 
 namespace tokentap {
 namespace {
 
-struct Instances {
-  std::vector<std::unique_ptr<fake::FakeUpstream>> fakes;
-  explicit Instances(std::size_t n) {
-    for (std::size_t i = 0; i < n; ++i) {
-      fake::Options o;
-      o.models = std::vector<std::string>{"llama3.2"};
-      fakes.push_back(std::make_unique<fake::FakeUpstream>(o));
-      std::string error;
-      EXPECT_TRUE(fakes.back()->start(&error)) << error;
-    }
-  }
-  std::vector<std::string> args() const {
-    std::vector<std::string> a;
-    for (std::size_t i = 1; i < fakes.size(); ++i) {
-      a.push_back("--upstream");
-      a.push_back("gpu" + std::to_string(i) + "=http://127.0.0.1:" +
-                  std::to_string(fakes[i]->port()));
-    }
-    return a;
-  }
+// n instances installing llama3.2.
+struct Instances : test::FakeFleet {
+  explicit Instances(std::size_t n) : FakeFleet(n, "llama3.2") {}
   bool all_have(const std::string& model) const {
-    return std::all_of(fakes.begin(), fakes.end(), [&](const auto& f) {
+    return std::all_of(instances.begin(), instances.end(), [&](const auto& f) {
       const std::vector<std::string> m = f->installed_models();
       return std::find(m.begin(), m.end(), model) != m.end();
     });
@@ -62,27 +46,27 @@ std::size_t count(const std::string& text, const std::string& what) {
 
 TEST(FleetFanOut, APullReachesEveryBackendAndEndsWithOneSuccessLine) {
   Instances in(3);
-  TT_START_PROXY(proxy, in.fakes[0]->port(), 2, in.args());
+  TT_START_PROXY(proxy, in.instances[0]->port(), 2, in.args());
   const test::Response r = call(proxy.port(), "POST", "/api/pull", R"({"model":"qwen3:8b"})");
   ASSERT_EQ(r.status, 200) << r.raw;
   EXPECT_TRUE(r.ok()) << r.error;
   EXPECT_EQ(count(r.body, "\"status\":\"success\""), 1u) << r.body;
   EXPECT_NE(r.body.find("pulling manifest"), std::string::npos) << "the lead's progress";
   EXPECT_EQ(r.body.find("\"error\""), std::string::npos) << r.body;
-  for (const auto& f : in.fakes) EXPECT_EQ(f->stats().pull_requests, 1u);
+  for (const auto& f : in.instances) EXPECT_EQ(f->stats().pull_requests, 1u);
   EXPECT_TRUE(in.all_have("qwen3:8b:latest") || in.all_have("qwen3:8b"));
   // stream:false: one object, as Ollama answers it.
   const test::Response once =
       call(proxy.port(), "POST", "/api/pull", R"({"model":"phi4","stream":false})");
   ASSERT_EQ(once.status, 200) << once.raw;
   EXPECT_NE(once.body.find("\"status\":\"success\""), std::string::npos) << once.body;
-  for (const auto& f : in.fakes) EXPECT_EQ(f->stats().pull_requests, 2u);
+  for (const auto& f : in.instances) EXPECT_EQ(f->stats().pull_requests, 2u);
 }
 
 TEST(FleetFanOut, AFailedPullOnOneBackendEndsTheStreamWithAnErrorNamingIt) {
   Instances in(3);
-  in.fakes[2]->set_pull_fail(true);
-  TT_START_PROXY(proxy, in.fakes[0]->port(), 1, in.args());
+  in.instances[2]->set_pull_fail(true);
+  TT_START_PROXY(proxy, in.instances[0]->port(), 1, in.args());
   const test::Response r = call(proxy.port(), "POST", "/api/pull", R"({"model":"qwen3:8b"})");
   ASSERT_EQ(r.status, 200) << r.raw;
   EXPECT_EQ(r.body.find("\"status\":\"success\""), std::string::npos) << r.body;
@@ -91,15 +75,15 @@ TEST(FleetFanOut, AFailedPullOnOneBackendEndsTheStreamWithAnErrorNamingIt) {
 
 TEST(FleetFanOut, DeleteAndCopyApplyToEveryBackend) {
   Instances in(3);
-  TT_START_PROXY(proxy, in.fakes[0]->port(), 1, in.args());
+  TT_START_PROXY(proxy, in.instances[0]->port(), 1, in.args());
   const test::Response copied = call(proxy.port(), "POST", "/api/copy",
                                      R"({"source":"llama3.2","destination":"mine"})");
   ASSERT_EQ(copied.status, 200) << copied.raw;
-  for (const auto& f : in.fakes) EXPECT_EQ(f->stats().copy_requests, 1u);
+  for (const auto& f : in.instances) EXPECT_EQ(f->stats().copy_requests, 1u);
   EXPECT_TRUE(in.all_have("mine:latest") || in.all_have("mine"));
   const test::Response deleted = call(proxy.port(), "DELETE", "/api/delete", R"({"model":"mine"})");
   ASSERT_EQ(deleted.status, 200) << deleted.raw;
-  for (const auto& f : in.fakes) EXPECT_EQ(f->stats().delete_requests, 1u);
+  for (const auto& f : in.instances) EXPECT_EQ(f->stats().delete_requests, 1u);
   EXPECT_FALSE(in.all_have("mine:latest") || in.all_have("mine"));
   const test::Response missing =
       call(proxy.port(), "DELETE", "/api/delete", R"({"model":"never-there"})");
@@ -109,19 +93,19 @@ TEST(FleetFanOut, DeleteAndCopyApplyToEveryBackend) {
 
 TEST(FleetFanOut, PinnedOrWithOneBackendAPullGoesToThatBackendOnly) {
   Instances in(2);
-  TT_START_PROXY(proxy, in.fakes[0]->port(), 1, in.args());
+  TT_START_PROXY(proxy, in.instances[0]->port(), 1, in.args());
   test::HttpClient c;
   ASSERT_TRUE(c.connect(proxy.port()));
   const std::string body = R"({"model":"qwen3:8b","stream":false})";
   ASSERT_TRUE(c.send("POST /api/pull HTTP/1.1\r\nHost: x\r\nX-Tokentap-Backend: gpu1\r\n"
                      "Content-Length: " + std::to_string(body.size()) + "\r\n\r\n" + body));
   EXPECT_EQ(c.read_response().status, 200);
-  EXPECT_EQ(in.fakes[0]->stats().pull_requests, 0u);
-  EXPECT_EQ(in.fakes[1]->stats().pull_requests, 1u);
+  EXPECT_EQ(in.instances[0]->stats().pull_requests, 0u);
+  EXPECT_EQ(in.instances[1]->stats().pull_requests, 1u);
   Instances one(1);
-  TT_START_PROXY(single, one.fakes[0]->port(), 1);
+  TT_START_PROXY(single, one.instances[0]->port(), 1);
   EXPECT_EQ(call(single.port(), "POST", "/api/pull", body).status, 200);
-  EXPECT_EQ(one.fakes[0]->stats().pull_requests, 1u);
+  EXPECT_EQ(one.instances[0]->stats().pull_requests, 1u);
 }
 
 }  // namespace

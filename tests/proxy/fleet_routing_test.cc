@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "fake_upstream.h"
+#include "support/fake_fleet.h"
 #include "support/http_client.h"
 #include "support/proxy_fixture.h"
 
@@ -21,55 +22,9 @@ namespace {
 
 using namespace std::chrono_literals;
 
-struct Fleet {
-  std::vector<std::unique_ptr<fake::FakeUpstream>> instances;
-
-  // One instance per model list; nullopt: the fake's default models.
-  explicit Fleet(const std::vector<std::vector<std::string>>& models) {
-    for (const auto& m : models) {
-      fake::Options o;
-      o.models = m;
-      instances.push_back(std::make_unique<fake::FakeUpstream>(o));
-      std::string error;
-      EXPECT_TRUE(instances.back()->start(&error)) << error;
-    }
-  }
-  std::string url(std::size_t i) const {
-    return "http://127.0.0.1:" + std::to_string(instances[i]->port());
-  }
-  // --upstream for every instance after the first (TestProxy passes the first one).
-  std::vector<std::string> args(std::vector<std::string> extra = {}) const {
-    for (std::size_t i = 1; i < instances.size(); ++i) {
-      extra.push_back("--upstream");
-      extra.push_back("gpu" + std::to_string(i) + "=" + url(i));
-    }
-    return extra;
-  }
-  std::uint64_t inference(std::size_t i) const { return instances[i]->stats().inference_requests; }
-};
-
-test::Response generate(std::uint16_t port, const std::string& model,
-                        const std::string& extra_headers = "") {
-  test::HttpClient c;
-  if (!c.connect(port)) return {};
-  const std::string body = R"({"model":")" + model + R"(","prompt":"hi","stream":false})";
-  EXPECT_TRUE(c.send("POST /api/generate HTTP/1.1\r\nHost: x\r\n" + extra_headers +
-                     "Content-Type: application/json\r\nContent-Length: " +
-                     std::to_string(body.size()) + "\r\n\r\n" + body));
-  return c.read_response();
-}
-
-// The prober reads every backend's /api/tags when it starts; wait until every instance was
-// asked, then a moment for the answers to become the backends' model sets.
-void wait_for_tags(const Fleet& fleet) {
-  for (int i = 0; i < 200; ++i) {
-    bool all = true;
-    for (const auto& f : fleet.instances) all = all && f->requests_for("/api/tags") > 0;
-    if (all) break;
-    std::this_thread::sleep_for(10ms);
-  }
-  std::this_thread::sleep_for(300ms);
-}
+using Fleet = test::FakeFleet;
+using test::generate;
+using test::wait_for_tags;
 
 TEST(FleetRouting, AModelInstalledOnlyOnOneBackendAlwaysGoesThere) {
   Fleet fleet({{"llama3.2"}, {"qwen3:8b"}, {"llama3.2"}});
