@@ -32,6 +32,9 @@ namespace {
 constexpr int fan_out_backlog = 64;
 constexpr std::uint32_t accept_retry_ms = 10;  // after EMFILE and the like: do not spin
 constexpr std::size_t request_read_bytes = 16 * 1024;
+// A refused connection: how long the acceptor reads (and drops) what the proxy sent before it
+// closes, so the close does not reset the connection under the refusal (see refuse_busy).
+constexpr std::uint32_t refuse_linger_ms = 200;
 constexpr std::size_t rewrite_slack_bytes = 1024;  // the rewritten head's growth (Via, Host)
 constexpr std::string_view fan_out_host = "tokentap-fanout";
 constexpr std::string_view continue_head = "HTTP/1.1 100 Continue\r\n\r\n";
@@ -152,11 +155,21 @@ bool from_this_process(int fd) {
   return getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) == 0 && cred.pid == getpid();
 }
 
-// Small enough for an empty socket buffer: one non-blocking send, then close.
+// Small enough for an empty socket buffer: one non-blocking send. Closing a socket whose
+// request was not read resets the connection, and the peer then reads the reset, not the 503:
+// so the write side is shut and the request drained until the proxy closes (it does once it
+// has the reply), for at most refuse_linger_ms.
 void refuse_busy(int fd) {
   const std::string bytes =
       reply_bytes(local_error(503, "tokentap: too many fan-out requests at once"));
   (void)::send(fd, bytes.data(), bytes.size(), MSG_NOSIGNAL | MSG_DONTWAIT);
+  shutdown(fd, SHUT_WR);
+  const std::uint64_t deadline = monotonic_ms() + refuse_linger_ms;
+  char sink[request_read_bytes / 4];
+  while (wait_fd(fd, POLLIN, deadline)) {
+    const ssize_t n = ::recv(fd, sink, sizeof(sink), MSG_DONTWAIT);
+    if (n == 0 || (n < 0 && errno != EAGAIN && errno != EINTR)) break;
+  }
   close(fd);
 }
 
