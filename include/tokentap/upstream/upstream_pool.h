@@ -53,8 +53,8 @@ struct UpstreamConn {
   State state = State::free;
   std::uint32_t owner = slot_none;  // client Conn slot while active
   std::uint32_t idle_pos = 0;                       // index in its backend's idle list
-  std::uint8_t backend = 0;                         // the backend it is connected to
   std::uint32_t target_generation = 0;  // of the backend's target it connected to (reloads)
+  std::uint8_t backend = 0;                         // the backend it is connected to
   std::uint8_t inflight = 0;                        // ops in flight on fd
   bool recv_armed = false;
   bool recv_starved = false;  // multishot recv ended with ENOBUFS; re-armed when buffers return
