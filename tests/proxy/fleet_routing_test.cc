@@ -153,6 +153,8 @@ TEST(FleetRouting, AKilledBackendFailsOverBeforeAnyByteAndLeavesTheRotation) {
   Fleet fleet({{"llama3.2"}, {"llama3.2"}});
   TT_START_PROXY(proxy, fleet.instances[0]->port(), 1,
                  fleet.args({"--health-interval", "200"}));
+  // Until gpu1's /api/tags is known, only gpu0 is known to have the model and takes everything.
+  wait_for_tags(fleet);
   ASSERT_EQ(generate(proxy.port(), "llama3.2").status, 200);
   fleet.instances[1]->stop();  // connection refused from now on
   for (int i = 0; i < 30; ++i) {
@@ -239,6 +241,59 @@ TEST(FleetRouting, BlobUploadsGoToTheFirstBackendInOrderWhateverTheLoad) {
   for (int i = 0; i < 4; ++i) ASSERT_EQ(upload_blob(proxy.port()), 201);
   EXPECT_EQ(fleet.instances[1]->requests_for("/api/blobs/sha256:abc"), 4u) << "the next one in order";
   EXPECT_EQ(fleet.instances[2]->requests_for("/api/blobs/sha256:abc"), 0u);
+}
+
+}  // namespace
+}  // namespace tokentap
+
+namespace tokentap {
+namespace {
+
+using namespace std::chrono_literals;
+
+// "Within 6 s on active checks alone": no request touches the dead backend, only the prober's
+// GET /api/version every --health-interval (default 2 s); down after 3 failed checks.
+TEST(FleetRouting, AKilledBackendLeavesTheRotationWithin6sOnActiveChecksAlone) {
+  test::FakeFleet fleet({{"llama3.2"}, {"llama3.2"}});
+  TT_START_PROXY(proxy, fleet.instances[0]->port(), 1, fleet.args());
+  ASSERT_EQ(test::metric(proxy.scrape(), "tokentap_backend_up{backend=\"gpu1\"}"), 1);
+  fleet.instances[1]->stop();
+  const auto killed = std::chrono::steady_clock::now();
+  bool down = false;
+  while (!down && std::chrono::steady_clock::now() - killed < 8s) {
+    std::this_thread::sleep_for(100ms);
+    down = test::metric(proxy.scrape(), "tokentap_backend_up{backend=\"gpu1\"}") == 0;
+  }
+  const auto took = std::chrono::steady_clock::now() - killed;
+  ASSERT_TRUE(down);
+  EXPECT_LE(took, 6500ms) << "three checks two seconds apart, each refused at once";
+  const std::string m = proxy.scrape();
+  EXPECT_EQ(test::metric(m, "tokentap_backend_ejections_total{backend=\"gpu1\","
+                            "reason=\"health_check\"}"), 1) << m;
+  EXPECT_EQ(test::generate(proxy.port(), "llama3.2").status, 200);
+}
+
+// Live traffic never takes out the last backend in rotation, however many 5xx it answers.
+TEST(FleetRouting, TheLastHealthyBackendIsNeverEjectedBy5xxAnswers) {
+  test::FakeFleet fleet({{"llama3.2"}, {"llama3.2"}});
+  TT_START_PROXY(proxy, fleet.instances[0]->port(), 1, fleet.args({"--health-interval", "200"}));
+  fleet.instances[1]->stop();
+  for (int i = 0; i < 50; ++i) {
+    std::this_thread::sleep_for(50ms);
+    if (test::metric(proxy.scrape(), "tokentap_backend_up{backend=\"gpu1\"}") == 0) break;
+  }
+  ASSERT_EQ(test::metric(proxy.scrape(), "tokentap_backend_up{backend=\"gpu1\"}"), 0);
+  for (int i = 0; i < 12; ++i) {
+    EXPECT_EQ(test::generate(proxy.port(), "llama3.2", "X-Fake-Error: before\r\n").status, 500);
+  }
+  // The first backend is the one TestProxy names by its address.
+  const std::string gpu0 = "backend=\"127.0.0.1:" + std::to_string(fleet.instances[0]->port()) +
+                           "\"";
+  const std::string m = proxy.scrape();
+  EXPECT_EQ(test::metric(m, "tokentap_backend_up{" + gpu0 + "}"), 1) << m;
+  EXPECT_EQ(test::metric_sum(m, "tokentap_backend_requests_total", gpu0 + ",status=\"500\""), 12);
+  EXPECT_EQ(test::metric_sum(m, "tokentap_backend_ejections_total", gpu0), 0) << m;
+  EXPECT_EQ(test::generate(proxy.port(), "llama3.2").status, 200) << "still served";
 }
 
 }  // namespace
